@@ -1,0 +1,212 @@
+"""Folder layouts of the artifacts passed between stages (see ARCHITECTURE.md).
+
+Every stage reads only the folder before it:
+
+    raw logs --prepare--> DatasetLayout --train--> ModelLayout (+ MetricLayout) --build-index-->
+    IndexRoot/versions/<v>/ (IndexVersionLayout) --serve--> GET /i2i
+
+Conventions shared by all layouts
+- ``manifest.json`` describes the folder (config, input checksums, counts, versions, timings).
+- Vocabulary arrays ``vocab/<view>.npy`` hold the *original* int64 ids; a row/vocabulary index
+  ``i`` everywhere else means ``vocab[i]``.  Vocabularies are built from the training split only
+  and sorted by descending training frequency (ties by id).
+- ``attributes/<view>.npy`` (int64, one row per item of the item vocabulary) holds the item's
+  original id in another view (e.g. its category id), ``-1`` when unknown.
+- Views are a list in the dataset manifest (``views``); the first one is the instance (item) view.
+  Relations are pairs ``(item_view, other_view)`` named ``"<item_view>-<other_view>"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+COMPLETE_MARKER = "_COMPLETE"
+
+
+def relation_name(a: str, b: str) -> str:
+    return f"{a}-{b}"
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """Output of ``m2grl prepare``.
+
+    - ``events.parquet``: canonical cleaned events, columns ``user_id, item_id, timestamp, behavior,
+      <view>_id for every non-item view, session (int64, global session number), split
+      ('train'|'test')``. The ``test`` split is the real test period, or the validation period when
+      the manifest says ``"target": "valid"`` (the dataset used for tuning).
+    - ``vocab/<view>.npy`` (int64 ids) and ``vocab/<view>_counts.npy`` (int64 train counts).
+    - ``sequences/<view>.npz``: ragged training sequences of vocabulary indices, arrays
+      ``indptr`` (int64, n_seq + 1) and ``tokens`` (int32); consecutive duplicates collapsed.
+    - ``graphs/<view>.npz``: CSR adjacency of the view graph (directed: src -> next), arrays
+      ``indptr`` (int64), ``indices`` (int32), ``weights`` (float32); ``graphs/<view>_edges.parquet``
+      the same edges as ``src, dst, weight`` with original ids.
+    - ``attributes/<view>.npy``: per item row, original id in that view (-1 unknown).
+    - ``links/<item>-<view>.npy``: per item row, *vocabulary index* in that view (-1 unknown).
+    """
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.parquet"
+
+    def vocab(self, view: str) -> Path:
+        return self.root / "vocab" / f"{view}.npy"
+
+    def vocab_counts(self, view: str) -> Path:
+        return self.root / "vocab" / f"{view}_counts.npy"
+
+    def sequences(self, view: str) -> Path:
+        return self.root / "sequences" / f"{view}.npz"
+
+    def graph(self, view: str) -> Path:
+        return self.root / "graphs" / f"{view}.npz"
+
+    def edges(self, view: str) -> Path:
+        return self.root / "graphs" / f"{view}_edges.parquet"
+
+    def attributes(self, view: str) -> Path:
+        return self.root / "attributes" / f"{view}.npy"
+
+    def link(self, item_view: str, view: str) -> Path:
+        return self.root / "links" / f"{relation_name(item_view, view)}.npy"
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """Output of ``m2grl train`` (M2GRL).
+
+    - ``embeddings/<view>.npy``: float32 ``[|vocab|, dim]`` input ("v") vectors per view.
+    - ``context/<view>.npy``: float32 output ("v'") vectors per view.
+    - ``relational/<rel>/W.npy``: float32 ``[rel_dim, dim]`` alignment matrix; ``relational/<rel>/
+      <view>.npy``: sigma(W e) for every row of that view (float32).
+    - ``vocab/`` and ``attributes/``: copied from the dataset so later stages need only this folder.
+    - ``task_weights.json``: ``{task: {"log_sigma2": float, "weight": float}}``.
+    - ``plots/``: PNG pictures (loss and sigma^2 curves, PCA of item embeddings).
+    """
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    def embeddings(self, view: str) -> Path:
+        return self.root / "embeddings" / f"{view}.npy"
+
+    def context(self, view: str) -> Path:
+        return self.root / "context" / f"{view}.npy"
+
+    def relation_matrix(self, rel: str) -> Path:
+        return self.root / "relational" / rel / "W.npy"
+
+    def relational(self, rel: str, view: str) -> Path:
+        return self.root / "relational" / rel / f"{view}.npy"
+
+    def vocab(self, view: str) -> Path:
+        return self.root / "vocab" / f"{view}.npy"
+
+    def attributes(self, view: str) -> Path:
+        return self.root / "attributes" / f"{view}.npy"
+
+    @property
+    def task_weights(self) -> Path:
+        return self.root / "task_weights.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root.parent / f".{self.root.name}.checkpoints"
+
+
+@dataclass(frozen=True)
+class MetricLayout:
+    """Output of the diversity metric model (section 6.1).
+
+    - ``diversity.npy``: float32 ``[|item vocab|, d_z]`` embeddings z(a) such that squared L2
+      distance between rows equals d(a, b) of equation 11.
+    - ``L_i.npy``, ``L_ic.npy``: factors of the PSD metric matrices (M = L^T L).
+    - ``manifest.json`` names the source model folder.
+    """
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def diversity(self) -> Path:
+        return self.root / "diversity.npy"
+
+    def factor(self, name: str) -> Path:
+        return self.root / f"L_{name}.npy"
+
+
+@dataclass(frozen=True)
+class IndexVersionLayout:
+    """One published index version under ``<index root>/versions/<version>/``.
+
+    - ``items.npy``: int64 original item ids, one per row (shared by every mode).
+    - ``attributes/<view>.npy``: int64 side attribute per row (-1 unknown).
+    - ``<mode>/index.faiss``: FAISS index over that mode's vectors (general: inner product over
+      instance-view embeddings; diversity: L2 over the metric model's z).
+    - ``<mode>/topn_ids.npy`` (int32 rows, -1 padded) and ``<mode>/topn_scores.npy`` (float16),
+      the precomputed item-to-item map, memory-mapped when served.
+    - ``manifest.json`` then ``_COMPLETE`` written last: a folder without it is never loaded.
+    """
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def complete_marker(self) -> Path:
+        return self.root / COMPLETE_MARKER
+
+    @property
+    def items(self) -> Path:
+        return self.root / "items.npy"
+
+    def attributes(self, view: str) -> Path:
+        return self.root / "attributes" / f"{view}.npy"
+
+    def faiss_index(self, mode: str) -> Path:
+        return self.root / mode / "index.faiss"
+
+    def topn_ids(self, mode: str) -> Path:
+        return self.root / mode / "topn_ids.npy"
+
+    def topn_scores(self, mode: str) -> Path:
+        return self.root / mode / "topn_scores.npy"
+
+
+@dataclass(frozen=True)
+class IndexRoot:
+    """Index versions side by side; ``CURRENT`` is a one-line file naming the served version,
+    replaced atomically (``os.replace``) only after the new version validated."""
+
+    root: Path
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions"
+
+    def version(self, name: str) -> IndexVersionLayout:
+        return IndexVersionLayout(self.versions / name)
+
+    @property
+    def current(self) -> Path:
+        return self.root / "CURRENT"
