@@ -1,0 +1,1 @@
+"""The single ``m2grl`` command-line entry point."""

@@ -1,0 +1,344 @@
+"""``m2grl``: one CLI whose subcommands are thin mains over library functions.
+
+Heavy libraries (torch, faiss, ibis) are imported inside each command so ``m2grl --help`` is instant and
+``m2grl serve`` never loads training code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+app = typer.Typer(
+    name="m2grl",
+    help="M2GRL multi-view graph representation learning and item-to-item candidate retrieval.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+index_app = typer.Typer(help="Manage published index versions (list, rollback).", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+log = logging.getLogger("m2grl")
+
+Source = Literal["movielens", "taobao", "generic"]
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED = {
+    "movielens": REPO_ROOT / "data" / "movielens-small",
+    "taobao": REPO_ROOT / "data" / "taobao-sample" / "UserBehavior_head_sample.csv.gz",
+}
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """Print a one-line error (no stack trace) and exit: the only place that exits the process."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    _setup_logging(verbose)
+
+
+def _parse_mapping(pairs: list[str], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            _fail(f"{option} expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+def prepare(
+    source: Annotated[
+        str, typer.Option(help="Log format: movielens, taobao or generic (CSV/Parquet).")
+    ] = "movielens",
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="Raw log: MovieLens folder (ratings.csv + movies.csv), Taobao CSV(.gz), or a generic file/folder. "
+            "Defaults to the bundled sample for movielens/taobao.",
+        ),
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Dataset folder to write (atomically).")] = Path(
+        "artifacts/dataset"
+    ),
+    engine: Annotated[str, typer.Option(help="Relational engine: duckdb (embedded) or spark.")] = "duckdb",
+    spark_master: Annotated[str, typer.Option(help="Spark master URL when --engine spark.")] = "local[2]",
+    target: Annotated[
+        str,
+        typer.Option(help="test: hold out the test period; valid: hold out the validation period (tuning)."),
+    ] = "test",
+    column: Annotated[
+        list[str],
+        typer.Option(help="Generic source only: canonical=source column mapping, e.g. --column user_id=uid."),
+    ] = [],  # noqa: B006 - typer needs a literal default
+    views: Annotated[
+        str | None, typer.Option(help="Comma-separated views, item view first (default from the preset).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+) -> None:
+    """Raw behaviour logs -> cleaned events, sessions, one graph per view, sequences, splits."""
+    from offline.prepare import prepare_from_source
+
+    if source not in ("movielens", "taobao", "generic"):
+        _fail(f"unknown --source {source!r}; valid: movielens, taobao, generic")
+    if engine not in ("duckdb", "spark"):
+        _fail(f"unknown --engine {engine!r}; valid: duckdb, spark")
+    if target not in ("test", "valid"):
+        _fail(f"unknown --target {target!r}; valid: test, valid")
+    path = input or BUNDLED.get(source)
+    if path is None:
+        _fail("--input is required for the generic source")
+    assert path is not None
+    if not path.exists():
+        _fail(f"input {path} does not exist")
+    try:
+        out = prepare_from_source(
+            source,  # type: ignore[arg-type]
+            path,
+            output,
+            engine=engine,
+            spark_master=spark_master,
+            target=target,
+            column_map=_parse_mapping(column, "--column") or None,
+            views=tuple(v.strip() for v in views.split(",")) if views else None,
+            overwrite=overwrite,
+        )
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"dataset written to {out}")
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Option(help="Dataset folder written by `m2grl prepare`.")] = Path(
+        "artifacts/dataset"
+    ),
+    output: Annotated[Path, typer.Option(help="Model folder to write (atomically).")] = Path(
+        "artifacts/model"
+    ),
+    epochs: Annotated[int | None, typer.Option(help="Epochs (paper: 10).")] = None,
+    dim: Annotated[int | None, typer.Option(help="Embedding dimension.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Pairs per batch (paper: 2048).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (paper: 0.01).")] = None,
+    window: Annotated[int | None, typer.Option(help="Skip-gram window c (paper: 9).")] = None,
+    negatives: Annotated[int | None, typer.Option(help="Negatives per positive k (paper: 10).")] = None,
+    weighting: Annotated[
+        str | None, typer.Option(help="Task weighting: adaptive (eq. 10), uniform or static.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume from the last epoch checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+) -> None:
+    """Train M2GRL (intra-view skip-gram, inter-view alignment, uncertainty weighting). Works under torchrun."""
+    from model.config import M2GRLConfig
+    from offline.train import train_m2grl
+
+    overrides = {
+        k: v
+        for k, v in dict(
+            epochs=epochs,
+            dim=dim,
+            batch_size=batch_size,
+            lr=lr,
+            window=window,
+            negatives=negatives,
+            weighting=weighting,
+            seed=seed,
+            device=device,
+        ).items()
+        if v is not None
+    }
+    try:
+        config = M2GRLConfig(**overrides)
+        out = train_m2grl(dataset, output, config, resume=resume, overwrite=overwrite)
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"model written to {out}")
+
+
+@app.command("train-metric")
+def train_metric(
+    dataset: Annotated[
+        Path, typer.Option(help="Dataset folder (train split gives the discovery pairs).")
+    ] = Path("artifacts/dataset"),
+    model: Annotated[Path, typer.Option(help="M2GRL model folder.")] = Path("artifacts/model"),
+    output: Annotated[Path, typer.Option(help="Metric model folder to write.")] = Path("artifacts/metric"),
+    epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+) -> None:
+    """Train the contrastive multi-view metric model of section 6.1 (diversity embeddings)."""
+    from offline.diversity import MetricConfig, train_metric_model
+
+    overrides = {k: v for k, v in dict(epochs=epochs, seed=seed).items() if v is not None}
+    try:
+        out = train_metric_model(dataset, model, output, MetricConfig(**overrides), overwrite=overwrite)
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"metric model written to {out}")
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[Path, typer.Option(help="Dataset folder.")] = Path("artifacts/dataset"),
+    model: Annotated[
+        Path | None, typer.Option(help="Trained M2GRL folder (trained anew when absent).")
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Report folder (report.md, report.json).")] = Path(
+        "artifacts/report"
+    ),
+    methods: Annotated[
+        str | None, typer.Option(help="Comma-separated methods (default: M2GRL and every baseline).")
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+) -> None:
+    """Compare M2GRL with the baselines on HitRate/Recall/Precision/F1/NDCG@K (tables 2 and 3 of the paper)."""
+    from offline.evaluation.job import evaluate as run_evaluation
+
+    try:
+        out = run_evaluation(
+            dataset,
+            output,
+            methods=[m.strip() for m in methods.split(",")] if methods else None,
+            seeds=tuple(int(s) for s in seeds.split(",")),
+            model_dir=model,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"report written to {out}")
+
+
+@app.command("build-index")
+def build_index(
+    model: Annotated[Path, typer.Option(help="M2GRL model folder (instance-view embeddings).")] = Path(
+        "artifacts/model"
+    ),
+    metric: Annotated[Path | None, typer.Option(help="Metric model folder (diversity mode).")] = None,
+    index_root: Annotated[Path, typer.Option(help="Index root holding versions/ and CURRENT.")] = Path(
+        "artifacts/index"
+    ),
+    index_type: Annotated[str, typer.Option(help="flat, hnsw, ivf_flat, ivf_pq or auto.")] = "auto",
+    topn: Annotated[int, typer.Option(help="Precomputed neighbours per item.")] = 200,
+    recall_floor: Annotated[
+        float, typer.Option(help="Refuse to publish below this recall@50 vs exact.")
+    ] = 0.95,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (faiss-gpu when present).")] = "auto",
+    retention: Annotated[int, typer.Option(help="Versions kept for rollback.")] = 5,
+    publish: Annotated[bool, typer.Option(help="Move CURRENT to the new version once it validates.")] = True,
+) -> None:
+    """Build a versioned FAISS index + precomputed item-to-item maps; publish atomically."""
+    from index.build import build_index as run_build
+    from index.config import IndexConfig
+
+    try:
+        config = IndexConfig(
+            index_type=index_type, topn=topn, recall_floor=recall_floor, device=device, retention=retention
+        )
+        version = run_build(model, index_root, config, metric_dir=metric, publish=publish)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"index version {version} built under {index_root}" + (" and published" if publish else ""))
+
+
+@index_app.command("list")
+def index_list(
+    index_root: Annotated[Path, typer.Option(help="Index root.")] = Path("artifacts/index"),
+) -> None:
+    """List index versions; the served one is marked with *."""
+    from index.publish import current_version, list_versions
+
+    current = current_version(index_root)
+    for v in list_versions(index_root):
+        typer.echo(("* " if v == current else "  ") + v)
+
+
+@index_app.command("rollback")
+def index_rollback(
+    index_root: Annotated[Path, typer.Option(help="Index root.")] = Path("artifacts/index"),
+    to: Annotated[str | None, typer.Option(help="Version to serve (default: the previous one).")] = None,
+) -> None:
+    """Point CURRENT back to an earlier complete version."""
+    from index.publish import rollback
+
+    try:
+        version = rollback(index_root, to)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"CURRENT -> {version}")
+
+
+@app.command()
+def serve(
+    index_root: Annotated[Path, typer.Option(help="Index root to serve (hot-reloaded).")] = Path(
+        "artifacts/index"
+    ),
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    config_file: Annotated[Path | None, typer.Option(help="YAML/JSON settings (A/B variants...).")] = None,
+) -> None:
+    """Serve GET /i2i/{item_id} with uvicorn."""
+    from cli.serving import run_server
+
+    run_server(index_root=index_root, host=host, port=port, workers=workers, config_file=config_file)
+
+
+@app.command()
+def synth(
+    output: Annotated[Path, typer.Option(help="Folder of parquet chunks to write.")] = Path(
+        "artifacts/synth"
+    ),
+    events: Annotated[int, typer.Option(help="Number of events (10^4 to 10^8).")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Generate a synthetic behaviour log with planted multi-view structure."""
+    from offline.synth import SynthConfig, generate
+
+    try:
+        summary = generate(SynthConfig(events=events, seed=seed), output)
+    except (FileExistsError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary.__dict__ if hasattr(summary, "__dict__") else str(summary), default=str))
+
+
+@app.command()
+def demo(
+    source: Annotated[str, typer.Option(help="Bundled dataset: movielens or taobao.")] = "movielens",
+    workdir: Annotated[Path, typer.Option(help="Where the demo writes its artifacts.")] = Path(
+        "artifacts/demo"
+    ),
+    epochs: Annotated[int, typer.Option(help="Training epochs (the paper uses 10).")] = 5,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the service at the end.")
+    ] = True,
+    fresh: Annotated[bool, typer.Option(help="Rebuild every stage even when its artifact exists.")] = False,
+) -> None:
+    """Bundled data -> prepare -> train -> metric model -> build index -> serve, printing a curl example."""
+    from cli.demo import run_demo
+
+    try:
+        run_demo(source=source, workdir=workdir, epochs=epochs, port=port, serve=serve_after, fresh=fresh)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m cli.main` (torchrun entry)
+    sys.exit(app())
