@@ -93,8 +93,6 @@ def prepare(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
 ) -> None:
     """Raw behaviour logs -> cleaned events, sessions, one graph per view, sequences, splits."""
-    from offline.prepare import prepare_from_source
-
     if source not in ("movielens", "taobao", "generic"):
         _fail(f"unknown --source {source!r}; valid: movielens, taobao, generic")
     if engine not in ("duckdb", "spark"):
@@ -107,6 +105,8 @@ def prepare(
     assert path is not None
     if not path.exists():
         _fail(f"input {path} does not exist")
+    from offline.prepare import prepare_from_source
+
     try:
         out = prepare_from_source(
             source,  # type: ignore[arg-type]

@@ -1,0 +1,57 @@
+"""The CLI: every subcommand documents every option, and bad input ends in one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import typer.main
+from typer.core import TyperOption
+from typer.testing import CliRunner
+
+from cli.main import app
+
+runner = CliRunner()
+COMMANDS = ["prepare", "train", "train-metric", "evaluate", "build-index", "serve", "synth", "demo"]
+
+
+def _options(name: str) -> list[TyperOption]:
+    group = typer.main.get_command(app)
+    command = group.commands[name]  # type: ignore[attr-defined]
+    return [p for p in command.params if isinstance(p, TyperOption)]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_option_has_help(name: str) -> None:
+    options = _options(name)
+    assert options, f"{name} has no options"
+    for option in options:
+        assert option.help, f"{name} {option.opts[0]} has no help text"
+    result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for option in options:
+        assert option.opts[0] in result.output
+
+
+def test_top_level_help_lists_all_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS + ["index"]:
+        assert re.search(rf"\b{re.escape(name)}\b", result.output)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["prepare", "--source", "csvish"], "unknown --source 'csvish'; valid: movielens, taobao, generic"),
+        (["prepare", "--engine", "hive"], "unknown --engine 'hive'; valid: duckdb, spark"),
+        (["prepare", "--source", "generic"], "--input is required for the generic source"),
+        (["prepare", "--input", "/nonexistent/ratings"], "input /nonexistent/ratings does not exist"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args: list[str], message: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
