@@ -1,0 +1,531 @@
+"""The diversity metric job (section 6.1): discovery pairs -> contrastive metric model -> ``MetricLayout``.
+
+Training pairs, all from the ``train`` split of a dataset folder (``core.layout.DatasetLayout``):
+
+- **Positives** are *real discoveries*: two items a user interacted with in succession (consecutive events
+  of that user, within one session unless ``within_session=False``) whose categories differ. These are the
+  transitions the diversity mode should reproduce: close in the instance view, different category.
+- **Negatives** are sampled, ``negatives_per_positive`` per positive, anchored on a random end of the
+  positive. A share ``hard_fraction`` of them are *hard*: a random other item of the anchor's own category,
+  so the metric learns to push same-category items apart (they are what general neighbours over-serve).
+  The rest are uniform random items. Negatives are redrawn every epoch from ``seed + epoch``.
+
+The model (``model.metric.MultiViewMetric``) learns ``M_i = L_i^T L_i`` and ``M_ic = L_ic^T L_ic`` over the
+frozen M2GRL representations ``e_i`` (``embeddings/item.npy``) and ``e_ic`` (``relational/item-category/
+item.npy``), trained with the shared loop ``model.trainer.train``. The output folder holds ``z`` for every
+item row, the factors and a manifest (``core.layout.MetricLayout``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from core.atomic import atomic_dir, atomic_write_json, read_json, sha256_file
+from core.layout import DatasetLayout, MetricLayout, ModelLayout, relation_name
+from model.metric import MultiViewMetric, PairBatch
+
+log = logging.getLogger(__name__)
+
+IntArray = npt.NDArray[np.int64]
+FloatMatrix = npt.NDArray[np.float32]
+
+#: Ways ``e_i`` enters equation 11 (see ``MetricConfig.instance_input``).
+INSTANCE_INPUTS = ("normalized", "raw")
+
+
+def instance_input(e_i: FloatMatrix, how: str) -> FloatMatrix:
+    """Transform the instance-view embeddings before the metric (``MetricConfig.instance_input``).
+
+    Returns float32 ``[n, dim]``.
+    """
+    if how not in INSTANCE_INPUTS:
+        raise ValueError(f"unknown instance_input {how!r}; valid: {list(INSTANCE_INPUTS)}")
+    e = np.asarray(e_i, dtype=np.float64)
+    if how == "normalized":
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(e, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    """Configuration of the diversity metric job. Every field is validated in ``__post_init__``.
+
+    Attributes:
+        item_view: name of the instance view (rows of ``embeddings/<item_view>.npy``).
+        category_view: the category view; ``e_ic`` is read from ``relational/<item>-<category>/<item>.npy``.
+        within_session: positives only between consecutive events of the same session (else of the same user).
+        dedupe_positives: keep each unordered positive pair once (else frequent transitions weigh more).
+        negatives_per_positive: negatives drawn per positive pair (>= 1).
+        hard_fraction: share of negatives taken from the anchor's own category, in [0, 1].
+        margin: contrastive margin of equation 12 (> 0).
+        instance_input: how ``e_i`` enters equation 11 (``z`` is defined on the result), one of
+            ``INSTANCE_INPUTS``: ``"normalized"`` (default) uses ``e_i / ||e_i||``, so the start geometry
+            (``M_i = s^2 I``) ranks neighbours by cosine, the general mode's inner product without its
+            norm (popularity) bias; ``"raw"`` uses ``e_i`` as stored.
+        init_ic_share: at the start (``L = s I``) the ic view contributes this share of the median
+            random-pair distance, the instance view the rest; the two scales put that median at ``margin``.
+        rank_i, rank_ic: rows of ``L_i`` / ``L_ic`` (``None`` = full rank).
+        epochs, batch_size, lr, weight_decay, seed: optimisation (Adam, through the shared trainer).
+        max_positives: cap on positive pairs (a seeded subsample), ``None`` for all.
+    """
+
+    item_view: str = "item"
+    category_view: str = "category"
+    within_session: bool = True
+    dedupe_positives: bool = False
+    negatives_per_positive: int = 4
+    hard_fraction: float = 0.5
+    margin: float = 1.0
+    instance_input: str = "normalized"
+    init_ic_share: float = 0.5
+    rank_i: int | None = None
+    rank_ic: int | None = None
+    epochs: int = 5
+    batch_size: int = 1024
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    seed: int = 0
+    max_positives: int | None = None
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, bool, str]] = [
+            ("item_view", bool(self.item_view), "a non-empty view name"),
+            ("category_view", bool(self.category_view), "a non-empty view name"),
+            ("negatives_per_positive", self.negatives_per_positive >= 1, "an integer >= 1"),
+            ("hard_fraction", 0.0 <= self.hard_fraction <= 1.0, "in [0, 1]"),
+            ("margin", self.margin > 0, "> 0"),
+            ("instance_input", self.instance_input in INSTANCE_INPUTS, f"one of {list(INSTANCE_INPUTS)}"),
+            ("init_ic_share", 0.0 <= self.init_ic_share < 1.0, "in [0, 1)"),
+            ("rank_i", self.rank_i is None or self.rank_i >= 1, "None or >= 1"),
+            ("rank_ic", self.rank_ic is None or self.rank_ic >= 1, "None or >= 1"),
+            ("epochs", self.epochs >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+            ("lr", self.lr > 0, "> 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("max_positives", self.max_positives is None or self.max_positives >= 1, "None or >= 1"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"MetricConfig.{name} must be {expected}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MetricConfig:
+        """Build from a plain mapping; an unknown key is an error that lists the valid ones."""
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - valid)
+        if unknown:
+            raise ValueError(f"unknown MetricConfig field(s) {unknown}; valid: {sorted(valid)}")
+        return cls(**values)
+
+
+# --------------------------------------------------------------------------------------------- pairs
+
+
+def discovery_pairs(
+    user: IntArray, group: IntArray, row: IntArray, category: IntArray
+) -> tuple[IntArray, IntArray]:
+    """Positive pairs: consecutive events of one group whose items are known and categories differ.
+
+    Args:
+        user: ``[n]`` user id per event, events already sorted by (user, time).
+        group: ``[n]`` grouping key that must also match (the session, or ``user`` again).
+        row: ``[n]`` item vocabulary row per event, ``-1`` when the item is not in the vocabulary.
+        category: ``[n]`` category id per event, ``-1`` when unknown.
+    Returns:
+        ``(a, b)``: item rows of each pair (``a`` first in time), int64.
+    """
+    n = len(row)
+    if not (len(user) == len(group) == len(category) == n):
+        raise ValueError("user, group, row and category must have the same length")
+    if n < 2:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy()
+    a, b = row[:-1], row[1:]
+    ca, cb = category[:-1], category[1:]
+    keep = (
+        (user[:-1] == user[1:])
+        & (group[:-1] == group[1:])
+        & (a >= 0)
+        & (b >= 0)
+        & (ca >= 0)
+        & (cb >= 0)
+        & (ca != cb)
+    )
+    return a[keep].astype(np.int64), b[keep].astype(np.int64)
+
+
+def dedupe_unordered(a: IntArray, b: IntArray) -> tuple[IntArray, IntArray]:
+    """Keep each unordered pair ``{a, b}`` once (as ``(min, max)``), sorted."""
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    uniq = np.unique(np.stack([lo, hi], axis=1), axis=0)
+    return uniq[:, 0].astype(np.int64), uniq[:, 1].astype(np.int64)
+
+
+def sample_negatives(
+    anchors: IntArray,
+    item_category: IntArray,
+    *,
+    hard_fraction: float,
+    rng: np.random.Generator,
+) -> IntArray:
+    """One negative partner per anchor row.
+
+    A share ``hard_fraction`` (Bernoulli per anchor) is drawn uniformly among the *other* items of the
+    anchor's category; anchors whose category is unknown or has a single item fall back to a uniform draw.
+    The rest are uniform over all items (a uniform draw may rarely hit the anchor itself; with thousands
+    of items this is noise and keeping it avoids a rejection loop).
+
+    Args:
+        anchors: ``[n]`` item rows.
+        item_category: ``[num_items]`` category id per item row (``-1`` unknown).
+    Returns:
+        ``[n]`` int64 partner rows.
+    """
+    num_items = len(item_category)
+    if num_items < 2:
+        raise ValueError(f"need at least 2 items to sample negatives, got {num_items}")
+    partners = rng.integers(0, num_items, size=len(anchors), dtype=np.int64)
+    if hard_fraction <= 0 or len(anchors) == 0:
+        return partners
+    # Items grouped by category: members of category c are order[start[c] : start[c] + size[c]].
+    order = np.argsort(item_category, kind="stable")
+    sorted_cat = item_category[order]
+    uniq, start, size = np.unique(sorted_cat, return_index=True, return_counts=True)
+    anchor_cat = item_category[anchors]
+    slot = np.searchsorted(uniq, anchor_cat)
+    cat_size = size[slot]
+    hard = (rng.random(len(anchors)) < hard_fraction) & (anchor_cat >= 0) & (cat_size >= 2)
+    if not hard.any():
+        return partners
+    # Position of the anchor inside its category block, then a uniform offset in [1, size-1] so the
+    # partner is never the anchor itself.
+    position_of = np.empty(num_items, dtype=np.int64)
+    position_of[order] = np.arange(num_items) - start[np.searchsorted(uniq, sorted_cat)]
+    h_size = cat_size[hard]
+    offset = 1 + (rng.random(hard.sum()) * (h_size - 1)).astype(np.int64)
+    pos = (position_of[anchors[hard]] + offset) % h_size
+    partners[hard] = order[start[slot[hard]] + pos]
+    return partners
+
+
+def epoch_pairs(
+    pos_a: IntArray,
+    pos_b: IntArray,
+    item_category: IntArray,
+    *,
+    negatives_per_positive: int,
+    hard_fraction: float,
+    rng: np.random.Generator,
+) -> tuple[IntArray, IntArray, npt.NDArray[np.float32]]:
+    """All labelled pairs of one epoch: the positives plus freshly drawn negatives, shuffled.
+
+    Returns ``(a, b, label)`` with ``label`` 1.0 for positives and 0.0 for negatives.
+    """
+    reps = negatives_per_positive
+    a_rep, b_rep = np.tile(pos_a, reps), np.tile(pos_b, reps)
+    anchors = np.where(rng.random(len(a_rep)) < 0.5, a_rep, b_rep)
+    partners = sample_negatives(anchors, item_category, hard_fraction=hard_fraction, rng=rng)
+    a = np.concatenate([pos_a, anchors])
+    b = np.concatenate([pos_b, partners])
+    label = np.concatenate([np.ones(len(pos_a), np.float32), np.zeros(len(anchors), np.float32)])
+    perm = rng.permutation(len(a))
+    return a[perm], b[perm], label[perm]
+
+
+def pair_batches(
+    a: IntArray, b: IntArray, label: npt.NDArray[np.float32], batch_size: int
+) -> Iterator[PairBatch]:
+    """Cut (already shuffled) pairs into ``PairBatch`` tensors of at most ``batch_size`` rows."""
+    ta, tb, ty = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(label)
+    for lo in range(0, len(a), batch_size):
+        yield PairBatch(ta[lo : lo + batch_size], tb[lo : lo + batch_size], ty[lo : lo + batch_size])
+
+
+# --------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class MetricInputs:
+    """Everything the job reads, as arrays: item representations, categories and positive pairs."""
+
+    e_i: npt.NDArray[np.float32]  # [num_items, dim_i]
+    e_ic: npt.NDArray[np.float32]  # [num_items, dim_ic]
+    item_category: IntArray  # [num_items] original category id, -1 unknown
+    pos_a: IntArray
+    pos_b: IntArray
+    train_events: int
+
+
+def _read_train_events(dataset: DatasetLayout) -> dict[str, np.ndarray]:
+    if not dataset.events.exists():
+        raise FileNotFoundError(f"dataset events not found: {dataset.events}")
+    table = pq.read_table(
+        dataset.events,
+        columns=["user_id", "item_id", "timestamp", "session", "split"],
+        filters=[("split", "==", "train")],
+    )
+    df = table.to_pandas()
+    df = df.sort_values(["user_id", "timestamp", "session"], kind="stable")
+    return {
+        "user": df["user_id"].to_numpy(np.int64),
+        "item": df["item_id"].to_numpy(np.int64),
+        "session": df["session"].to_numpy(np.int64),
+    }
+
+
+def rows_of(ids: IntArray, vocab: IntArray) -> IntArray:
+    """Vocabulary row of every id (``-1`` when absent), vectorised with a sorted lookup."""
+    if len(vocab) == 0:
+        return np.full(len(ids), -1, dtype=np.int64)
+    order = np.argsort(vocab, kind="stable")
+    sorted_vocab = vocab[order]
+    pos = np.minimum(np.searchsorted(sorted_vocab, ids), len(vocab) - 1)
+    return np.where(sorted_vocab[pos] == ids, order[pos], -1).astype(np.int64)
+
+
+def load_inputs(dataset_dir: Path, model_dir: Path, config: MetricConfig) -> MetricInputs:
+    """Read the M2GRL representations and build the positive pairs from the train split."""
+    model = ModelLayout(Path(model_dir))
+    rel = relation_name(config.item_view, config.category_view)
+    paths = {
+        "embeddings": model.embeddings(config.item_view),
+        "relational": model.relational(rel, config.item_view),
+        "vocab": model.vocab(config.item_view),
+        "attributes": model.attributes(config.category_view),
+    }
+    for what, path in paths.items():
+        if not path.exists():
+            raise FileNotFoundError(f"model folder {model_dir} lacks {what}: {path}")
+    e_i = np.load(paths["embeddings"]).astype(np.float32)
+    e_ic = np.load(paths["relational"]).astype(np.float32)
+    vocab = np.load(paths["vocab"]).astype(np.int64)
+    item_category = np.load(paths["attributes"]).astype(np.int64)
+    if not (len(e_i) == len(e_ic) == len(vocab) == len(item_category)):
+        raise ValueError(
+            f"model folder {model_dir}: row counts differ (embeddings {len(e_i)}, relational {len(e_ic)}, "
+            f"vocab {len(vocab)}, attributes {len(item_category)})"
+        )
+    events = _read_train_events(DatasetLayout(Path(dataset_dir)))
+    row = rows_of(events["item"], vocab)
+    # The category of an event is the item's category in the model's attribute table, the same one
+    # the index serves and the filters use.
+    category = np.where(row >= 0, item_category[np.maximum(row, 0)], -1)
+    group = events["session"] if config.within_session else events["user"]
+    pos_a, pos_b = discovery_pairs(events["user"], group, row, category)
+    if config.dedupe_positives:
+        pos_a, pos_b = dedupe_unordered(pos_a, pos_b)
+    if config.max_positives is not None and len(pos_a) > config.max_positives:
+        keep = np.random.default_rng(config.seed).choice(len(pos_a), config.max_positives, replace=False)
+        keep.sort()
+        pos_a, pos_b = pos_a[keep], pos_b[keep]
+    return MetricInputs(e_i, e_ic, item_category, pos_a, pos_b, train_events=len(row))
+
+
+def initial_scales(
+    e_i: npt.NDArray[np.float32],
+    e_ic: npt.NDArray[np.float32],
+    *,
+    margin: float,
+    ic_share: float,
+    rng: np.random.Generator,
+    sample: int = 4096,
+) -> tuple[float, float]:
+    """Scales ``s_i``, ``s_ic`` of the identity start ``L = s I``.
+
+    With ``D_v`` the median squared distance of random item pairs in view ``v``, the start metric gives
+    ``s_i^2 D_i = (1 - ic_share) * margin`` and ``s_ic^2 D_ic = ic_share * margin``: a random pair starts
+    about at the margin, so both terms of equation 12 are active from the first step.
+    """
+    n = len(e_i)
+    a, b = rng.integers(0, n, size=sample), rng.integers(0, n, size=sample)
+    d_i = float(np.median(((e_i[a] - e_i[b]) ** 2).sum(1)))
+    d_ic = float(np.median(((e_ic[a] - e_ic[b]) ** 2).sum(1)))
+    s_i = float(np.sqrt((1.0 - ic_share) * margin / d_i)) if d_i > 0 else 1.0
+    s_ic = float(np.sqrt(ic_share * margin / d_ic)) if d_ic > 0 and ic_share > 0 else 0.0
+    return s_i, s_ic
+
+
+def build_model(inputs: MetricInputs, config: MetricConfig) -> MultiViewMetric:
+    """Factory: the metric model for these inputs and this config."""
+    e_i = instance_input(inputs.e_i, config.instance_input)
+    s_i, s_ic = initial_scales(
+        e_i,
+        inputs.e_ic,
+        margin=config.margin,
+        ic_share=config.init_ic_share,
+        rng=np.random.default_rng(config.seed),
+    )
+    torch.manual_seed(config.seed)
+    return MultiViewMetric(
+        torch.from_numpy(np.ascontiguousarray(e_i, dtype=np.float32)),
+        torch.from_numpy(inputs.e_ic),
+        margin=config.margin,
+        rank_i=config.rank_i,
+        rank_ic=config.rank_ic,
+        init_scale_i=s_i,
+        init_scale_ic=s_ic,
+    )
+
+
+# --------------------------------------------------------------------------------------------- job
+
+
+def psd_min_eigenvalues(model: MultiViewMetric) -> tuple[float, float]:
+    """Smallest eigenvalue of ``M_i`` and ``M_ic`` (>= -1e-6 up to float error: they are ``L^T L``)."""
+    with torch.no_grad():
+        m_i, m_ic = model.metric_matrices()
+        return (
+            float(torch.linalg.eigvalsh(m_i.double()).min()),
+            float(torch.linalg.eigvalsh(m_ic.double()).min()),
+        )
+
+
+def diversity_embeddings(model: MultiViewMetric, chunk: int = 65536) -> npt.NDArray[np.float32]:
+    """``z`` for every item row, ``[num_items, rank_i + rank_ic]`` float32 (computed in chunks)."""
+    with torch.no_grad():
+        parts = [
+            model.embed(torch.arange(lo, min(lo + chunk, model.num_items))).numpy()
+            for lo in range(0, model.num_items, chunk)
+        ]
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+
+def epoch_batches(inputs: MetricInputs, config: MetricConfig) -> Callable[[int], Iterator[PairBatch]]:
+    """The batch function of the shared trainer: epoch number -> shuffled ``PairBatch`` stream.
+
+    Negatives are redrawn each epoch from ``seed + epoch``, so a resumed run sees the same pairs.
+    """
+
+    def batches(epoch: int) -> Iterator[PairBatch]:
+        rng = np.random.default_rng(config.seed + epoch)
+        a, b, label = epoch_pairs(
+            inputs.pos_a,
+            inputs.pos_b,
+            inputs.item_category,
+            negatives_per_positive=config.negatives_per_positive,
+            hard_fraction=config.hard_fraction,
+            rng=rng,
+        )
+        return pair_batches(a, b, label, config.batch_size)
+
+    return batches
+
+
+def _fit(
+    model: MultiViewMetric, inputs: MetricInputs, config: MetricConfig, *, checkpoints: Path
+) -> list[float]:
+    """Optimise the factors with Adam; returns the mean loss of every epoch.
+
+    TEMPORARY: ``model.trainer.train`` (the shared loop, issue 2) did not exist when this job was written.
+    This is the only place to change when it lands: hand it ``model`` (``model(batch)`` returns the
+    equation-12 loss) and ``epoch_batches(inputs, config)`` (epoch -> batches), and pass ``checkpoints``.
+    """
+    del checkpoints  # the shared trainer owns checkpointing
+    torch.manual_seed(config.seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    batches = epoch_batches(inputs, config)
+    history: list[float] = []
+    for epoch in tqdm(
+        range(config.epochs), desc="metric model", unit="epoch", disable=not sys.stderr.isatty()
+    ):
+        total, seen = 0.0, 0
+        for batch in batches(epoch):
+            optimiser.zero_grad()
+            loss = model(batch)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
+        history.append(total / max(seen, 1))
+    return history
+
+
+def _input_checksums(dataset_dir: Path, model_dir: Path, config: MetricConfig) -> dict[str, str]:
+    model = ModelLayout(model_dir)
+    rel = relation_name(config.item_view, config.category_view)
+    paths = {
+        "dataset/events.parquet": DatasetLayout(dataset_dir).events,
+        f"model/embeddings/{config.item_view}.npy": model.embeddings(config.item_view),
+        f"model/relational/{rel}/{config.item_view}.npy": model.relational(rel, config.item_view),
+    }
+    return {name: sha256_file(path) for name, path in paths.items()}
+
+
+def train_metric_model(
+    dataset_dir: Path, model_dir: Path, output_dir: Path, config: MetricConfig, *, overwrite: bool = False
+) -> Path:
+    """Train the diversity metric model and write a ``MetricLayout`` folder atomically.
+
+    Args:
+        dataset_dir: a ``DatasetLayout`` folder (its train split gives the discovery pairs).
+        model_dir: a ``ModelLayout`` folder of a trained M2GRL (``e_i``, ``e_ic``, vocab, categories).
+        output_dir: the metric folder to write (``diversity.npy``, ``L_i.npy``, ``L_ic.npy``, manifest).
+        config: a validated :class:`MetricConfig`.
+        overwrite: replace an existing ``output_dir``.
+    Returns:
+        ``output_dir``. Raises ``FileExistsError`` (exists, no overwrite), ``FileNotFoundError``
+        (missing input) or ``ValueError`` (no discovery pair, inconsistent inputs).
+    """
+    dataset_dir, model_dir, output_dir = Path(dataset_dir), Path(model_dir), Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise FileExistsError(f"{output_dir} already exists (pass overwrite=True to replace it)")
+    started = time.time()
+    inputs = load_inputs(dataset_dir, model_dir, config)
+    if len(inputs.pos_a) == 0:
+        raise ValueError(
+            f"no discovery pair in the train split of {dataset_dir}: no user clicked two known items of "
+            f"different categories in succession (within_session={config.within_session})"
+        )
+    log.info("metric model: %d positive pairs from %d train events", len(inputs.pos_a), inputs.train_events)
+    model = build_model(inputs, config)
+    history = _fit(model, inputs, config, checkpoints=ModelLayout(output_dir).checkpoints)
+    z = diversity_embeddings(model)
+    eig_i, eig_ic = psd_min_eigenvalues(model)
+    manifest = {
+        "kind": "metric",
+        "paper": "M2GRL section 6.1, equations 11-12",
+        "source_model": str(model_dir.resolve()),
+        "source_dataset": str(dataset_dir.resolve()),
+        "config": asdict(config),
+        "inputs_sha256": _input_checksums(dataset_dir, model_dir, config),
+        "counts": {
+            "items": model.num_items,
+            "train_events": inputs.train_events,
+            "positive_pairs": len(inputs.pos_a),
+            "pairs_per_epoch": len(inputs.pos_a) * (1 + config.negatives_per_positive),
+        },
+        "dims": {"e_i": int(model.L_i.shape[1]), "e_ic": int(model.L_ic.shape[1]), "z": int(z.shape[1])},
+        "z_input": {"instance": config.instance_input, "relational": "e_ic as stored"},
+        "min_eigenvalue": {"M_i": eig_i, "M_ic": eig_ic},
+        "history": history,
+        "versions": {"torch": torch.__version__, "numpy": np.__version__},
+        "seconds": round(time.time() - started, 3),
+    }
+    with atomic_dir(output_dir, overwrite=overwrite) as tmp:
+        layout = MetricLayout(tmp)
+        np.save(layout.diversity, z)
+        np.save(layout.factor("i"), model.L_i.detach().numpy().astype(np.float32))
+        np.save(layout.factor("ic"), model.L_ic.detach().numpy().astype(np.float32))
+        atomic_write_json(layout.manifest, manifest)
+    return output_dir
+
+
+def load_metric_manifest(metric_dir: Path) -> dict[str, Any]:
+    """The manifest of a metric folder (raises ``FileNotFoundError`` when absent)."""
+    path = MetricLayout(Path(metric_dir)).manifest
+    if not path.exists():
+        raise FileNotFoundError(f"metric folder {metric_dir} has no manifest: {path}")
+    result: dict[str, Any] = read_json(path)
+    return result

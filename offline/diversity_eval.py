@@ -1,0 +1,67 @@
+"""Discovery rows of the evaluation report for section 6.1 (issue 5), through the harness's API.
+
+Three rows per (dataset, seed), all retrieved through ``offline.evaluation.protocol`` (hence through
+``ServingIndex.batch_neighbours`` when the caller passes the served index):
+
+- ``general``: general-mode neighbours of the trigger, no exclusion;
+- ``general+filter``: the paper's incumbent, general neighbours with the trigger's category and the
+  user's recent categories filtered out afterwards;
+- ``diversity``: neighbours in the metric model's space ``z``, with the same categories excluded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from offline.evaluation.protocol import EvalData, ProtocolConfig, Retriever, evaluate_retriever
+
+#: Row name -> (mode, exclude trigger category and recent categories).
+DIVERSITY_ROWS: dict[str, tuple[str, bool]] = {
+    "general": ("general", False),
+    "general+filter": ("general", True),
+    "diversity": ("diversity", True),
+}
+#: The columns the diversity table reports (issue 5).
+DIVERSITY_METRICS = ("HitRate@50", "NewHitRate@50", "NewRecall@50", "NewCategoryShare@50")
+
+
+def diversity_rows(
+    data: EvalData, retriever: Retriever, config: ProtocolConfig | None = None
+) -> dict[str, dict[str, float]]:
+    """``{row name: {metric: value}}`` for the three rows of ``DIVERSITY_ROWS`` on one retriever."""
+    config = config or ProtocolConfig(ks=(50,))
+    if 50 not in config.ks:
+        raise ValueError(f"ProtocolConfig.ks must contain 50 for the diversity table, got {config.ks}")
+    return {
+        name: evaluate_retriever(
+            data, retriever, mode, config, exclude_trigger_category=flt, exclude_recent_categories=flt
+        )
+        for name, (mode, flt) in DIVERSITY_ROWS.items()
+    }
+
+
+def mean_over_seeds(
+    runs: Sequence[Mapping[str, Mapping[str, float]]], metrics: Sequence[str] = DIVERSITY_METRICS
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{row: {metric: (mean, std)}}`` over the per-seed outputs of :func:`diversity_rows`."""
+    if not runs:
+        raise ValueError("mean_over_seeds needs at least one run")
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for row in runs[0]:
+        out[row] = {}
+        for metric in metrics:
+            values = np.array([run[row][metric] for run in runs], dtype=np.float64)
+            out[row][metric] = (float(values.mean()), float(values.std()))
+    return out
+
+
+def markdown_table(title: str, summary: Mapping[str, Mapping[str, tuple[float, float]]]) -> str:
+    """The diversity table of one dataset as markdown (mean ± std over seeds)."""
+    metrics = list(next(iter(summary.values())))
+    lines = [f"### {title}", "", "| row | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for row, values in summary.items():
+        cells = [f"{values[m][0]:.4f} ± {values[m][1]:.4f}" for m in metrics]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,180 @@
+"""``evaluate(...)``: the library entry behind ``m2grl evaluate`` (tables 2 and 3 of the paper, one run).
+
+For every method and seed: fit on the ``train`` split, build the service's retriever, run the protocol
+on the ``test`` split once, record metrics and wall time. Tune on a ``target="valid"`` dataset folder,
+report on the ``target="test"`` one: this function never picks hyper-parameters from what it measures.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from core.atomic import read_json
+from core.layout import DatasetLayout, ModelLayout
+from offline.baselines.base import ItemModel, TrainData, load_train_data
+from offline.baselines.registry import BASELINES, fit_baseline
+from offline.evaluation.protocol import EvalData, ProtocolConfig, build_eval_data, evaluate_retriever
+from offline.evaluation.report import write_report
+from offline.evaluation.retrievers import RetrieverFactory, serving_retriever
+
+log = logging.getLogger(__name__)
+
+M2GRL_METHODS = ("m2grl", "m2grl-uniform", "m2grl-static", "m2grl-single-view")
+DEFAULT_METHODS = (*M2GRL_METHODS, *BASELINES)
+#: ``(dataset_dir, method, seed, workdir) -> ItemModel`` for the M2GRL variants; swapped in tests.
+M2GRLFitter = Callable[[Path, str, int, Path], ItemModel]
+
+
+def load_eval_data(dataset_dir: Path, config: ProtocolConfig) -> EvalData:
+    """Read a dataset folder's events and item vocabulary and build the protocol's arrays."""
+    layout = DatasetLayout(Path(dataset_dir))
+    if not layout.manifest.exists():
+        raise FileNotFoundError(f"{layout.manifest} not found: is {dataset_dir} a prepared dataset folder?")
+    views: list[str] = list(read_json(layout.manifest)["views"])
+    category = f"{views[1]}_id" if len(views) > 1 else None
+    events = pq.read_table(layout.events).to_pandas()
+    if category is not None and category not in events.columns:
+        category = None
+    catalogue = np.load(layout.vocab(views[0])).astype(np.int64)
+    return build_eval_data(events, catalogue, category_column=category, config=config)
+
+
+def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> ItemModel:
+    """Train one M2GRL variant with ``offline.train.train_m2grl`` and return its instance-view vectors.
+
+    ``m2grl`` = adaptive weighting (eq. 10), ``m2grl-uniform`` = all weights 1, ``m2grl-static`` = the
+    paper's static weights (0.05 instance view, 1 others), ``m2grl-single-view`` = item view only.
+    """
+    # Late imports: model/ and offline/train.py are developed concurrently with this harness.
+    import dataclasses
+
+    from model.config import M2GRLConfig
+
+    from offline.train import train_m2grl
+
+    names = {f.name for f in dataclasses.fields(M2GRLConfig)}
+    changes: dict[str, Any] = {"seed": seed} if "seed" in names else {}
+    weighting = {"m2grl-uniform": "uniform", "m2grl-static": "static"}.get(method, "adaptive")
+    if "weighting" in names:
+        changes["weighting"] = weighting
+    if method == "m2grl-single-view":
+        if "views" not in names:
+            raise ValueError("M2GRLConfig has no 'views' field: cannot train the single-view variant")
+        views = list(read_json(DatasetLayout(dataset_dir).manifest)["views"])[:1]
+        changes["views"] = tuple(views)
+    config = dataclasses.replace(M2GRLConfig(), **changes)
+    out = train_m2grl(dataset_dir, workdir / f"{method}-seed{seed}", config)
+    vectors = np.load(ModelLayout(Path(out)).embeddings(views_of(dataset_dir)[0])).astype(np.float32)
+    return ItemModel(vectors=vectors, metric="ip")
+
+
+def views_of(dataset_dir: Path) -> list[str]:
+    return list(read_json(DatasetLayout(Path(dataset_dir)).manifest)["views"])
+
+
+def _summarise(per_seed: dict[int, dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    keys = sorted(set().union(*(d.keys() for d in per_seed.values())))
+    mean = {k: float(np.mean([d[k] for d in per_seed.values() if k in d])) for k in keys}
+    std = {k: float(np.std([d[k] for d in per_seed.values() if k in d])) for k in keys}
+    return mean, std
+
+
+def evaluate(
+    dataset_dir: Path,
+    output_dir: Path,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    model_dir: Path | None = None,
+    *,
+    protocol: ProtocolConfig | None = None,
+    topn: int = 200,
+    retriever_factory: RetrieverFactory = serving_retriever,
+    m2grl_fit: M2GRLFitter = m2grl_fitter,
+    workdir: Path | None = None,
+    notes: Sequence[str] = (),
+) -> Path:
+    """Fit, retrieve and score every method for every seed; write ``report.md`` + ``report.json``.
+
+    Args:
+        dataset_dir: a ``DatasetLayout`` folder (its ``test`` split is scored once per method and seed).
+        output_dir: report folder (created).
+        methods: names among :data:`DEFAULT_METHODS` (default: all of them).
+        seeds: one fit per seed; tables show mean and std over seeds.
+        model_dir: an already trained M2GRL ``ModelLayout``: ``m2grl`` is then read from it (one row, no
+            retraining, seeds ignored for it).
+        topn: neighbours per item kept by the serving index (>= the largest K).
+    Returns:
+        Path of ``report.md``.
+    """
+    protocol = protocol or ProtocolConfig()
+    methods = list(methods) if methods else list(DEFAULT_METHODS)
+    unknown = [m for m in methods if m not in DEFAULT_METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; valid: {list(DEFAULT_METHODS)}")
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    if topn < protocol.max_k:
+        raise ValueError(f"topn ({topn}) must be >= the largest K ({protocol.max_k})")
+    dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
+    workdir = Path(workdir) if workdir else output_dir / ".models"
+    data = load_eval_data(dataset_dir, protocol)
+    train: TrainData = load_train_data(dataset_dir)
+    results: dict[str, Any] = {}
+    runs = [(m, s) for m in methods for s in ((0,) if (m == "m2grl" and model_dir) else seeds)]
+    for method, seed in tqdm(runs, desc="evaluate", disable=None):
+        t0 = time.perf_counter()
+        if method == "m2grl" and model_dir is not None:
+            layout = ModelLayout(Path(model_dir))
+            vectors = np.load(layout.embeddings(views_of(dataset_dir)[0])).astype(np.float32)
+            model = ItemModel(vectors=vectors, metric="ip")
+        elif method in M2GRL_METHODS:
+            model = m2grl_fit(dataset_dir, method, seed, workdir)
+        else:
+            model = fit_baseline(method, train, seed=seed)
+        fit_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        retriever = retriever_factory(train.items, train.attributes, model, topn)
+        scores = evaluate_retriever(data, retriever, "general", protocol)
+        eval_s = time.perf_counter() - t1
+        entry = results.setdefault(method, {"seeds": {}, "fit_seconds_all": [], "eval_seconds_all": []})
+        entry["seeds"][seed] = scores
+        entry["fit_seconds_all"].append(fit_s)
+        entry["eval_seconds_all"].append(eval_s)
+        log.info(
+            "%s seed %d: HitRate@50=%.4f (fit %.1fs)",
+            method,
+            seed,
+            scores.get("HitRate@50", float("nan")),
+            fit_s,
+        )
+    for entry in results.values():
+        entry["mean"], entry["std"] = _summarise(entry["seeds"])
+        entry["fit_seconds"] = float(np.mean(entry["fit_seconds_all"]))
+        entry["eval_seconds"] = float(np.mean(entry["eval_seconds_all"]))
+    manifest = read_json(DatasetLayout(dataset_dir).manifest)
+    report = {
+        "dataset": str(manifest.get("name", dataset_dir.name)),
+        "dataset_target": manifest.get("target", "test"),
+        "protocol": {**protocol.__dict__, "ks": list(protocol.ks), "topn": topn},
+        "protocol_text": (
+            f"full-catalogue item-to-item retrieval; trigger = last {protocol.n_triggers} train item(s)"
+            f"{' merged by score' if protocol.n_triggers > 1 else ''}; ground truth = distinct test items"
+            f"{' minus seen items' if protocol.exclude_seen else ''}; discovery window {protocol.recent_days:g} days."
+        ),
+        "users": data.n_users,
+        "discovery_users": int((np.diff(data.new_truth_indptr) > 0).sum()),
+        "catalogue": len(data.catalogue),
+        "seeds": list(seeds),
+        "methods": results,
+        "notes": list(notes),
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return write_report(report, output_dir)

@@ -1,0 +1,89 @@
+"""Markdown + JSON report of an evaluation run (tables 2 and 3 of the paper, single- vs multi-view).
+
+``results`` is the JSON-ready dict built by :mod:`offline.evaluation.job`:
+``{"dataset": ..., "protocol": {...}, "methods": {name: {"mean": {metric: v}, "std": {...},
+"seeds": {seed: {...}}, "fit_seconds": float, "eval_seconds": float}}, "notes": [...]}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core.atomic import atomic_write_bytes, atomic_write_json
+
+ACCURACY = ("HitRate", "Recall", "Precision", "F1", "NDCG")
+TABLE3 = (("m2grl-uniform", "uniform"), ("m2grl-static", "static"), ("m2grl", "adaptive"))
+VIEWS = (("m2grl-single-view", "single-view (item graph only)"), ("m2grl", "multi-view"))
+
+
+def _cell(entry: dict[str, Any], metric: str, percent: bool = True) -> str:
+    mean = entry["mean"].get(metric)
+    if mean is None:
+        return "n/a"
+    std = entry["std"].get(metric, 0.0)
+    scale = 100.0 if percent else 1.0
+    return f"{mean * scale:.2f} ± {std * scale:.2f}"
+
+
+def _table(
+    methods: dict[str, Any], names: list[tuple[str, str]], columns: list[str], timing: bool
+) -> list[str]:
+    head = ["method", *columns] + (["fit s", "eval s"] if timing else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label in names:
+        if key not in methods:
+            continue
+        entry = methods[key]
+        cells = [_cell(entry, c) for c in columns]
+        if timing:
+            cells += [f"{entry['fit_seconds']:.1f}", f"{entry['eval_seconds']:.1f}"]
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    return lines
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The human report: one table-2-like table per K, discovery table, table 3, views, notes."""
+    methods: dict[str, Any] = results["methods"]
+    ks: list[int] = results["protocol"]["ks"]
+    all_names = [(m, m) for m in methods]
+    seeds = results.get("seeds", [])
+    out = [
+        f"# Offline evaluation: {results['dataset']}",
+        "",
+        f"Protocol: {results['protocol_text']}",
+        "",
+        f"Test users: {results['users']}; users with a discovery ground truth: {results['discovery_users']}; "
+        f"catalogue: {results['catalogue']} items. Seeds: {seeds}. Cells are mean ± std over seeds, in %.",
+        "",
+    ]
+    for k in ks:
+        out += [f"## Table 2 @{k} (every method)", ""]
+        cols = [f"{m}@{k}" for m in ACCURACY] + [f"Coverage@{k}"]
+        out += _table(methods, all_names, cols, timing=True) + [""]
+    mid = ks[len(ks) // 2]
+    out += [
+        f"## Discovery @{mid} (ground truth = test items in categories not touched in the last days of train)",
+        "",
+    ]
+    cols = [f"New{m}@{mid}" for m in ("HitRate", "Recall", "Precision", "F1")] + [f"NewCategoryShare@{mid}"]
+    out += _table(methods, all_names, cols, timing=False) + [""]
+    if any(k in methods for k, _ in TABLE3 if k != "m2grl"):
+        out += ["## Table 3: M2GRL loss weighting", ""]
+        out += _table(methods, list(TABLE3), [f"HitRate@{mid}", f"Recall@{mid}"], timing=False) + [""]
+    if "m2grl-single-view" in methods:
+        out += ["## Single-view vs multi-view M2GRL", ""]
+        out += _table(methods, list(VIEWS), [f"HitRate@{mid}", f"Recall@{mid}", f"NDCG@{mid}"], timing=False)
+        out += [""]
+    if results.get("notes"):
+        out += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
+    return "\n".join(out)
+
+
+def write_report(results: dict[str, Any], output_dir: Path) -> Path:
+    """Write ``report.json`` and ``report.md`` (each atomically) into ``output_dir``; returns the md path."""
+    output_dir = Path(output_dir)
+    atomic_write_json(output_dir / "report.json", results)
+    md = output_dir / "report.md"
+    atomic_write_bytes(md, render_markdown(results).encode())
+    return md

@@ -1,0 +1,419 @@
+"""The ``prepare`` job: canonical events -> a dataset folder (``core.layout.DatasetLayout``).
+
+Relational stages (cleaning, sessions, splits, runs, edges, vocabulary counts, link tables) are Ibis
+expressions run by the chosen engine (DuckDB by default, Spark with ``engine="spark"``); only the array
+stages (vocabulary order, sequences, CSR, walks) run in numpy on the engine's results. The folder is
+built in a temporary sibling and renamed into place (``core.atomic.atomic_dir``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import logging
+import platform
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from core.atomic import atomic_dir, atomic_write_json, sha256_file
+from core.layout import DatasetLayout
+from offline.adapters import AdapterResult, BadRowReport, read_generic, read_movielens, read_taobao
+from offline.cleaning import check_schema, clean, drop_counts
+from offline.config import BadInputError, PrepareConfig
+from offline.engine import Engine, engine_session
+from offline.graphs import (
+    edges_to_csr,
+    item_values,
+    link_tables,
+    lookup,
+    sort_vocab,
+    view_counts,
+    view_edges,
+    view_runs,
+)
+from offline.presets import preset
+from offline.sessions import assign_sessions, ragged_from_sorted
+from offline.splits import assign_split
+from offline.walks import random_walks
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_INTERNAL = ("pos", "user_events")
+
+
+def walks_path(root: Path, view: str) -> Path:
+    """Optional augmentation walks of a view (same ragged format as ``sequences/<view>.npz``)."""
+    return Path(root) / "walks" / f"{view}.npz"
+
+
+def labels_path(root: Path, view: str) -> Path:
+    """Labels of factorised ids of a view (``id, label``), e.g. MovieLens genre strings."""
+    return Path(root) / "labels" / f"{view}.parquet"
+
+
+class _Timer:
+    """Wall-clock seconds per stage, with a progress bar over the stages."""
+
+    def __init__(self, stages: int) -> None:
+        self.timings: dict[str, float] = {}
+        self.bar = tqdm(total=stages, desc="prepare", unit="stage", disable=None)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.bar.set_postfix_str(name)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 4)
+        self.bar.update(1)
+        log.info("prepare: %s took %.2fs", name, self.timings[name])
+
+
+def _versions(engine: str) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "pyarrow", "ibis-framework", "duckdb", "sqlglot") + (
+        ("pyspark",) if engine == "spark" else ()
+    ):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _checksums(events: pa.Table | Path, inputs: Sequence[Path]) -> list[dict[str, Any]]:
+    files = [Path(p) for p in inputs]
+    if not isinstance(events, pa.Table):
+        path = Path(events)
+        files += sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    return [
+        {"path": str(f), "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in dict.fromkeys(files)
+    ]
+
+
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy()
+
+
+def _sorted_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:
+    # Engines return ORDER BY results in order; Spark collects may not promise it, so check cheaply.
+    cols = [_column(table, k) for k in keys]
+    if table.num_rows < 2:
+        return table
+    order = np.lexsort(tuple(reversed(cols)))
+    if np.array_equal(order, np.arange(table.num_rows)):
+        return table
+    return table.take(pa.array(order))
+
+
+def _write_events(engine: Engine, events: ir.Table, path: Path) -> None:
+    # Sort ties by the event rank so both engines write rows in the same order.
+    ordered = events.order_by([events.user_id, events.pos]).drop(*_INTERNAL)
+    if engine.name == "duckdb":
+        engine.con.to_parquet(ordered, str(path), compression="zstd")
+        return
+    writer: pq.ParquetWriter | None = None
+    try:
+        for batch in ordered.to_pyarrow_batches(chunk_size=1 << 20):
+            if writer is None:
+                writer = pq.ParquetWriter(str(path), batch.schema, compression="zstd")
+            writer.write_batch(batch)
+        if writer is None:
+            pq.write_table(ordered.schema().to_pyarrow().empty_table(), str(path), compression="zstd")
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        # numpy's stubs type **kwds of savez too narrowly (as the allow_pickle flag).
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, array)
+
+
+def _view_stage(
+    engine: Engine, prepared: ir.Table, config: PrepareConfig, view: str, layout: DatasetLayout
+) -> dict[str, Any]:
+    """Vocabulary, sequences, graph (CSR + edge table) of one view; returns its counts."""
+    column = config.column(view)
+    counts = engine.to_arrow(view_counts(prepared, column))
+    vocab, vocab_counts = sort_vocab(_column(counts, "id"), _column(counts, "count"))
+    _save_npy(layout.vocab(view), vocab)
+    _save_npy(layout.vocab_counts(view), vocab_counts)
+
+    # Sequences and edges both read the runs: materialise them once instead of running the windows twice.
+    runs_expr = engine.cache(view_runs(prepared, column, config))
+    runs = _sorted_by(
+        engine.to_arrow(runs_expr.select("session", "run", "node").order_by(["session", "run"])),
+        ["session", "run"],
+    )
+    sessions = _column(runs, "session")
+    tokens = lookup(_column(runs, "node"), vocab)
+    if (tokens < 0).any():  # cannot happen: runs and vocabulary both come from the train split
+        raise RuntimeError(f"view {view}: {int((tokens < 0).sum())} sequence tokens outside the vocabulary")
+    _save_npz(layout.sequences(view), indptr=ragged_from_sorted(sessions), tokens=tokens.astype(np.int32))
+
+    edges = _sorted_by(engine.to_arrow(view_edges(runs_expr).order_by(["src", "dst"])), ["src", "dst"])
+    edges = edges.select(["src", "dst", "weight", "count"]).cast(
+        pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("weight", pa.float64()), ("count", pa.int64())])
+    )
+    layout.edges(view).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(edges, layout.edges(view), compression="zstd")
+    src, dst = lookup(_column(edges, "src"), vocab), lookup(_column(edges, "dst"), vocab)
+    indptr, indices, weights = edges_to_csr(src, dst, _column(edges, "weight"), len(vocab))
+    _save_npz(layout.graph(view), indptr=indptr, indices=indices, weights=weights)
+    return {
+        "vocab": len(vocab),
+        "edges": edges.num_rows,
+        "sequences": int(len(np.unique(sessions))) if len(sessions) else 0,
+        "tokens": len(tokens),
+        "csr": (indptr, indices, weights),
+    }
+
+
+def _link_stage(
+    engine: Engine, prepared: ir.Table, config: PrepareConfig, view: str, layout: DatasetLayout
+) -> int:
+    """``attributes/<view>.npy`` and ``links/<item>-<view>.npy``; returns the items with several values."""
+    values = engine.to_arrow(item_values(prepared, config.column(view)).order_by("item_id"))
+    item_vocab = np.load(layout.vocab(config.item_view))
+    view_vocab = np.load(layout.vocab(view))
+    attributes, links = link_tables(
+        item_vocab, _column(values, "item_id"), _column(values, "value"), view_vocab
+    )
+    _save_npy(layout.attributes(view), attributes)
+    _save_npy(layout.link(config.item_view, view), links)
+    return int((_column(values, "n_values") > 1).sum())
+
+
+def _summary(engine: Engine, prepared: ir.Table) -> dict[str, int]:
+    is_test = prepared.split == "test"
+    agg = prepared.aggregate(
+        events=prepared.count(),
+        users=prepared.user_id.nunique(),
+        items=prepared.item_id.nunique(),
+        sessions=prepared.session.nunique(),
+        train_events=(~is_test).cast("int64").sum().fill_null(0),
+        test_events=is_test.cast("int64").sum().fill_null(0),
+        test_users=prepared.user_id.nunique(where=is_test),
+        train_sessions=prepared.session.nunique(where=~is_test),
+    )
+    row = engine.to_arrow(agg).to_pylist()[0]
+    return {k: int(v or 0) for k, v in row.items()}
+
+
+def prepare_dataset(
+    events: pa.Table | Path,
+    output: Path,
+    config: PrepareConfig,
+    *,
+    engine: str = "duckdb",
+    spark_master: str = "local[2]",
+    bad_rows: BadRowReport | None = None,
+    inputs: Sequence[Path] = (),
+    overwrite: bool = False,
+    labels: Mapping[str, pa.Table] | None = None,
+    filtered: Mapping[str, int] | None = None,
+) -> Path:
+    """Canonical events -> dataset folder at ``output`` (``core.layout.DatasetLayout``); returns ``output``.
+
+    ``events`` is a canonical Arrow table, a parquet file, or a folder of parquet chunks. ``bad_rows`` (the
+    adapter's report) is checked against ``config.max_bad_row_share`` first and stored in the manifest;
+    ``inputs`` are raw files whose sha256 goes in the manifest; ``labels`` (``view -> Table(id, label)``)
+    are written to ``labels/<view>.parquet``; ``filtered`` (rows an adapter dropped on purpose, by
+    reason) is reported with the cleaning counts. Raises ``FileExistsError`` when ``output`` exists and
+    not ``overwrite``, ``BadInputError`` on unusable input.
+    """
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} already exists (pass overwrite=True to replace it)")
+    if bad_rows is not None:
+        bad_rows.check(config.max_bad_row_share)
+    timer = _Timer(stages=8 + 2 * len(config.views))
+    with (
+        engine_session(engine, spark_master=spark_master) as eng,
+        atomic_dir(output, overwrite=overwrite) as tmp,
+    ):
+        layout = DatasetLayout(tmp)
+        with timer.stage("load"):
+            raw = eng.load(events)
+            check_schema(raw, config)
+        with timer.stage("clean_counts"):
+            dropped = eng.to_arrow(drop_counts(raw, config)).to_pylist()[0]
+        if not dropped["kept"]:
+            raise BadInputError(
+                f"no event survives cleaning (read {dropped['rows']} rows; dropped {dropped})"
+            )
+        with timer.stage("clean_sessions"):
+            # The one materialised intermediate: every later stage reads it (a temp table on DuckDB, a
+            # persisted DataFrame on Spark).
+            sessioned = eng.cache(assign_sessions(clean(raw, config), config))
+            n_clean = int(sessioned.count().to_pyarrow().as_py())
+        end = config.time_window[1] if config.time_window else int(dropped["max_timestamp"]) + 1
+        prepared = assign_split(sessioned, config, end=end)
+        with timer.stage("write_events"):
+            _write_events(eng, prepared, layout.events)
+        with timer.stage("summary"):
+            counts: dict[str, Any] = _summary(eng, prepared)
+        if counts["train_events"] == 0:
+            raise BadInputError(
+                "the train split is empty: check split/test_days/test_fraction against the data"
+            )
+        per_view: dict[str, dict[str, Any]] = {}
+        for view in config.views:
+            with timer.stage(f"view_{view}"):
+                per_view[view] = _view_stage(eng, prepared, config, view, layout)
+        conflicts: dict[str, int] = {}
+        for view in config.side_views:
+            with timer.stage(f"links_{view}"):
+                conflicts[view] = _link_stage(eng, prepared, config, view, layout)
+        with timer.stage("cold_start"):
+            test_items = eng.to_arrow(prepared.filter(prepared.split == "test").select("item_id").distinct())
+            item_vocab = np.load(layout.vocab(config.item_view))
+            counts["cold_start_test_items"] = int(
+                (lookup(_column(test_items, "item_id"), item_vocab) < 0).sum()
+            )
+            counts["test_items"] = test_items.num_rows
+        with timer.stage("walks"):
+            for i, view in enumerate(config.views):
+                if config.walks_per_node == 0:
+                    break
+                indptr, indices, weights = per_view[view]["csr"]
+                w_indptr, w_tokens = random_walks(
+                    indptr,
+                    indices,
+                    weights,
+                    walks_per_node=config.walks_per_node,
+                    walk_length=config.walk_length,
+                    p=config.p,
+                    q=config.q,
+                    seed=config.seed + i,
+                )
+                _save_npz(walks_path(tmp, view), indptr=w_indptr, tokens=w_tokens)
+                per_view[view]["walks"] = len(w_indptr) - 1
+        with timer.stage("labels"):
+            for view, table in (labels or {}).items():
+                labels_path(tmp, view).parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(table, labels_path(tmp, view))
+        with timer.stage("checksums"):
+            checksums = _checksums(events, inputs)
+        timer.bar.close()
+        drops = {k: int(v) for k, v in dropped.items() if k not in ("rows", "kept", "max_timestamp")}
+        drops["duplicate"] = int(dropped["kept"]) - n_clean
+        drops["after held-out period"] = n_clean - counts["events"]
+        counts |= {
+            "input_rows": int(dropped["rows"]),
+            "vocab": {v: per_view[v]["vocab"] for v in config.views},
+            "edges": {v: per_view[v]["edges"] for v in config.views},
+            "sequences": {v: per_view[v]["sequences"] for v in config.views},
+            "sequence_tokens": {v: per_view[v]["tokens"] for v in config.views},
+            "walks": {v: per_view[v].get("walks", 0) for v in config.views},
+            "items_with_several_values": conflicts,
+        }
+        manifest = {
+            "format": "m2grl-dataset",
+            "format_version": FORMAT_VERSION,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "config": config.to_dict(),
+            "views": list(config.views),
+            "relations": [[config.item_view, v] for v in config.side_views],
+            "target": config.target,
+            "split": {"kind": config.split, "end": end if config.split == "global_time" else None},
+            "inputs": checksums,
+            "counts": counts,
+            "dropped": drops | {f"adapter: {k}": int(v) for k, v in (filtered or {}).items()},
+            "bad_rows": bad_rows.to_dict() if bad_rows is not None else None,
+            "labels": sorted(labels or {}),
+            "timings_s": timer.timings,
+            "engine": {"name": eng.name, "spark_master": spark_master if eng.name == "spark" else None},
+            "versions": _versions(eng.name),
+            "argv": sys.argv,
+        }
+        atomic_write_json(layout.manifest, manifest)
+    return output
+
+
+def read_source(
+    source: Literal["movielens", "taobao", "generic"],
+    input_path: Path,
+    *,
+    column_map: Mapping[str, str] | None = None,
+    min_rating: float = 3.0,
+) -> AdapterResult:
+    """Run the adapter of ``source`` on ``input_path`` (MovieLens: a folder with ratings.csv and
+    movies.csv, or the ratings.csv file next to movies.csv)."""
+    input_path = Path(input_path)
+    if not input_path.exists():
+        raise FileNotFoundError(f"input {input_path} does not exist")
+    if source == "movielens":
+        folder = input_path if input_path.is_dir() else input_path.parent
+        ratings = input_path if input_path.is_file() else folder / "ratings.csv"
+        return read_movielens(ratings, folder / "movies.csv", min_rating=min_rating)
+    if source == "taobao":
+        return read_taobao(input_path)
+    if source == "generic":
+        if not column_map:
+            raise ValueError("the generic source needs a column mapping (canonical=source, e.g. user_id=uid)")
+        return read_generic(input_path, column_map)
+    raise ValueError(f"unknown source {source!r}; valid: generic, movielens, taobao")
+
+
+def prepare_from_source(
+    source: Literal["movielens", "taobao", "generic"],
+    input_path: Path,
+    output: Path,
+    *,
+    config: PrepareConfig | None = None,
+    engine: str = "duckdb",
+    spark_master: str = "local[2]",
+    target: Literal["test", "valid"] | None = None,
+    column_map: Mapping[str, str] | None = None,
+    views: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Adapter + ``prepare_dataset``: raw log of a known format -> dataset folder; returns ``output``.
+
+    ``config`` defaults to ``preset(source)``; ``target`` and ``views`` override it when given.
+    """
+    if config is None:
+        config = preset(source)
+    overrides: dict[str, Any] = {}
+    if target is not None:
+        overrides["target"] = target
+    if views is not None:
+        overrides["views"] = tuple(views)
+    if overrides:
+        config = replace(config, **overrides)
+    result = read_source(source, input_path, column_map=column_map)
+    return prepare_dataset(
+        result.table,
+        output,
+        config,
+        engine=engine,
+        spark_master=spark_master,
+        bad_rows=result.bad_rows,
+        inputs=result.inputs,
+        overwrite=overwrite,
+        labels=result.labels,
+        filtered=result.filtered,
+    )
+
+
+__all__ = ["prepare_dataset", "prepare_from_source", "read_source", "walks_path", "labels_path"]

@@ -1,0 +1,127 @@
+"""The diversity metric job end to end on tiny dataset/model folders written per ``core.layout``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.layout import DatasetLayout, MetricLayout, ModelLayout
+from offline.diversity import MetricConfig, instance_input, load_metric_manifest, train_metric_model
+
+N_ITEMS, DIM_I, DIM_IC = 24, 6, 3
+# item id = 100 + row; 4 categories of 6 items
+ITEM_CATEGORY = np.repeat(np.arange(4), 6) + 50
+
+
+def _write_folders(root: Path, events: pd.DataFrame) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    dataset, model = DatasetLayout(root / "dataset"), ModelLayout(root / "model")
+    dataset.root.mkdir(parents=True)
+    events.to_parquet(dataset.events)
+    vocab = 100 + np.arange(N_ITEMS, dtype=np.int64)
+    arrays = {
+        model.embeddings("item"): rng.normal(size=(N_ITEMS, DIM_I)).astype(np.float32),
+        model.relational("item-category", "item"): rng.random((N_ITEMS, DIM_IC)).astype(np.float32),
+        model.vocab("item"): vocab,
+        model.attributes("category"): ITEM_CATEGORY.astype(np.int64),
+    }
+    for path, array in arrays.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, array)
+    return dataset.root, model.root
+
+
+def _events() -> pd.DataFrame:
+    """Users alternate between category 50 and 51 items in one session (planted discoveries 0<->6, 1<->7...),
+    plus a test-split event that must be ignored and an unknown item."""
+    rows = []
+    for user in range(6):
+        for step in range(8):
+            item = 100 + (step % 2) * 6 + user % 3  # rows (u%3) and (6 + u%3)
+            rows.append((user, item, 1000 * user + step, 50 + step % 2, user, "train"))
+        rows.append((user, 100 + 12, 1000 * user + 99, 52, user, "test"))
+    rows.append((0, 999, 5, 53, 0, "train"))  # not in the vocabulary
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "category_id", "session", "split"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, MetricConfig]:
+    root = tmp_path_factory.mktemp("div")
+    dataset, model = _write_folders(root, _events())
+    config = MetricConfig(epochs=4, batch_size=16, lr=0.05, negatives_per_positive=3, seed=1)
+    out = train_metric_model(dataset, model, root / "metric", config)
+    return dataset, model, out, config
+
+
+def test_job_writes_metric_layout(trained: tuple[Path, Path, Path, MetricConfig]) -> None:
+    _, model, out, _ = trained
+    layout = MetricLayout(out)
+    z = np.load(layout.diversity)
+    assert z.dtype == np.float32 and z.shape == (N_ITEMS, DIM_I + DIM_IC)
+    assert np.load(layout.factor("i")).shape == (DIM_I, DIM_I)
+    assert np.load(layout.factor("ic")).shape == (DIM_IC, DIM_IC)
+    manifest = load_metric_manifest(out)
+    assert manifest["source_model"] == str(model.resolve())
+    # 6 users x 7 consecutive cross-category pairs, minus the one pair of user 0 that the unknown item
+    # (timestamp 5, between steps 5 and 6) breaks into two pairs with an unknown end
+    assert manifest["counts"]["positive_pairs"] == 6 * 7 - 1
+    assert manifest["config"]["seed"] == 1
+    assert json.loads(layout.manifest.read_text())["kind"] == "metric"
+
+
+def test_saved_z_reproduces_eq11_with_saved_factors(trained: tuple[Path, Path, Path, MetricConfig]) -> None:
+    _, model, out, config = trained
+    layout, m = MetricLayout(out), ModelLayout(model)
+    l_i, l_ic = np.load(layout.factor("i")), np.load(layout.factor("ic"))
+    e_i = instance_input(np.load(m.embeddings("item")), config.instance_input)
+    e_ic = np.load(m.relational("item-category", "item"))
+    z = np.load(layout.diversity)
+    a, b = np.arange(0, 12), np.arange(12, 24)
+    d_i = np.einsum("nd,de,ne->n", e_i[a] - e_i[b], l_i.T @ l_i, e_i[a] - e_i[b])
+    d_ic = np.einsum("nd,de,ne->n", e_ic[a] - e_ic[b], l_ic.T @ l_ic, e_ic[a] - e_ic[b])
+    np.testing.assert_allclose(((z[a] - z[b]) ** 2).sum(1), d_i + d_ic, rtol=1e-4, atol=1e-5)
+
+
+def test_metric_stays_psd_and_training_separates_pairs(
+    trained: tuple[Path, Path, Path, MetricConfig],
+) -> None:
+    _, _, out, _ = trained
+    layout = MetricLayout(out)
+    for name in ("i", "ic"):
+        factor = np.load(layout.factor(name)).astype(np.float64)
+        assert np.linalg.eigvalsh(factor.T @ factor).min() >= -1e-6
+    manifest = load_metric_manifest(out)
+    assert min(manifest["min_eigenvalue"].values()) >= -1e-6
+    z = np.load(layout.diversity)
+    d = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    planted = np.mean([d[r, 6 + r] for r in range(3)])
+    rest = d[np.triu_indices(N_ITEMS, 1)].mean()
+    assert planted < rest
+
+
+def test_job_refuses_to_overwrite_and_reports_missing_inputs(
+    trained: tuple[Path, Path, Path, MetricConfig], tmp_path: Path
+) -> None:
+    dataset, model, out, _ = trained
+    with pytest.raises(FileExistsError, match="already exists"):
+        train_metric_model(dataset, model, out, MetricConfig(epochs=1))
+    broken = tmp_path / "model"
+    shutil.copytree(model, broken)
+    ModelLayout(broken).relational("item-category", "item").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks relational"):
+        train_metric_model(dataset, broken, tmp_path / "m", MetricConfig(epochs=1))
+    assert not (tmp_path / "m").exists()
+
+
+def test_job_without_discovery_pairs_fails_clearly(tmp_path: Path) -> None:
+    events = _events()
+    events["item_id"] = 100  # every consecutive pair is the same item, same category
+    dataset, model = _write_folders(tmp_path, events)
+    with pytest.raises(ValueError, match="no discovery pair"):
+        train_metric_model(dataset, model, tmp_path / "metric", MetricConfig(epochs=1))
+    assert not (tmp_path / "metric").exists()

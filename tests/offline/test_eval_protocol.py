@@ -1,0 +1,113 @@
+"""Protocol: test users, triggers, ground truths, merging/filtering, and metrics through a retriever."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from offline.evaluation.protocol import (
+    ProtocolConfig,
+    build_eval_data,
+    compact,
+    evaluate_retriever,
+    merge_by_score,
+    retrieve,
+)
+from tests.offline.eval_fakes import CATALOGUE, TABLE, TableRetriever, tiny_events
+
+
+def _data(**kw: object):  # type: ignore[no-untyped-def]
+    cfg = ProtocolConfig(ks=(1, 2), **kw)  # type: ignore[arg-type]
+    return build_eval_data(tiny_events(), CATALOGUE, category_column="category_id", config=cfg), cfg
+
+
+def _rows(indptr: np.ndarray, values: np.ndarray) -> list[list[int]]:
+    return [values[indptr[i] : indptr[i + 1]].tolist() for i in range(len(indptr) - 1)]
+
+
+def test_users_triggers_truth_and_recent_categories() -> None:
+    data, _ = _data()
+    assert data.users.tolist() == [1, 2]
+    assert data.triggers.tolist() == [[12], [13]]
+    assert _rows(data.truth_indptr, data.truth_items) == [[11, 13], [10, 14]]
+    # User 1's last train event is day 30: days 15..30 hold categories 101 and 102.
+    assert _rows(data.recent_cats_indptr, data.recent_cats) == [[101, 102], [100]]
+    assert _rows(data.new_truth_indptr, data.new_truth_items) == [[13], [14]]
+
+
+def test_last_m_triggers_most_recent_first() -> None:
+    data, _ = _data(n_triggers=2)
+    assert data.triggers.tolist() == [[12, 11], [13, -1]]
+
+
+def test_exclude_seen_drops_train_items_from_truth() -> None:
+    data, _ = _data(exclude_seen=True)
+    assert _rows(data.truth_indptr, data.truth_items) == [[13], [10, 14]]
+
+
+def test_metrics_through_retriever_hand_computed() -> None:
+    data, cfg = _data()
+    out = evaluate_retriever(data, TableRetriever(TABLE), "general", cfg)
+    # u1: trigger 12 -> [13, 10], hit at rank 0 (truth {11, 13}); u2: 13 -> [10, 11], hit at 0 (truth {10, 14}).
+    assert out["HitRate@1"] == pytest.approx(1.0)
+    assert out["Recall@1"] == pytest.approx(0.5)
+    assert out["Precision@2"] == pytest.approx(0.5)
+    assert out["Coverage@2"] == pytest.approx(3 / 4)
+    # Discovery: u1 new truth {13} hit; u2 new truth {14} (cold) missed.
+    assert out["NewHitRate@1"] == pytest.approx(0.5)
+    # New categories: u1 13 (100), 10 (100) both new; u2 10 (100) recent, 11 (101) new -> 3 of 4.
+    assert out["NewCategoryShare@2"] == pytest.approx(3 / 4)
+    assert out["users"] == 2
+
+
+def test_exclusions_filter_candidates() -> None:
+    data, cfg = _data(exclude_seen=True)
+    ids, _ = retrieve(TableRetriever(TABLE), data, "general", cfg)
+    # u1 saw 10, 11, 12: only 13 survives; u2 saw 13: 10, 11 survive.
+    assert ids.tolist() == [[13, -1], [10, 11]]
+    data, cfg = _data()
+    ids, _ = retrieve(TableRetriever(TABLE), data, "general", cfg, exclude_recent_categories=True)
+    assert ids.tolist() == [[13, 10], [11, 12]]
+    ids, _ = retrieve(TableRetriever(TABLE), data, "general", cfg, exclude_trigger_category=True)
+    # Trigger 12 is category 102, trigger 13 is category 100.
+    assert ids.tolist() == [[13, 10], [11, 12]]
+
+
+def test_merge_of_two_triggers_by_best_score() -> None:
+    data, cfg = _data(n_triggers=2)
+    ids, scores = retrieve(TableRetriever(TABLE), data, "general", cfg)
+    # u1: from 12 [13 .9, 10 .5, ...], from 11 [13 .95, 10 .8, ...] -> 13 (.95), 10 (.8).
+    assert ids.tolist() == [[13, 10], [10, 11]]
+    assert scores[0].tolist() == pytest.approx([0.95, 0.8])
+
+
+def test_merge_by_score_and_compact_units() -> None:
+    ids = np.array([[5, 6, -1, 6, 7]], dtype=np.int64)
+    scores = np.array([[0.1, 0.3, 9.0, 0.7, 0.2]], dtype=np.float32)
+    m_ids, m_scores = merge_by_score(ids, scores, 4)
+    assert m_ids.tolist() == [[6, 7, 5, -1]]
+    assert m_scores[0, :3].tolist() == pytest.approx([0.7, 0.2, 0.1])
+    c_ids, _ = compact(ids, scores, np.array([[False, True, True, True, True]]), 3)
+    assert c_ids.tolist() == [[6, 6, 7]]
+
+
+def test_block_size_splits_calls() -> None:
+    data, _ = _data()
+    fake = TableRetriever(TABLE)
+    retrieve(fake, data, "general", ProtocolConfig(ks=(1, 2), block_size=1))
+    assert [n for n, _ in fake.calls] == [1, 1]
+
+
+def test_config_and_input_errors() -> None:
+    with pytest.raises(ValueError, match="n_triggers"):
+        ProtocolConfig(n_triggers=0)
+    with pytest.raises(ValueError, match="ks"):
+        ProtocolConfig(ks=())
+    with pytest.raises(ValueError, match="lack columns"):
+        build_eval_data(
+            tiny_events().drop(columns="split"), CATALOGUE, category_column=None, config=ProtocolConfig()
+        )
+    events = tiny_events()
+    events["split"] = "train"
+    with pytest.raises(ValueError, match="no test user"):
+        build_eval_data(events, CATALOGUE, category_column=None, config=ProtocolConfig())

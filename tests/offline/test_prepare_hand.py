@@ -1,0 +1,107 @@
+"""The ten-event log of prepare_fixtures, counted by hand, through the whole prepare stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from core.atomic import read_json
+from core.layout import DatasetLayout
+from offline.prepare import prepare_dataset
+from tests.offline.prepare_fixtures import ten_config, ten_events
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> DatasetLayout:
+    out = tmp_path_factory.mktemp("ten") / "dataset"
+    prepare_dataset(ten_events(), out, ten_config())
+    return DatasetLayout(out)
+
+
+def test_cleaning_and_sessions(dataset: DatasetLayout) -> None:
+    events = pq.read_table(dataset.events)
+    assert events.num_rows == 8
+    assert events.column("timestamp").to_pylist() == [0, 100, 200, 5000, 5100, 50, 70, 3670]
+    assert events.column("session").to_pylist() == [0, 0, 0, 1, 1, 2, 2, 3]
+    assert set(events.column("split").to_pylist()) == {"train"}
+    manifest = read_json(dataset.manifest)
+    assert manifest["dropped"]["short_dwell"] == 1 and manifest["dropped"]["duplicate"] == 1
+    assert manifest["counts"]["sessions"] == 4 and manifest["counts"]["events"] == 8
+
+
+def test_vocab_sorted_by_train_count_then_id(dataset: DatasetLayout) -> None:
+    assert np.load(dataset.vocab("item")).tolist() == [10, 11, 12]
+    assert np.load(dataset.vocab_counts("item")).tolist() == [4, 2, 2]
+    assert np.load(dataset.vocab("category")).tolist() == [1, 2]
+    assert np.load(dataset.vocab_counts("category")).tolist() == [6, 2]
+
+
+def test_item_graph(dataset: DatasetLayout) -> None:
+    edges = pq.read_table(dataset.edges("item")).to_pylist()
+    assert edges == [
+        {"src": 10, "dst": 11, "weight": 3.0, "count": 1},
+        {"src": 12, "dst": 10, "weight": 5.0, "count": 2},
+    ]
+    csr = np.load(dataset.graph("item"))
+    assert csr["indptr"].tolist() == [0, 1, 1, 2]
+    assert csr["indices"].tolist() == [1, 0] and csr["indices"].dtype == np.int32
+    assert csr["weights"].tolist() == [3.0, 5.0] and csr["weights"].dtype == np.float32
+
+
+def test_category_graph_removes_consecutive_duplicates(dataset: DatasetLayout) -> None:
+    edges = pq.read_table(dataset.edges("category")).to_pylist()
+    assert edges == [{"src": 2, "dst": 1, "weight": 5.0, "count": 2}]
+
+
+def test_sequences(dataset: DatasetLayout) -> None:
+    item = np.load(dataset.sequences("item"))
+    assert item["indptr"].tolist() == [0, 2, 4, 6, 7]
+    assert item["tokens"].tolist() == [0, 1, 2, 0, 2, 0, 0] and item["tokens"].dtype == np.int32
+    cat = np.load(dataset.sequences("category"))
+    assert cat["indptr"].tolist() == [0, 1, 3, 5, 6]
+    assert cat["tokens"].tolist() == [0, 1, 0, 1, 0, 0]
+
+
+def test_links_and_attributes(dataset: DatasetLayout) -> None:
+    assert np.load(dataset.attributes("category")).tolist() == [1, 1, 2]
+    assert np.load(dataset.link("item", "category")).tolist() == [0, 0, 1]
+
+
+def test_manifest(dataset: DatasetLayout) -> None:
+    m = read_json(dataset.manifest)
+    assert m["views"] == ["item", "category"] and m["relations"] == [["item", "category"]]
+    assert m["counts"]["edges"] == {"item": 2, "category": 1}
+    assert m["counts"]["vocab"] == {"item": 3, "category": 2}
+    assert (m["counts"]["users"], m["counts"]["items"], m["counts"]["input_rows"]) == (2, 3, 10)
+    assert m["engine"]["name"] == "duckdb" and "duckdb" in m["versions"]
+    assert m["config"]["session_gap_s"] == 3600 and m["target"] == "test"
+    assert set(m["timings_s"]) >= {"clean_sessions", "view_item", "write_events"}
+
+
+def test_count_weighting(tmp_path: Path) -> None:
+    out = prepare_dataset(ten_events(), tmp_path / "d", ten_config(edge_weighting="count"))
+    edges = pq.read_table(DatasetLayout(out).edges("item"))
+    assert edges.column("weight").to_pylist() == [1.0, 2.0]
+
+
+def test_behaviour_filter_changes_sessions(tmp_path: Path) -> None:
+    # Only views form sessions: e3 (cart), e5 (buy), e10 (fav) go; user 1 keeps [e1 e2] | [e4].
+    out = prepare_dataset(ten_events(), tmp_path / "d", ten_config(behaviors=("view",)))
+    layout = DatasetLayout(out)
+    assert pq.read_table(layout.events).column("session").to_pylist() == [0, 0, 1, 2, 2]
+    assert read_json(layout.manifest)["dropped"]["behaviour_not_kept"] == 3
+
+
+def test_existing_output_needs_overwrite(tmp_path: Path, dataset: DatasetLayout) -> None:
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    with pytest.raises(FileExistsError):
+        prepare_dataset(ten_events(), out, ten_config())
+    assert (out / "keep.txt").read_text() == "old"
+    prepare_dataset(ten_events(), out, ten_config(), overwrite=True)
+    assert not (out / "keep.txt").exists() and DatasetLayout(out).manifest.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]

@@ -1,0 +1,123 @@
+"""prepare on the bundled real samples, parquet-chunk input, and DuckDB vs Spark identity."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from core.atomic import read_json
+from core.layout import DatasetLayout
+from offline.adapters import read_taobao
+from offline.config import BadInputError, PrepareConfig
+from offline.engine import connect
+from offline.prepare import labels_path, prepare_dataset, prepare_from_source, walks_path
+from offline.presets import preset
+from tests.offline.prepare_fixtures import ten_config, ten_events
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+TAOBAO = DATA / "taobao-sample" / "UserBehavior_head_sample.csv.gz"
+
+
+def test_taobao_preset_on_bundled_sample(tmp_path: Path) -> None:
+    layout = DatasetLayout(prepare_from_source("taobao", TAOBAO, tmp_path / "tb"))
+    m = read_json(layout.manifest)
+    assert m["counts"]["input_rows"] == 84_287 and m["dropped"]["out_of_window"] == 35
+    assert m["counts"]["events"] == 84_252
+    assert m["bad_rows"]["bad"] == {"item with two categories": 1}
+    assert m["inputs"][0]["sha256"] == "6a5554cae0cab2dd24c5ba92947fc125770548274a4550c5ddf5fd343c383b17"
+    events = pq.read_table(layout.events)
+    test_ts = pc.filter(events.column("timestamp"), pc.equal(events.column("split"), "test")).to_numpy()
+    # The last (China-time) day is test: 2017-12-03 00:00 +08:00 onwards.
+    assert test_ts.min() >= 1_512_230_400
+    train_ts = pc.filter(events.column("timestamp"), pc.equal(events.column("split"), "train")).to_numpy()
+    assert train_ts.max() < 1_512_230_400
+    # Vocabulary = distinct train items, ordered by count.
+    vocab, counts = np.load(layout.vocab("item")), np.load(layout.vocab_counts("item"))
+    train_items = pc.filter(events.column("item_id"), pc.equal(events.column("split"), "train")).to_numpy()
+    assert set(vocab.tolist()) == set(train_items.tolist()) and counts.sum() == len(train_items)
+    assert np.all(np.diff(counts) <= 0)
+    test_items = pc.filter(events.column("item_id"), pc.equal(events.column("split"), "test")).to_numpy()
+    assert m["counts"]["cold_start_test_items"] == len(set(test_items.tolist()) - set(vocab.tolist()))
+    links = np.load(layout.link("item", "category"))
+    assert len(links) == len(vocab) and links.min() >= 0
+
+
+def test_movielens_preset_caps_sessions(tmp_path: Path) -> None:
+    layout = DatasetLayout(prepare_from_source("movielens", DATA / "movielens-small", tmp_path / "ml"))
+    events = pq.read_table(layout.events, columns=["session", "split", "user_id"])
+    sizes = np.bincount(events.column("session").to_numpy())
+    assert sizes.max() == 50
+    m = read_json(layout.manifest)
+    assert m["dropped"]["adapter: rating below 3"] == 19_073 and m["counts"]["events"] == 81_763
+    assert labels_path(layout.root, "category").exists()
+    seq = np.load(layout.sequences("item"))
+    assert np.diff(seq["indptr"]).max() <= 50
+
+
+def test_parquet_chunk_folder_and_walks(tmp_path: Path) -> None:
+    table = ten_events()
+    chunks = tmp_path / "chunks"
+    chunks.mkdir()
+    pq.write_table(table.slice(0, 5), chunks / "part-00000.parquet")
+    pq.write_table(table.slice(5), chunks / "part-00001.parquet")
+    cfg = ten_config(walks_per_node=2, walk_length=4)
+    a = DatasetLayout(prepare_dataset(chunks, tmp_path / "a", cfg))
+    b = DatasetLayout(prepare_dataset(table, tmp_path / "b", cfg))
+    assert pq.read_table(a.events).equals(pq.read_table(b.events))
+    assert len(read_json(a.manifest)["inputs"]) == 2
+    wa, wb = np.load(walks_path(a.root, "item")), np.load(walks_path(b.root, "item"))
+    assert np.array_equal(wa["tokens"], wb["tokens"]) and len(wa["indptr"]) == 1 + 2 * 2
+
+
+def test_errors(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="lack column 'shop_id'"):
+        prepare_dataset(ten_events(), tmp_path / "x", ten_config(views=("item", "shop")))
+    with pytest.raises(BadInputError, match="no event survives"):
+        prepare_dataset(
+            ten_events(), tmp_path / "x", ten_config(behaviors=("buy",), time_window=(10**9, 10**9 + 1))
+        )
+    with pytest.raises(ValueError, match="valid: duckdb, spark"):
+        connect("sqlite")
+    assert not (tmp_path / "x").exists()
+
+
+def _normalise(table: pa.Table) -> pa.Table:
+    return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_spark_and_duckdb_give_identical_datasets(tmp_path: Path) -> None:
+    table = read_taobao(TAOBAO).table
+    # A subsample of users keeps the Spark run (about 30 s of start-up alone) short.
+    users = np.unique(table.column("user_id").to_numpy())[:80]
+    table = table.filter(pc.is_in(table.column("user_id"), value_set=pa.array(users)))
+    cfg = preset("taobao")
+    duck = DatasetLayout(prepare_dataset(table, tmp_path / "duck", cfg))
+    spark = DatasetLayout(prepare_dataset(table, tmp_path / "spark", cfg, engine="spark"))
+    assert _normalise(pq.read_table(duck.events)).equals(_normalise(pq.read_table(spark.events)))
+    for view in cfg.views:
+        assert pq.read_table(duck.edges(view)).equals(pq.read_table(spark.edges(view)))
+        for path in (duck.vocab(view), duck.vocab_counts(view)):
+            assert np.array_equal(np.load(path), np.load(spark.root / path.relative_to(duck.root)))
+        for path in (duck.sequences(view), duck.graph(view)):
+            x, y = np.load(path), np.load(spark.root / path.relative_to(duck.root))
+            assert all(np.array_equal(x[k], y[k]) for k in x.files)
+    assert np.array_equal(np.load(duck.link("item", "category")), np.load(spark.link("item", "category")))
+    dm, sm = read_json(duck.manifest), read_json(spark.manifest)
+    assert dm["counts"] == sm["counts"] and sm["engine"]["name"] == "spark"
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_bad_row_share_fails_the_job(tmp_path: Path) -> None:
+    from offline.adapters import BadRowReport
+
+    report = BadRowReport(100, {"wrong type": 5}, [])
+    with pytest.raises(BadInputError, match="5 of 100"):
+        prepare_dataset(ten_events(), tmp_path / "x", PrepareConfig(max_bad_row_share=0.01), bad_rows=report)

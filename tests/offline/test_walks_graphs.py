@@ -1,0 +1,106 @@
+"""Random walks (DeepWalk, node2vec) and the numpy graph helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from offline.graphs import edges_to_csr, link_tables, lookup, sort_vocab
+from offline.sessions import collapse_consecutive, ragged_from_sorted
+from offline.walks import random_walks
+
+
+def csr(edges: list[tuple[int, int, float]], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    src, dst, w = (np.array(c) for c in zip(*edges, strict=True))
+    return edges_to_csr(src.astype(np.int64), dst.astype(np.int64), w.astype(np.float64), n)
+
+
+def test_edges_to_csr_sorts_rows_and_destinations() -> None:
+    indptr, indices, weights = csr([(2, 0, 1.0), (0, 2, 5.0), (0, 1, 3.0)], 4)
+    assert indptr.tolist() == [0, 2, 2, 3, 3]
+    assert indices.tolist() == [1, 2, 0] and weights.tolist() == [3.0, 5.0, 1.0]
+    with pytest.raises(ValueError, match="must lie in"):
+        csr([(0, 4, 1.0)], 4)
+
+
+def test_vocab_lookup_and_links() -> None:
+    vocab, counts = sort_vocab(np.array([5, 3, 9]), np.array([2, 7, 2]))
+    assert vocab.tolist() == [3, 5, 9] and counts.tolist() == [7, 2, 2]
+    assert lookup(np.array([9, 4, 3]), vocab).tolist() == [2, -1, 0]
+    attributes, links = link_tables(
+        np.array([3, 5, 9]), np.array([3, 9]), np.array([70, 80]), np.array([80, 70])
+    )
+    assert attributes.tolist() == [70, -1, 80] and links.tolist() == [1, -1, 0]
+
+
+def test_ragged_helpers() -> None:
+    groups = np.array([0, 0, 0, 2, 2, 5])
+    tokens = np.array([1, 1, 2, 2, 2, 2], dtype=np.int32)
+    assert ragged_from_sorted(groups).tolist() == [0, 3, 5, 6]
+    assert collapse_consecutive(groups, tokens).tolist() == [True, False, True, True, False, True]
+
+
+CYCLE = [(0, 1, 1.0), (1, 2, 1.0), (2, 0, 1.0), (1, 0, 1.0), (2, 1, 1.0), (0, 2, 1.0)]
+
+
+def test_walks_are_seeded_and_follow_edges() -> None:
+    g = csr(CYCLE + [(3, 0, 1.0)], 5)  # node 4 has no out-edge: no walk starts there
+    a = random_walks(*g, walks_per_node=3, walk_length=6, seed=7)
+    b = random_walks(*g, walks_per_node=3, walk_length=6, seed=7)
+    c = random_walks(*g, walks_per_node=3, walk_length=6, seed=8)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[1], c[1])
+    indptr, tokens = a
+    assert len(indptr) - 1 == 3 * 4 and tokens.dtype == np.int32
+    starts = tokens[indptr[:-1]]
+    assert starts.tolist() == [0, 1, 2, 3] * 3
+    edges = {(s, d) for s, d, _ in CYCLE} | {(3, 0)}
+    for i in range(len(indptr) - 1):
+        walk = tokens[indptr[i] : indptr[i + 1]].tolist()
+        assert len(walk) == 6
+        assert all((s, d) in edges for s, d in zip(walk, walk[1:], strict=False))
+
+
+def test_walk_stops_at_dead_end() -> None:
+    indptr, tokens = random_walks(*csr([(0, 1, 1.0), (1, 2, 1.0)], 3), walks_per_node=1, walk_length=5)
+    assert indptr.tolist() == [0, 3, 5] and tokens.tolist() == [0, 1, 2, 1, 2]
+
+
+def test_weighted_transitions() -> None:
+    g = csr([(0, 1, 1.0), (0, 2, 3.0), (1, 0, 1.0), (2, 0, 1.0)], 3)
+    indptr, tokens = random_walks(*g, walks_per_node=4000, walk_length=2, seed=1)
+    second = tokens[indptr[:-1] + 1][tokens[indptr[:-1]] == 0]
+    share = float(np.mean(second == 2))
+    assert 0.72 < share < 0.78  # expected 3 / 4
+
+
+def test_node2vec_return_parameter() -> None:
+    # On a triangle, after 0 -> 1 the walker returns to 0 or goes to 2 (a neighbour of 0): small p
+    # favours returning, large p avoids it; p = q = 1 picks each half of the time.
+    g = csr(CYCLE, 3)
+
+    def return_rate(p: float) -> float:
+        indptr, tokens = random_walks(*g, walks_per_node=3000, walk_length=3, p=p, q=1.0, seed=3)
+        walks = tokens.reshape(-1, 3)
+        return float(np.mean(walks[:, 2] == walks[:, 0]))
+
+    low, mid, high = return_rate(0.1), return_rate(1.0), return_rate(10.0)
+    assert low > 0.85 and 0.45 < mid < 0.55 and high < 0.15
+
+
+def test_node2vec_in_out_parameter() -> None:
+    # Path-like graph 0 -> 1 -> {0, 2, 3}; 1 -> 2 where 0 -> 2 is an edge (distance 1), 3 is not.
+    g = csr([(0, 1, 1.0), (0, 2, 1.0), (1, 0, 1.0), (1, 2, 1.0), (1, 3, 1.0), (2, 1, 1.0), (3, 1, 1.0)], 4)
+    indptr, tokens = random_walks(*g, walks_per_node=6000, walk_length=3, p=1.0, q=0.1, seed=5)
+    first = tokens[indptr[:-1]]
+    walks = tokens.reshape(-1, 3)[(first == 0)]
+    walks = walks[walks[:, 1] == 1]
+    # alpha: back to 0 -> 1, to 2 -> 1, to 3 -> 1/q = 10: expected share of 3 = 10 / 12.
+    assert 0.78 < float(np.mean(walks[:, 2] == 3)) < 0.89
+
+
+def test_bad_walk_arguments() -> None:
+    g = csr(CYCLE, 3)
+    with pytest.raises(ValueError, match="p and q"):
+        random_walks(*g, walks_per_node=1, walk_length=3, p=0.0)
+    assert random_walks(*g, walks_per_node=0, walk_length=3)[0].tolist() == [0]
