@@ -42,6 +42,9 @@ def skipgram_vectors(walks: list[np.ndarray], n_items: int, s: WalkSettings, see
         workers=s.workers,
         epochs=s.epochs,
         seed=seed,
+        # DeepWalk does not subsample frequent nodes; gensim's default (1e-3) drops most tokens of a
+        # small catalogue, where every item is "frequent".
+        sample=0,
     )
     out = np.zeros((n_items, s.dim), dtype=np.float32)
     keys = np.array([int(k) for k in w2v.wv.index_to_key], dtype=np.int64)

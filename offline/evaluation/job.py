@@ -57,7 +57,6 @@ def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> It
     import dataclasses
 
     from model.config import M2GRLConfig
-
     from offline.train import train_m2grl
 
     names = {f.name for f in dataclasses.fields(M2GRLConfig)}
