@@ -1,0 +1,81 @@
+"""Each loss against values computed by hand on tiny tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from model.alignment import alignment_loss, project
+from model.sgns import sgns_loss
+
+
+def _logsig(x: float) -> float:
+    return math.log(1.0 / (1.0 + math.exp(-x)))
+
+
+def _sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_sgns_per_positive_negatives_matches_equation_3() -> None:
+    centre = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    context = torch.tensor([[0.5, 0.5], [1.0, -1.0]])
+    negatives = torch.tensor([[[1.0, 1.0]], [[0.0, 0.5]]])  # one negative per positive
+    # pair 0: v'.v = 0.5, neg . v = 1.0 ; pair 1: v'.v = -2.0, neg . v = 1.0
+    expected = (-(_logsig(0.5) + _logsig(-1.0)) - (_logsig(-2.0) + _logsig(-1.0))) / 2
+    assert sgns_loss(centre, context, negatives).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_sgns_shared_pool_scores_every_positive_against_every_negative() -> None:
+    centre = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    context = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    pool = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    # pair 0 scores: pos 1, negs (2, 0); pair 1: pos 1, negs (0, 3); neg_scale 0.5 (k=1 of S=2)
+    p0 = -_logsig(1.0) - 0.5 * (_logsig(-2.0) + _logsig(0.0))
+    p1 = -_logsig(1.0) - 0.5 * (_logsig(0.0) + _logsig(-3.0))
+    got = sgns_loss(centre, context, pool, neg_scale=0.5).item()
+    assert got == pytest.approx((p0 + p1) / 2, rel=1e-6)
+
+
+def test_sgns_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="negatives"):
+        sgns_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3, 1, 3))
+
+
+def test_alignment_loss_hand_computed_and_negatives_through_w() -> None:
+    w = torch.tensor([[1.0, 0.0]])  # rel_dim 1: sigma(W e) = sigma(e[0])
+    bias = torch.tensor(-0.25)
+    item = torch.tensor([[0.0, 5.0]])  # sigma(0) = 0.5
+    other = torch.tensor([[2.0, 0.0]])
+    negs = torch.tensor([[[-1.0, 0.0], [3.0, 0.0]]])
+    s_pos = 0.5 * _sig(2.0) - 0.25
+    s_neg = [0.5 * _sig(-1.0) - 0.25, 0.5 * _sig(3.0) - 0.25]
+    expected = -_logsig(s_pos) - _logsig(-s_neg[0]) - _logsig(-s_neg[1])
+    assert alignment_loss(w, bias, item, other, negs).item() == pytest.approx(expected, rel=1e-6)
+    # The mask drops the second negative.
+    masked = alignment_loss(w, bias, item, other, negs, torch.tensor([[1.0, 0.0]]))
+    assert masked.item() == pytest.approx(-_logsig(s_pos) - _logsig(-s_neg[0]), rel=1e-6)
+
+
+def test_negatives_go_through_w() -> None:
+    """d loss / d W must depend on the negatives (they are projected by W) and negatives get gradients."""
+    torch.manual_seed(0)
+    item, other = torch.randn(3, 4), torch.randn(3, 4)
+    grads = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        w = torch.randn(5, 4, requires_grad=True)
+        w.data = torch.ones(5, 4) * 0.1
+        negs = torch.randn(3, 2, 4, requires_grad=True)
+        alignment_loss(w, torch.tensor(-1.0), item, other, negs).backward()
+        assert negs.grad is not None and negs.grad.abs().sum() > 0
+        grads.append(w.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])
+
+
+def test_project_is_sigmoid_of_w_e() -> None:
+    w = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    e = torch.tensor([[1.0, 1.0]])
+    assert torch.allclose(project(w, e), torch.sigmoid(torch.tensor([[3.0, -1.0]])))

@@ -1,0 +1,151 @@
+"""The train job end to end: dataset folder -> model folder; the artifact reader; quality."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import offline.train
+from core.layout import ModelLayout
+from model.artifact import ArtifactError, M2GRLArtifact
+from model.config import M2GRLConfig
+from offline.train import train_m2grl
+
+FAST = {"threads": 1, "device": "cpu", "shared_negatives": 64}
+
+
+def same_category_rate(emb: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    """Share of each item's k nearest (cosine) neighbours that have its label."""
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    nn = np.argpartition(-sim, k, axis=1)[:, :k]
+    return float((labels[nn] == labels[:, None]).mean())
+
+
+def random_rate(labels: np.ndarray, k: int = 10) -> float:
+    rng = np.random.default_rng(0)
+    return float((labels[rng.integers(0, len(labels), (len(labels), k))] == labels[:, None]).mean())
+
+
+@pytest.fixture(scope="module")
+def planted_model(planted: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "m2grl"
+    return train_m2grl(planted, out, M2GRLConfig(epochs=3, batch_size=512, **FAST), progress=False)
+
+
+def test_folder_follows_model_layout(planted_model: Path) -> None:
+    layout = ModelLayout(planted_model)
+    art = M2GRLArtifact.load(planted_model)
+    assert art.views == ["item", "category"] and art.relation_names == ["item-category"]
+    assert art.embeddings["item"].shape == (100, 64) and art.embeddings["category"].shape == (5, 64)
+    assert art.context["item"].shape == (100, 64)
+    rel = art.relational["item-category"]
+    assert rel["item"].shape == (100, 64) and rel["category"].shape == (5, 64)
+    # The relational embeddings are sigma(W e) of the stored embeddings.
+    w = np.load(layout.relation_matrix("item-category"))
+    expected = 1 / (1 + np.exp(-(art.embeddings["item"] @ w.T)))
+    assert np.allclose(rel["item"], expected, atol=1e-5)
+    assert art.attributes["category"].shape == (100,)
+    weights = json.loads(layout.task_weights.read_text())
+    assert set(weights) == {"intra:item", "intra:category", "inter:item-category"}
+    assert all(w["weight"] <= 20.0 + 1e-4 for w in weights.values())
+    assert (layout.plots / "training_curves.png").stat().st_size > 0
+    assert (layout.plots / "pca_items.png").stat().st_size > 0
+    manifest = art.manifest
+    assert manifest["dataset_sha256"] and manifest["config"]["window"] == 9
+    assert set(manifest["training"]["final_losses"]) >= {"intra:item", "inter:item-category"}
+    assert not layout.checkpoints.exists()  # removed after a successful run
+
+
+def test_planted_structure_is_learned(planted_model: Path) -> None:
+    art = M2GRLArtifact.load(planted_model)
+    labels = art.attributes["category"]
+    assert same_category_rate(art.embeddings["item"], labels) > 0.9 > 3 * random_rate(labels)
+    # Inter-view alignment: an item's relational vector scores its own category above the others.
+    rel = art.relational["item-category"]
+    scores = rel["item"] @ rel["category"].T
+    cat_row = {int(c): r for r, c in enumerate(art.vocab["category"])}
+    truth = np.array([cat_row[int(c)] for c in labels])
+    assert (scores.argmax(axis=1) == truth).mean() > 0.9
+
+
+def test_existing_output_needs_overwrite(planted: Path, planted_model: Path) -> None:
+    with pytest.raises(FileExistsError):
+        train_m2grl(planted, planted_model, M2GRLConfig(epochs=1, **FAST), progress=False)
+
+
+def test_unknown_view_is_rejected(planted: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="views: \\['shop'\\] not in the dataset"):
+        train_m2grl(planted, tmp_path / "m", M2GRLConfig(views=("item", "shop"), **FAST), progress=False)
+
+
+def test_single_view_variant(planted: Path, tmp_path: Path) -> None:
+    out = train_m2grl(planted, tmp_path / "m", M2GRLConfig(views=("item",), epochs=1, **FAST), progress=False)
+    art = M2GRLArtifact.load(out)
+    assert art.views == ["item"] and art.relations == [] and list(art.task_weights) == ["intra:item"]
+
+
+def test_broken_folders_are_reported(planted_model: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(planted_model, broken)
+    emb_path = ModelLayout(broken).embeddings("item")
+    emb = np.load(emb_path)
+    emb[3, 0] = np.nan
+    np.save(emb_path, emb)
+    with pytest.raises(ArtifactError, match="embeddings/item.npy holds NaN"):
+        M2GRLArtifact.load(broken)
+    np.save(emb_path, emb[:50])
+    with pytest.raises(ArtifactError, match="50 rows"):
+        M2GRLArtifact.load(broken)
+    emb_path.unlink()
+    with pytest.raises(ArtifactError, match="item.npy is missing"):
+        M2GRLArtifact.load(broken)
+    with pytest.raises(ArtifactError, match="manifest.json is missing"):
+        M2GRLArtifact.load(tmp_path)
+
+
+def test_resume_after_a_crash_matches_a_clean_run(
+    planted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = M2GRLConfig(epochs=3, batch_size=1024, **FAST)
+    clean = M2GRLArtifact.load(train_m2grl(planted, tmp_path / "clean", cfg, progress=False))
+
+    real = offline.train.make_batch_fn
+
+    def crashing(*args: Any, **kwargs: Any) -> Any:
+        inner = real(*args, **kwargs)
+
+        def batches(epoch: int) -> Any:
+            if epoch == 2:
+                raise RuntimeError("simulated crash in epoch 3")
+            return inner(epoch)
+
+        return batches
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(offline.train, "make_batch_fn", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_m2grl(planted, out, cfg, progress=False)
+    assert not out.exists()
+    assert sorted(p.name for p in ModelLayout(out).checkpoints.glob("*.pt")) == [
+        "epoch-0001.pt",
+        "epoch-0002.pt",
+    ]
+    monkeypatch.setattr(offline.train, "make_batch_fn", real)
+
+    with pytest.raises(ValueError, match="cannot resume"):
+        train_m2grl(planted, out, M2GRLConfig(epochs=3, batch_size=512, **FAST), resume=True, progress=False)
+    resumed = M2GRLArtifact.load(train_m2grl(planted, out, cfg, resume=True, progress=False))
+    assert resumed.manifest["training"]["resumed_from"] == 2
+    assert np.allclose(resumed.embeddings["item"], clean.embeddings["item"], atol=1e-6)
+    assert np.allclose(
+        resumed.relational["item-category"]["category"],
+        clean.relational["item-category"]["category"],
+        atol=1e-6,
+    )

@@ -1,0 +1,124 @@
+"""The shared loop: sparse updates reach only touched rows, clipping, checkpoints and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from model.config import TrainerConfig
+from model.m2grl import M2GRL, M2GRLBatch, RelationBatch, ViewBatch
+from model.trainer import latest_checkpoint, train
+from model.weighting import make_weighting
+
+CFG = TrainerConfig(epochs=1, threads=1, device="cpu")
+
+
+def _model() -> M2GRL:
+    tasks = ["intra:item", "intra:category", "inter:item-category"]
+    weighting = make_weighting("adaptive", tasks, instance_task="intra:item")
+    return M2GRL({"item": 10, "category": 4}, [("item", "category")], weighting, dim=4, seed=0)
+
+
+def _batch() -> M2GRLBatch:
+    t = torch.tensor
+    return M2GRLBatch(
+        views={
+            "item": ViewBatch(t([1, 2]), t([2, 1]), t([3])),
+            "category": ViewBatch(t([0]), t([1]), t([2])),
+        },
+        relations={"item-category": RelationBatch(t([1]), t([0]), t([[3]]), torch.ones(1, 1))},
+    )
+
+
+def test_one_step_updates_only_the_rows_of_the_batch() -> None:
+    model = _model()
+    # Non-zero output vectors so every table receives a gradient on the first step.
+    for table in model.outputs.values():
+        table.weight.normal_()  # type: ignore[operator]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train(model, lambda epoch: [_batch()], CFG, progress=False)
+    after = model.state_dict()
+
+    def changed(key: str) -> list[int]:
+        return torch.nonzero((before[key] != after[key]).any(dim=1)).flatten().tolist()
+
+    assert changed("inputs.item.weight") == [1, 2]  # centres 1, 2 and the relation's item 1
+    assert changed("outputs.item.weight") == [1, 2, 3]  # contexts and the negative
+    assert changed("inputs.category.weight") == [0, 3]  # centre 0, link 0 and alignment negative 3
+    assert changed("outputs.category.weight") == [1, 2]
+    assert not torch.equal(before["W.item-category"], after["W.item-category"])
+
+
+class _Dense(nn.Module):
+    """A plain dense model (like the metric model): loss returns a tensor only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(3))
+
+    def loss(self, batch: Tensor) -> Tensor:
+        return 1000.0 * ((self.w - batch) ** 2).sum()
+
+
+def test_dense_models_train_and_gradients_are_clipped() -> None:
+    model = _Dense()
+    target = torch.tensor([1.0, -2.0, 3.0])
+    result = train(
+        model, lambda e: [target] * 200, TrainerConfig(epochs=2, lr=0.05, threads=1), progress=False
+    )
+    assert model.w.grad is not None
+    assert model.w.grad.norm().item() == pytest.approx(1.0, rel=1e-4)  # the raw gradient is far larger
+    assert torch.allclose(model.w.detach(), target, atol=0.1)
+    assert len(result.epoch_losses["total"]) == 2
+    assert result.epoch_losses["total"][1] < result.epoch_losses["total"][0]
+
+
+def _random_batches(epoch: int) -> list[M2GRLBatch]:
+    rng = np.random.default_rng(epoch)
+    out = []
+    for _ in range(5):
+        c = torch.from_numpy(rng.integers(0, 10, 8))
+        x = torch.from_numpy(rng.integers(0, 10, 8))
+        out.append(M2GRLBatch(views={"item": ViewBatch(c, x, torch.from_numpy(rng.integers(0, 10, 4)))}))
+    return out
+
+
+def _item_model() -> M2GRL:
+    return M2GRL(
+        {"item": 10}, [], make_weighting("adaptive", ["intra:item"], instance_task="intra:item"), dim=4
+    )
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
+    full = _item_model()
+    train(full, _random_batches, TrainerConfig(epochs=3, threads=1), progress=False)
+
+    part = _item_model()
+    ckpt = tmp_path / "ckpt"
+    train(part, _random_batches, TrainerConfig(epochs=2, threads=1), checkpoint_dir=ckpt, progress=False)
+    assert latest_checkpoint(ckpt) == ckpt / "epoch-0002.pt"
+    resumed = _item_model()
+    result = train(
+        resumed,
+        _random_batches,
+        TrainerConfig(epochs=3, threads=1),
+        checkpoint_dir=ckpt,
+        resume=True,
+        progress=False,
+    )
+    assert result.resumed_from == 2 and result.epochs_done == 3
+    assert len(result.epoch_losses["intra:item"]) == 3
+    for key, value in full.state_dict().items():
+        assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
+
+
+def test_history_records_losses_and_sigma2() -> None:
+    model = _item_model()
+    result = train(model, _random_batches, TrainerConfig(epochs=2, threads=1), progress=False, log_every=2)
+    assert result.steps == [2, 4, 6, 8, 10]
+    assert len(result.losses["intra:item"]) == 5 and len(result.sigma2["intra:item"]) == 5
+    assert result.pairs == 2 * 5 * 8 and result.pairs_per_s > 0
