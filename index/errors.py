@@ -32,3 +32,47 @@ class IndexNotReady(IndexError_, RuntimeError):
 
 class InvalidIndexVersion(IndexError_, ValueError):
     """A version folder failed validation (missing marker, wrong shapes, NaNs, bad checksums...)."""
+
+
+class InvalidArtifact(InvalidIndexVersion):
+    """A source folder (model or metric artifact) given to the builder is broken: missing files, wrong
+    shapes or dimensions, non-finite values, or ids that do not match. Nothing is published."""
+
+
+class RecallTooLow(IndexError_, ValueError):
+    """The approximate index misses too many exact neighbours: recall@K below the configured floor."""
+
+    def __init__(self, mode: str, recall: float, floor: float, k: int) -> None:
+        super().__init__(mode, recall, floor, k)
+        self.mode = mode
+        self.recall = recall
+        self.floor = floor
+        self.k = k
+
+    def __str__(self) -> str:
+        return (
+            f"mode {self.mode!r}: recall@{self.k} vs exact search is {self.recall:.4f}, below the floor "
+            f"{self.floor:.4f}; nothing published (raise ef_search / nprobe or use index_type='flat')"
+        )
+
+
+class UnknownIndexType(IndexError_, ValueError):
+    def __init__(self, name: str, available: list[str]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.available = available
+
+    def __str__(self) -> str:
+        return f"unknown index type {self.name!r}; valid: {self.available}"
+
+
+class UnknownView(IndexError_, ValueError):
+    """An attribute view (e.g. the category view used for exclusions) is not stored in the index."""
+
+    def __init__(self, view: str, available: list[str]) -> None:
+        super().__init__(view)
+        self.view = view
+        self.available = available
+
+    def __str__(self) -> str:
+        return f"attribute view {self.view!r} is not in the index; available: {self.available}"

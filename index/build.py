@@ -1,0 +1,226 @@
+"""``build_index``: model (and metric) folder -> one validated, atomically written index version, then
+published (section 4 of the paper: offline "I2I similarity maps" per downstream task).
+
+Per mode (``general``: inner product over instance-view embeddings; ``diversity``: L2 over the metric
+model's z), the builder makes a FAISS index from the registry, computes the top-N map for every item by
+batched multi-threaded searches, measures recall@K of the map against exact search on a sample, and
+refuses (nothing written, nothing published) when recall is below the floor.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+from tqdm.auto import tqdm
+
+from core.atomic import atomic_dir, atomic_write_json
+from core.layout import IndexRoot, IndexVersionLayout
+from index.config import IndexConfig
+from index.device import faiss_threads, resolve_device, to_cpu, to_device
+from index.errors import InvalidArtifact, InvalidIndexVersion, RecallTooLow
+from index.inputs import BuildInputs, ModeInput, read_inputs
+from index.manifest import FORMAT, describe_files
+from index.publish import check_version_name, prune
+from index.publish import publish as publish_version
+from index.registry import effective_nlist, resolve_index_type
+from index.serving import ServingIndex
+from index.topn import build_topn_map, recall_at_k
+
+log = logging.getLogger(__name__)
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+#: Vectors added per call (progress granularity).
+_ADD_ROWS = 1 << 16
+
+
+def new_version_name(index_root: Path, now: datetime | None = None) -> str:
+    """UTC timestamp ``YYYYmmddTHHMMSSZ``, with ``-1``, ``-2``... appended when already taken."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    versions = IndexRoot(Path(index_root)).versions
+    name, i = stamp, 0
+    while (versions / name).exists():
+        i += 1
+        name = f"{stamp}-{i}"
+    return name
+
+
+def _train_sample(vectors: npt.NDArray[np.float32], size: int, seed: int) -> npt.NDArray[np.float32]:
+    n = len(vectors)
+    if n <= size:
+        return vectors
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+    return np.ascontiguousarray(vectors[rows])
+
+
+def build_mode(
+    layout: IndexVersionLayout, mode: str, data: ModeInput, config: IndexConfig, device: str, progress: bool
+) -> dict[str, Any]:
+    """Build one mode into ``layout`` (index.faiss, topn_ids.npy, topn_scores.npy); returns its manifest
+    entry. Raises ``RecallTooLow`` when the map's recall@``recall_k`` is below ``recall_floor``."""
+    t0 = time.perf_counter()
+    x = data.vectors
+    n, dim = x.shape
+    kind = resolve_index_type(config.index_type, n)
+    params = config.params
+    kind.check(dim, n, params)
+    cpu_index = kind.make(dim, data.metric, n, params)
+    index, resources = to_device(cpu_index, device, kind.name)
+    if not index.is_trained:
+        nlist = effective_nlist(n, params)
+        # k-means wants 39-256 points per centroid (64 keeps 1M-item training in minutes); PQ codebooks
+        # want 39 per code.
+        size = max(64 * nlist, 39 * 2**params.pq_nbits)
+        index.train(_train_sample(x, size, config.seed))
+    with tqdm(total=n, desc=f"{mode}: add", unit="item", disable=not progress, leave=False) as bar:
+        for start in range(0, n, _ADD_ROWS):
+            index.add(x[start : start + _ADD_ROWS])
+            bar.update(min(_ADD_ROWS, n - start))
+    t_add = time.perf_counter()
+
+    search_params = (
+        None if resources is not None else kind.search_params(index, params, config.topn + 1, False)
+    )
+    if resources is not None and kind.name.startswith("ivf"):
+        faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", params.nprobe)
+    layout.topn_ids(mode).parent.mkdir(parents=True, exist_ok=True)
+    ids_out = np.lib.format.open_memmap(
+        layout.topn_ids(mode), mode="w+", dtype=np.int32, shape=(n, config.topn)
+    )
+    scores_out = np.lib.format.open_memmap(
+        layout.topn_scores(mode), mode="w+", dtype=np.float16, shape=(n, config.topn)
+    )
+    build_topn_map(
+        index,
+        x,
+        config.topn,
+        data.metric,
+        params=search_params,
+        batch_size=config.batch_size,
+        out_ids=ids_out,
+        out_scores=scores_out,
+        progress=progress,
+        desc=f"{mode}: top-{config.topn} map",
+    )
+    worst = 0.0
+    for start in range(0, n, 1 << 16):
+        block = np.asarray(scores_out[start : start + (1 << 16)], dtype=np.float32)
+        finite = np.isfinite(block) | (np.asarray(ids_out[start : start + (1 << 16)]) < 0)
+        if not finite.all():
+            raise InvalidArtifact(
+                f"{data.source}: neighbour scores exceed the float16 range (|score| > {FLOAT16_MAX:.0f}); "
+                "rescale or normalise the vectors"
+            )
+        worst = max(worst, float(np.nanmax(np.abs(np.where(np.isfinite(block), block, 0.0)), initial=0.0)))
+    t_map = time.perf_counter()
+
+    rng = np.random.default_rng(config.seed)
+    sample = np.sort(rng.choice(n, size=min(n, config.recall_queries), replace=False)).astype(np.int64)
+    recall = recall_at_k(x, sample, np.asarray(ids_out[sample], dtype=np.int64), config.recall_k, data.metric)
+    log.info("%s: %s index, recall@%d vs exact = %.4f", mode, kind.name, config.recall_k, recall)
+    if recall < config.recall_floor:
+        raise RecallTooLow(mode, recall, config.recall_floor, config.recall_k)
+    ids_out.flush()
+    scores_out.flush()
+    del ids_out, scores_out
+    faiss.write_index(to_cpu(index, resources), str(layout.faiss_index(mode)))
+    used = params.to_dict()
+    if kind.name.startswith("ivf"):
+        used["nlist"] = effective_nlist(n, params)
+    return {
+        "metric": data.metric,
+        "dim": int(dim),
+        "index_type": kind.name,
+        "requested_index_type": config.index_type,
+        "params": used,
+        "topn": config.topn,
+        "recall_k": config.recall_k,
+        "recall": recall,
+        "recall_queries": len(sample),
+        "max_abs_score": worst,
+        "device": device if resources is not None else "cpu",
+        "source": data.source,
+        "seconds": {"add": t_add - t0, "map": t_map - t_add, "total": time.perf_counter() - t0},
+    }
+
+
+def write_version(
+    tmp: Path, name: str, inputs: BuildInputs, config: IndexConfig, device: str, progress: bool, t0: float
+) -> dict[str, Any]:
+    """Write a whole version into the (temporary) folder ``tmp``: arrays, every mode, the manifest with
+    checksums, then the completion marker last. Returns the manifest."""
+    layout = IndexVersionLayout(tmp)
+    np.save(layout.items, inputs.items)
+    layout.attributes("x").parent.mkdir(parents=True, exist_ok=True)
+    for view, arr in inputs.attributes.items():
+        np.save(layout.attributes(view), arr)
+    modes = {
+        mode: build_mode(layout, mode, data, config, device, progress) for mode, data in inputs.modes.items()
+    }
+    model = inputs.sources["model"]
+    manifest = {
+        "format": FORMAT,
+        "version": name,
+        "built_at": datetime.now(UTC).isoformat(),
+        "build_seconds": time.perf_counter() - t0,
+        "num_items": inputs.num_items,
+        "item_view": inputs.item_view,
+        "attribute_views": sorted(inputs.attributes),
+        "modes": modes,
+        "sources": inputs.sources,
+        "model_version": model.get("version") or (model.get("manifest_sha256") or "unknown")[:12],
+        "config": config.to_dict(),
+        "faiss_version": faiss.__version__,
+        "files": describe_files(tmp),
+    }
+    atomic_write_json(layout.manifest, manifest)
+    layout.complete_marker.write_text(f"{name}\n", encoding="utf-8")
+    return manifest
+
+
+def build_index(
+    model_dir: Path,
+    index_root: Path,
+    config: IndexConfig,
+    *,
+    metric_dir: Path | None = None,
+    version: str | None = None,
+    publish: bool = True,
+    progress: bool = True,
+) -> str:
+    """Build an index version from ``model_dir`` (+ ``metric_dir`` for the diversity mode) under
+    ``<index_root>/versions/<version>/`` (``core.layout.IndexVersionLayout``), validate it, and when
+    ``publish`` move ``CURRENT`` to it and prune to ``config.retention`` versions.
+
+    ``version`` defaults to a UTC timestamp. Returns the version name. Raises ``InvalidArtifact`` (broken
+    inputs), ``RecallTooLow`` (approximate index too lossy), ``ValueError`` (index type unusable for this
+    catalogue, bad version name), ``FileExistsError`` (version taken); in every case nothing is published
+    and no version folder is left behind.
+    """
+    t0 = time.perf_counter()
+    root = IndexRoot(Path(index_root))
+    inputs = read_inputs(Path(model_dir), Path(metric_dir) if metric_dir is not None else None)
+    name = check_version_name(version) if version is not None else new_version_name(root.root)
+    final = root.version(name).root
+    if final.exists():
+        raise FileExistsError(f"version: {name!r} already exists under {root.versions}")
+    device = resolve_device(config.device)
+    with faiss_threads(config.threads), atomic_dir(final) as tmp:
+        write_version(tmp, name, inputs, config, device, progress, t0)
+    try:
+        ServingIndex.load(final, mmap=True, full_checksums=True).close()
+    except InvalidIndexVersion:
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+    log.info("index version %s built in %.1fs", name, time.perf_counter() - t0)
+    if publish:
+        publish_version(root.root, name)
+        prune(root.root, config.retention)
+    return name

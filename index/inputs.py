@@ -1,0 +1,151 @@
+"""Read and check the builder's inputs: a model folder (``core.layout.ModelLayout``) and optionally a
+metric folder (``core.layout.MetricLayout``), with numpy only (no dependency on ``model/``).
+
+Everything is validated before any index is built; a broken input raises ``InvalidArtifact`` naming the
+file and the problem, so nothing is published.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from core.atomic import read_json, sha256_file
+from core.layout import MetricLayout, ModelLayout
+from core.types import Mode
+from index.errors import InvalidArtifact
+from index.registry import Metric
+
+DEFAULT_ITEM_VIEW = "item"
+#: Rows per block for the finiteness scan (keeps temporaries small on big memory-mapped inputs).
+_SCAN_ROWS = 1 << 16
+
+
+@dataclass(frozen=True)
+class ModeInput:
+    """Vectors of one mode (float32 ``[N, d]``, rows aligned with the item vocabulary), its metric and
+    where they came from (for the manifest)."""
+
+    vectors: npt.NDArray[np.float32]
+    metric: Metric
+    source: str
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """Everything the builder needs: item ids, side attributes, vectors per mode, source descriptions."""
+
+    items: npt.NDArray[np.int64]
+    attributes: dict[str, npt.NDArray[np.int64]]
+    modes: dict[str, ModeInput]
+    sources: dict[str, dict[str, Any]]
+    item_view: str
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)
+
+
+def _source(root: Path, manifest_path: Path) -> dict[str, Any]:
+    """Path of a source folder, its manifest's sha256 and a few identifying manifest fields."""
+    info: dict[str, Any] = {"path": str(root.resolve()), "manifest_sha256": None}
+    if manifest_path.is_file():
+        info["manifest_sha256"] = sha256_file(manifest_path)
+        try:
+            manifest = read_json(manifest_path)
+        except ValueError as exc:
+            raise InvalidArtifact(f"{manifest_path}: manifest is not valid JSON: {exc}") from exc
+        if isinstance(manifest, dict):
+            for key in ("version", "name", "created_at", "built_at", "views", "dim"):
+                if key in manifest:
+                    info[key] = manifest[key]
+    return info
+
+
+def _load(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise InvalidArtifact(f"{path}: required file is missing")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvalidArtifact(f"{path}: unreadable .npy file: {exc}") from exc
+
+
+def check_vectors(path: Path, arr: np.ndarray, n: int) -> npt.NDArray[np.float32]:
+    """``arr`` must be a finite float ``[n, d>0]`` matrix; returns it as contiguous float32."""
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise InvalidArtifact(f"{path}: expected a 2-D [items, dim] matrix, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InvalidArtifact(f"{path}: expected float32 vectors, got dtype {arr.dtype}")
+    if arr.shape[0] != n:
+        raise InvalidArtifact(
+            f"{path}: {arr.shape[0]} rows but the item vocabulary has {n} ids (ids do not match the vectors)"
+        )
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    for start in range(0, n, _SCAN_ROWS):
+        block = out[start : start + _SCAN_ROWS]
+        if not np.isfinite(block).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            raise InvalidArtifact(f"{path}: row {bad} has NaN or infinite values")
+    return out
+
+
+def _item_view(layout: ModelLayout) -> str:
+    if layout.manifest.is_file():
+        try:
+            manifest = read_json(layout.manifest)
+        except ValueError as exc:
+            raise InvalidArtifact(f"{layout.manifest}: manifest is not valid JSON: {exc}") from exc
+        views = manifest.get("views") if isinstance(manifest, dict) else None
+        if isinstance(views, list) and views and isinstance(views[0], str):
+            return views[0]
+    return DEFAULT_ITEM_VIEW
+
+
+def read_inputs(model_dir: Path, metric_dir: Path | None = None) -> BuildInputs:
+    """Read ``model_dir`` (instance-view embeddings -> mode ``general``, inner product) and, when given,
+    ``metric_dir`` (``diversity.npy`` -> mode ``diversity``, L2). Raises ``InvalidArtifact``."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise InvalidArtifact(f"{model_dir}: model folder does not exist")
+    layout = ModelLayout(model_dir)
+    item_view = _item_view(layout)
+    vocab_path = layout.vocab(item_view)
+    vocab = _load(vocab_path)
+    if vocab.ndim != 1 or not np.issubdtype(vocab.dtype, np.integer):
+        raise InvalidArtifact(f"{vocab_path}: expected a 1-D int64 id array, got {vocab.dtype} {vocab.shape}")
+    items = np.asarray(vocab, dtype=np.int64)
+    n = len(items)
+    if n < 2:
+        raise InvalidArtifact(f"{vocab_path}: an index needs at least 2 items, got {n}")
+    uniq, counts = np.unique(items, return_counts=True)
+    if len(uniq) != n:
+        raise InvalidArtifact(f"{vocab_path}: item id {int(uniq[counts > 1][0])} appears more than once")
+
+    emb_path = layout.embeddings(item_view)
+    modes = {Mode.GENERAL.value: ModeInput(check_vectors(emb_path, _load(emb_path), n), "ip", str(emb_path))}
+    attributes: dict[str, npt.NDArray[np.int64]] = {}
+    attr_dir = layout.attributes(item_view).parent
+    if attr_dir.is_dir():
+        for path in sorted(attr_dir.glob("*.npy")):
+            arr = _load(path)
+            if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+                raise InvalidArtifact(
+                    f"{path}: expected int64 [{n}] (one attribute per item), got {arr.dtype} {arr.shape}"
+                )
+            attributes[path.stem] = np.asarray(arr, dtype=np.int64)
+    sources = {"model": _source(model_dir, layout.manifest)}
+
+    if metric_dir is not None:
+        metric_dir = Path(metric_dir)
+        if not metric_dir.is_dir():
+            raise InvalidArtifact(f"{metric_dir}: metric folder does not exist")
+        metric = MetricLayout(metric_dir)
+        z = check_vectors(metric.diversity, _load(metric.diversity), n)
+        modes[Mode.DIVERSITY.value] = ModeInput(z, "l2", str(metric.diversity))
+        sources["metric"] = _source(metric_dir, metric.manifest)
+    return BuildInputs(items=items, attributes=attributes, modes=modes, sources=sources, item_view=item_view)

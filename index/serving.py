@@ -1,0 +1,533 @@
+"""``ServingIndex``: item-to-item retrieval over one index version, used by the service and by the
+evaluation harness alike (one neighbour code path).
+
+A lookup reads the precomputed top-N map (section 4 of the paper: "I2I similarity maps", memory-mapped,
+no search). Only when exclusions leave fewer than ``k`` candidates does it search the FAISS index, with
+``k`` growing x4 per round up to the whole catalogue, so answers are never padded with placeholders;
+``NeighbourResult.exhausted`` says when fewer than ``k`` candidates exist at all.
+
+Scores are "higher is closer": inner product (``ip``) or negated squared L2 distance (``l2``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from core.atomic import read_json
+from core.layout import IndexVersionLayout
+from core.types import Candidate, NeighbourResult
+from index.errors import IndexNotReady, InvalidIndexVersion, UnknownItem, UnknownMode, UnknownView
+from index.manifest import FORMAT, verify_files
+from index.registry import METRICS, IndexParams, IndexType, Metric, faiss_metric, get_index_type
+from index.topn import build_topn_map, search_rows, to_scores
+
+log = logging.getLogger(__name__)
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+
+#: Growth of the search breadth per refill round.
+GROWTH = 4
+#: Rows per block when scanning maps at load time (keeps temporaries small).
+_SCAN_ROWS = 1 << 16
+
+
+@dataclass
+class _Mode:
+    """One served mode: its precomputed map, and (optionally) the FAISS index behind it."""
+
+    metric: Metric
+    topn_ids: npt.NDArray[np.int32]
+    topn_scores: npt.NDArray[Any]
+    index: faiss.Index | None = None
+    index_type: IndexType | None = None
+    params: IndexParams = IndexParams()
+    vectors: FloatArray | None = None
+
+    @property
+    def width(self) -> int:
+        return int(self.topn_ids.shape[1])
+
+    def query_vectors(self, rows: IntArray) -> FloatArray:
+        """The stored vectors of ``rows`` (exact when kept in memory, else decoded from the index)."""
+        if self.vectors is not None:
+            return np.ascontiguousarray(self.vectors[rows], dtype=np.float32)
+        assert self.index is not None  # callers check; not an input check
+        return np.asarray(self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64)), dtype=np.float32)
+
+    def search(self, rows: IntArray, width: int, exhaustive: bool = False) -> tuple[IntArray, FloatArray]:
+        """Top-``width`` rows (self removed) for ``rows`` by FAISS search."""
+        assert self.index is not None and self.index_type is not None
+        params = self.index_type.search_params(self.index, self.params, width + 1, exhaustive)
+        return search_rows(self.index, self.query_vectors(rows), rows, width, self.metric, params)
+
+
+class ServingIndex:
+    """Neighbour lookups over one index version (see the module docstring).
+
+    Attributes: ``version``, ``manifest`` (dict), ``modes`` (served mode names), ``num_items``,
+    ``attribute_views`` (side attributes stored per item, e.g. ``category``).
+    Thread-safe for concurrent lookups (FAISS search parameters are passed per call).
+    """
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        manifest: dict[str, Any],
+        items: IntArray,
+        attributes: Mapping[str, npt.NDArray[np.int64]],
+        modes: Mapping[str, _Mode],
+    ) -> None:
+        items = np.asarray(items)
+        if items.ndim != 1 or not np.issubdtype(items.dtype, np.integer):
+            raise InvalidIndexVersion(
+                f"{version}: items must be a 1-D integer array, got {items.dtype} {items.shape}"
+            )
+        n = len(items)
+        for view, arr in attributes.items():
+            if arr.shape != (n,):
+                raise InvalidIndexVersion(
+                    f"{version}: attributes/{view} has shape {arr.shape}, expected ({n},)"
+                )
+        for name, m in modes.items():
+            if m.topn_ids.ndim != 2 or m.topn_ids.shape[0] != n or m.topn_scores.shape != m.topn_ids.shape:
+                raise InvalidIndexVersion(
+                    f"{version}: mode {name!r} map has shape {m.topn_ids.shape} / {m.topn_scores.shape}, "
+                    f"expected ({n}, topn) for both ids and scores"
+                )
+            if m.index is not None and int(m.index.ntotal) != n:
+                raise InvalidIndexVersion(
+                    f"{version}: mode {name!r} FAISS index holds {m.index.ntotal} vectors but the id map has {n} items"
+                )
+        self.version = version
+        self.manifest = manifest
+        self.num_items = n
+        self.modes: tuple[str, ...] = tuple(modes)
+        self.attribute_views: tuple[str, ...] = tuple(attributes)
+        self._items = items.astype(np.int64, copy=False)
+        self._order = np.argsort(self._items, kind="stable")
+        self._sorted = self._items[self._order]
+        if n > 1 and bool((self._sorted[1:] == self._sorted[:-1]).any()):
+            dup = int(self._sorted[1:][self._sorted[1:] == self._sorted[:-1]][0])
+            raise InvalidIndexVersion(f"{version}: item id {dup} appears more than once in the id map")
+        self._attributes = dict(attributes)
+        self._modes: dict[str, _Mode] | None = dict(modes)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ constructors
+
+    @classmethod
+    def load(cls, version_dir: Path, *, mmap: bool = True, full_checksums: bool = False) -> ServingIndex:
+        """Open a version folder (``core.layout.IndexVersionLayout``) after validating it: completion marker
+        present, manifest readable, every file's size and (cheap) checksum, shapes and dimensions
+        consistent, ids unique, maps in range and finite, FAISS index readable and matching.
+
+        Maps and attributes are memory-mapped when ``mmap``. Raises ``InvalidIndexVersion`` with the reason.
+        """
+        layout = IndexVersionLayout(Path(version_dir))
+        name = layout.root.name
+        if not layout.root.is_dir():
+            raise InvalidIndexVersion(f"{name}: version folder {layout.root} does not exist")
+        if not layout.complete_marker.is_file():
+            raise InvalidIndexVersion(
+                f"{name}: no completion marker {layout.complete_marker.name} (build unfinished?)"
+            )
+        try:
+            manifest = read_json(layout.manifest)
+        except (OSError, ValueError) as exc:
+            raise InvalidIndexVersion(f"{name}: manifest unreadable: {exc}") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise InvalidIndexVersion(f"{name}: manifest is not an index manifest of format {FORMAT!r}")
+        try:
+            n = int(manifest["num_items"])
+            views = [str(v) for v in manifest["attribute_views"]]
+            mode_specs: dict[str, Any] = dict(manifest["modes"])
+            files = manifest["files"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidIndexVersion(f"{name}: manifest field missing or malformed: {exc}") from exc
+        if not mode_specs:
+            raise InvalidIndexVersion(f"{name}: manifest lists no mode")
+        root = layout.root
+        required = [layout.items.relative_to(root).as_posix()]
+        required += [layout.attributes(v).relative_to(root).as_posix() for v in views]
+        for mode in mode_specs:
+            for path in (layout.faiss_index(mode), layout.topn_ids(mode), layout.topn_scores(mode)):
+                required.append(path.relative_to(root).as_posix())
+        verify_files(root, files, required, full=full_checksums)
+
+        mmap_mode: Literal["r"] | None = "r" if mmap else None
+        items = _load_array(layout.items, name, None, np.int64, (n,))
+        attributes = {v: _load_array(layout.attributes(v), name, mmap_mode, np.int64, (n,)) for v in views}
+        modes: dict[str, _Mode] = {}
+        for mode, spec in mode_specs.items():
+            modes[mode] = _load_mode(layout, name, mode, spec, n, mmap_mode)
+        return cls(version=name, manifest=manifest, items=items, attributes=attributes, modes=modes)
+
+    @classmethod
+    def from_vectors(
+        cls,
+        items: npt.ArrayLike,
+        attributes: Mapping[str, npt.ArrayLike],
+        vectors: Mapping[str, npt.ArrayLike],
+        metrics: Mapping[str, Literal["ip", "l2"]],
+        *,
+        topn: int = 200,
+        index_type: str = "flat",
+        version: str = "in-memory",
+        params: IndexParams | None = None,
+        batch_size: int = 4096,
+    ) -> ServingIndex:
+        """An in-memory index over ``vectors`` (``{mode: float32 [N, d]}``, rows aligned with ``items``),
+        scored per mode by ``metrics`` (``ip`` or ``l2``); the top-``topn`` map is computed here exactly
+        as the builder does (scores kept as float32). Used by the evaluation harness."""
+        ids = np.asarray(items, dtype=np.int64)
+        attrs = {v: np.asarray(a, dtype=np.int64) for v, a in attributes.items()}
+        if set(vectors) != set(metrics):
+            raise ValueError(
+                f"metrics: modes {sorted(metrics)} do not match the vector modes {sorted(vectors)}"
+            )
+        if isinstance(topn, bool) or not isinstance(topn, int) or topn < 1:
+            raise ValueError(f"topn: must be a positive int, got {topn!r}")
+        p = params or IndexParams()
+        kind = get_index_type(index_type)
+        modes: dict[str, _Mode] = {}
+        for mode, raw in vectors.items():
+            metric = metrics[mode]
+            if metric not in METRICS:
+                raise ValueError(f"metrics[{mode!r}]: {metric!r} is not one of {list(METRICS)}")
+            x = np.ascontiguousarray(raw, dtype=np.float32)
+            if x.ndim != 2 or x.shape[0] != len(ids):
+                raise ValueError(f"vectors[{mode!r}]: shape {x.shape}, expected ({len(ids)}, dim)")
+            if not np.isfinite(x).all():
+                raise ValueError(f"vectors[{mode!r}]: contains NaN or infinite values")
+            kind.check(int(x.shape[1]), len(ids), p)
+            index = kind.make(int(x.shape[1]), metric, len(ids), p)
+            if not index.is_trained:
+                index.train(x)
+            index.add(x)
+            search_params = kind.search_params(index, p, topn + 1, False)
+            map_ids, map_scores = build_topn_map(
+                index, x, topn, metric, params=search_params, batch_size=batch_size, progress=False
+            )
+            modes[mode] = _Mode(metric, map_ids, map_scores, index, kind, p, x)
+        manifest = {
+            "format": FORMAT,
+            "version": version,
+            "in_memory": True,
+            "num_items": len(ids),
+            "attribute_views": list(attrs),
+            "modes": {
+                m: {"metric": metrics[m], "index_type": kind.name, "topn": topn, "dim": int(modes[m].index.d)}  # type: ignore[union-attr]
+                for m in modes
+            },
+        }
+        return cls(version=version, manifest=manifest, items=ids, attributes=attrs, modes=modes)
+
+    @classmethod
+    def from_topn(
+        cls,
+        items: npt.ArrayLike,
+        attributes: Mapping[str, npt.ArrayLike],
+        topn_ids: Mapping[str, npt.ArrayLike],
+        topn_scores: Mapping[str, npt.ArrayLike],
+        version: str = "topn-map",
+    ) -> ServingIndex:
+        """A map-only index: ``topn_ids[mode]`` int ``[N, T]`` *row indices* (``-1`` padded, rank order)
+        with ``topn_scores[mode]``. No FAISS index: lookups beyond the map report ``exhausted``. For
+        similarity-map baselines (Item-CF, popularity). Rows listing themselves are tolerated (skipped)."""
+        ids = np.asarray(items, dtype=np.int64)
+        attrs = {v: np.asarray(a, dtype=np.int64) for v, a in attributes.items()}
+        if set(topn_ids) != set(topn_scores):
+            raise ValueError(
+                f"topn_scores: modes {sorted(topn_scores)} do not match topn_ids {sorted(topn_ids)}"
+            )
+        modes: dict[str, _Mode] = {}
+        for mode in topn_ids:
+            m_ids = np.asarray(topn_ids[mode])
+            m_scores = np.asarray(topn_scores[mode], dtype=np.float32)
+            if m_ids.ndim != 2 or m_ids.shape != m_scores.shape or m_ids.shape[0] != len(ids):
+                raise ValueError(
+                    f"topn_ids[{mode!r}]: shape {m_ids.shape} (scores {m_scores.shape}), expected ({len(ids)}, T) for both"
+                )
+            if m_ids.size and (int(m_ids.min()) < -1 or int(m_ids.max()) >= len(ids)):
+                raise ValueError(f"topn_ids[{mode!r}]: row indices must lie in [-1, {len(ids)})")
+            modes[mode] = _Mode("ip", m_ids.astype(np.int32), m_scores)
+        manifest = {
+            "format": FORMAT,
+            "version": version,
+            "in_memory": True,
+            "num_items": len(ids),
+            "attribute_views": list(attrs),
+            "modes": {m: {"index_type": None, "topn": modes[m].width} for m in modes},
+        }
+        return cls(version=version, manifest=manifest, items=ids, attributes=attrs, modes=modes)
+
+    # ------------------------------------------------------------------ lookups
+
+    def _mode(self, mode: str) -> _Mode:
+        modes = self._modes
+        if modes is None:
+            raise IndexNotReady(f"index version {self.version} is closed")
+        try:
+            return modes[mode]
+        except KeyError:
+            raise UnknownMode(str(mode), list(modes)) from None
+
+    def _rows(self, item_ids: npt.ArrayLike) -> IntArray:
+        """Rows of ``item_ids`` (``-1`` for unknown ids), by binary search in the sorted id array."""
+        ids = np.asarray(item_ids, dtype=np.int64).ravel()
+        if self.num_items == 0:
+            return np.full(len(ids), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted, ids), self.num_items - 1)
+        found = self._sorted[pos] == ids
+        return np.where(found, self._order[pos], -1).astype(np.int64)
+
+    def _row(self, item_id: int) -> int:
+        try:
+            key = int(item_id)
+        except (TypeError, ValueError, OverflowError):
+            raise UnknownItem(item_id) from None  # type: ignore[arg-type]
+        if not -(2**63) <= key < 2**63:
+            raise UnknownItem(key)
+        row = int(self._rows(np.array([key], dtype=np.int64))[0])
+        if row < 0:
+            raise UnknownItem(key)
+        return row
+
+    def has_item(self, item_id: int) -> bool:
+        """Whether ``item_id`` (an original id) is in the index."""
+        try:
+            self._row(item_id)
+        except UnknownItem:
+            return False
+        return True
+
+    def attributes_of(self, item_id: int) -> dict[str, int]:
+        """``{view: attribute id}`` of ``item_id`` (``-1`` unknown); raises ``UnknownItem``."""
+        row = self._row(item_id)
+        return {view: int(arr[row]) for view, arr in self._attributes.items()}
+
+    def neighbours(
+        self,
+        item_id: int,
+        mode: str,
+        k: int,
+        *,
+        exclude_categories: Collection[int] = (),
+        exclude_items: Collection[int] = (),
+        category_view: str = "category",
+    ) -> NeighbourResult:
+        """Top-``k`` neighbours of ``item_id`` in ``mode``, best first, never the trigger itself, without
+        items in ``exclude_items`` nor items whose ``category_view`` attribute is in ``exclude_categories``.
+
+        Reads the precomputed map; searches FAISS (growing breadth) only when exclusions leave fewer than
+        ``k``. ``exhausted`` is True when fewer than ``k`` candidates exist; ``filtered_out`` counts the
+        candidates that ranked above the last returned one (or anywhere, when exhausted) and were excluded.
+        Raises ``UnknownItem``, ``UnknownMode``, ``UnknownView`` (category view not stored), ``ValueError``
+        (``k`` < 1).
+        """
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k: must be a positive int, got {k!r}")
+        k = int(k)
+        m = self._mode(mode)
+        row = self._row(item_id)
+        categories: npt.NDArray[np.int64] | None = None
+        excl_cats = np.asarray(list(exclude_categories), dtype=np.int64)
+        if excl_cats.size:
+            if category_view not in self._attributes:
+                raise UnknownView(category_view, list(self._attributes))
+            categories = self._attributes[category_view]
+        excl_rows = self._rows(np.asarray(list(exclude_items), dtype=np.int64)) if exclude_items else None
+        if excl_rows is not None:
+            excl_rows = excl_rows[excl_rows >= 0]
+
+        def select(cand: IntArray) -> tuple[IntArray, IntArray]:
+            """Positions in ``cand`` that survive, and the valid (not padding, not self) mask."""
+            valid = (cand >= 0) & (cand != row)
+            keep = valid.copy()
+            safe = np.where(valid, cand, 0)
+            if categories is not None:
+                keep &= ~np.isin(categories[safe], excl_cats)
+            if excl_rows is not None and excl_rows.size:
+                keep &= ~np.isin(safe, excl_rows)
+            return np.flatnonzero(keep), valid
+
+        cand = np.asarray(m.topn_ids[row], dtype=np.int64)
+        scores = np.asarray(m.topn_scores[row], dtype=np.float32)
+        kept, valid = select(cand)
+        complete = int(valid.sum()) >= self.num_items - 1
+        if len(kept) < k and not complete and m.index is not None:
+            cand, scores, kept, valid = self._refill(m, row, k, select)
+        if len(kept) >= k:
+            kept = kept[:k]
+            last = int(kept[-1]) + 1
+            filtered = int(valid[:last].sum()) - k
+            exhausted = False
+        else:
+            filtered = int(valid.sum()) - len(kept)
+            exhausted = True
+        return self._result(int(item_id), cand[kept], scores[kept], filtered, exhausted)
+
+    def _refill(
+        self, m: _Mode, row: int, k: int, select: Any
+    ) -> tuple[IntArray, FloatArray, IntArray, IntArray]:
+        """Search FAISS with a breadth growing x``GROWTH`` per round until ``k`` survive or the whole
+        catalogue was searched (last round exhaustive: every IVF list, a beam as wide as the catalogue)."""
+        n = self.num_items
+        width = min(n - 1, GROWTH * max(m.width, k))
+        rows = np.array([row], dtype=np.int64)
+        while True:
+            exhaustive = width >= n - 1
+            ids, scores = m.search(rows, width, exhaustive)
+            cand, sc = ids[0], scores[0]
+            kept, valid = select(cand)
+            if len(kept) >= k or exhaustive:
+                return cand, sc, kept, valid
+            width = min(n - 1, width * GROWTH)
+
+    def _result(
+        self, trigger: int, rows: IntArray, scores: FloatArray, filtered: int, exhausted: bool
+    ) -> NeighbourResult:
+        item_ids = self._items[rows].tolist()
+        score_list = np.asarray(scores, dtype=np.float64).tolist()
+        views = list(self._attributes)
+        columns = [self._attributes[v][rows].tolist() for v in views]
+        attrs = (
+            [dict(zip(views, vals, strict=True)) for vals in zip(*columns, strict=True)]
+            if views
+            else [{}] * len(rows)
+        )
+        candidates = [
+            Candidate(item_id=i, score=s, attributes=a)
+            for i, s, a in zip(item_ids, score_list, attrs, strict=True)
+        ]
+        return NeighbourResult(
+            trigger=trigger, candidates=candidates, exhausted=exhausted, filtered_out=filtered
+        )
+
+    def batch_neighbours(self, item_ids: npt.ArrayLike, mode: str, k: int) -> tuple[IntArray, FloatArray]:
+        """Top-``k`` neighbours of each trigger (trigger excluded, no other exclusion), vectorised.
+
+        Returns original ids int64 ``[n, k]`` (``-1`` padded) and float32 scores (``-inf`` where padded).
+        Unknown triggers give all ``-1`` rows. Reads the map when ``k`` fits in it; otherwise searches
+        FAISS (map-only indexes pad).
+        """
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k: must be a positive int, got {k!r}")
+        k = int(k)
+        m = self._mode(mode)
+        rows = self._rows(item_ids)
+        n = len(rows)
+        out_ids = np.full((n, k), -1, dtype=np.int64)
+        out_scores = np.full((n, k), -np.inf, dtype=np.float32)
+        known = np.flatnonzero(rows >= 0)
+        if known.size == 0:
+            return out_ids, out_scores
+        q = rows[known]
+        if k <= m.width or m.index is None:
+            w = min(k, m.width)
+            r = np.asarray(m.topn_ids[q, :w], dtype=np.int64)
+            s = np.asarray(m.topn_scores[q, :w], dtype=np.float32)
+            # map-only sources may list the trigger itself: drop it and shift the row left
+            is_self = r == q[:, None]
+            if is_self.any():
+                r = np.where(is_self, -1, r)
+                order = np.argsort(r < 0, axis=1, kind="stable")
+                r = np.take_along_axis(r, order, axis=1)
+                s = np.take_along_axis(s, order, axis=1)
+        else:
+            r, s = m.search(q, min(k, self.num_items - 1))
+            w = r.shape[1]
+        valid = r >= 0
+        out_ids[known, :w] = np.where(valid, self._items[np.where(valid, r, 0)], -1)
+        out_scores[known, :w] = np.where(valid, s, -np.inf)
+        return out_ids, out_scores
+
+    def close(self) -> None:
+        """Drop the maps and FAISS indexes (memory maps close when no array refers to them)."""
+        with self._lock:
+            self._modes = None
+
+    def __repr__(self) -> str:
+        return f"ServingIndex(version={self.version!r}, items={self.num_items}, modes={self.modes})"
+
+
+# ---------------------------------------------------------------------- loading helpers
+
+
+def _load_array(
+    path: Path, name: str, mmap_mode: Literal["r"] | None, dtype: type, shape: tuple[int, ...]
+) -> Any:
+    rel = f"{path.parent.name}/{path.name}" if path.parent.name != name else path.name
+    try:
+        arr = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvalidIndexVersion(f"{name}: {rel} unreadable: {exc}") from exc
+    if arr.dtype != np.dtype(dtype):
+        raise InvalidIndexVersion(f"{name}: {rel} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    if len(shape) != arr.ndim or any(
+        want not in (-1, got) for want, got in zip(shape, arr.shape, strict=True)
+    ):
+        raise InvalidIndexVersion(f"{name}: {rel} has shape {arr.shape}, expected {shape} (-1 = any)")
+    return arr
+
+
+def _load_mode(
+    layout: IndexVersionLayout, name: str, mode: str, spec: Any, n: int, mmap_mode: Literal["r"] | None
+) -> _Mode:
+    try:
+        metric = spec["metric"]
+        dim = int(spec["dim"])
+        topn = int(spec["topn"])
+        kind = get_index_type(str(spec["index_type"]))
+        params = IndexParams(**spec.get("params", {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidIndexVersion(f"{name}: manifest entry of mode {mode!r} malformed: {exc}") from exc
+    if metric not in METRICS:
+        raise InvalidIndexVersion(f"{name}: mode {mode!r} has unknown metric {metric!r}")
+    ids = _load_array(layout.topn_ids(mode), name, mmap_mode, np.int32, (n, topn))
+    scores = _load_array(layout.topn_scores(mode), name, mmap_mode, np.float16, (n, topn))
+    for start in range(0, n, _SCAN_ROWS):
+        block = np.asarray(ids[start : start + _SCAN_ROWS])
+        if block.size and (int(block.min()) < -1 or int(block.max()) >= n):
+            raise InvalidIndexVersion(f"{name}: {mode}/topn_ids has row indices outside [-1, {n})")
+        sblock = np.asarray(scores[start : start + _SCAN_ROWS])
+        if not np.isfinite(sblock[block >= 0]).all():
+            raise InvalidIndexVersion(f"{name}: {mode}/topn_scores has NaN or infinite scores")
+    path = layout.faiss_index(mode)
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise InvalidIndexVersion(f"{name}: {mode}/index.faiss unreadable (truncated?): {exc}") from exc
+    if int(index.d) != dim:
+        raise InvalidIndexVersion(
+            f"{name}: {mode}/index.faiss has dimension {index.d}, the manifest says {dim}"
+        )
+    if int(index.ntotal) != n:
+        raise InvalidIndexVersion(
+            f"{name}: {mode}/index.faiss holds {index.ntotal} vectors but items.npy has {n} ids"
+        )
+    if int(index.metric_type) != faiss_metric(metric):
+        raise InvalidIndexVersion(f"{name}: {mode}/index.faiss metric does not match {metric!r}")
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.make_direct_map()  # reconstruct() of the trigger's vector for refill searches
+    if n:
+        sample = np.unique(np.linspace(0, n - 1, num=min(n, 64)).astype(np.int64))
+        vecs = index.reconstruct_batch(sample)
+        if not np.isfinite(vecs).all():
+            raise InvalidIndexVersion(f"{name}: {mode}/index.faiss holds NaN or infinite vectors")
+    return _Mode(metric, ids, scores, index, kind, params)
+
+
+__all__ = ["ServingIndex", "to_scores"]
