@@ -1,0 +1,52 @@
+"""Request dependencies: the app context (swap it in tests with ``dependency_overrides[get_ctx]``),
+the variant of a request and the admin guard."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.errors import ApiError
+from app.metrics import LABELS_KEY
+from app.service import AppContext
+from app.settings import VariantConfig
+
+
+async def get_ctx(request: Request) -> AppContext:
+    """The ``AppContext`` built by the lifespan (``async``: a sync dependency would cost a threadpool hop
+    on every request)."""
+    ctx: AppContext | None = getattr(request.app.state, "ctx", None)
+    if ctx is None:
+        raise ApiError(503, "not_ready", "the service is starting")
+    return ctx
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+
+def user_of(request: Request, ctx: AppContext) -> str | None:
+    """The user id from the configured header (None when absent or blank)."""
+    return request.headers.get(ctx.settings.user_header) or None
+
+
+def variant_of(request: Request, ctx: AppContext, mode: str, user_id: str | None) -> VariantConfig:
+    """Assign the request's variant (forcing header first; ``UnknownVariant`` -> 422) and label it
+    for the metrics middleware."""
+    variant = ctx.assigner.assign(user_id, request.headers.get(ctx.settings.variant_header))
+    request.scope[LABELS_KEY] = (mode, variant.name)
+    return variant
+
+
+async def require_admin(request: Request, ctx: Ctx) -> None:
+    """Admin routes: 404 when no token is configured, 403 on a missing or wrong bearer token."""
+    token = ctx.settings.admin_token
+    if token is None:
+        raise ApiError(404, "not_found", "admin routes are disabled (no admin_token configured)")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), token.encode()):
+        raise ApiError(403, "forbidden", "admin routes need 'Authorization: Bearer <admin_token>'")
+
+
+AdminGuard = Depends(require_admin)

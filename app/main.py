@@ -1,0 +1,79 @@
+"""The FastAPI application: ``create_app(settings)``; ``uvicorn app.main:create_app --factory`` runs it.
+
+Nothing is loaded at import: the lifespan reads the index root, builds the recent store and starts
+the reload poller; every request reaches them through ``app.state.ctx`` (see ``app.deps``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app.ab import Assigner
+from app.errors import install_error_handlers
+from app.limits import BodySizeLimit
+from app.metrics import Metrics, MetricsMiddleware
+from app.reload import IndexManager, Loader, load_serving_index
+from app.routes import ROUTERS
+from app.service import AppContext
+from app.settings import Settings
+from app.stores import make_store
+
+log = logging.getLogger("m2grl.app")
+
+DESCRIPTION = """Item-to-item candidate retrieval with M2GRL embeddings (KDD 2020).
+
+`general` mode returns similar items, `diversity` mode related items from other categories (the
+metric model of section 6.1). A/B variants are assigned by a stable hash of the user header and can be
+forced with the variant header. Errors are `{"error", "detail", "allowed"}`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, loader: Loader = load_serving_index) -> FastAPI:
+    """Build the service. ``settings`` default to the environment (``M2GRL_*``, ``M2GRL_CONFIG_FILE``)
+    and are validated here, so a bad value stops start-up. ``loader`` opens one index version
+    folder (tests may wrap it)."""
+    settings = settings if settings is not None else Settings()  # type: ignore[call-arg]
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        manager = IndexManager(
+            settings.index_root,
+            category_view=settings.category_view,
+            pinned_versions=settings.pinned_versions,
+            metrics=metrics,
+            loader=loader,
+        )
+        outcome = await manager.reload()
+        log.info("start-up index load: %s %s %s", outcome.result, outcome.version, outcome.detail)
+        store = make_store(settings)
+        assigner = Assigner.from_variants(settings.experiment.salt, settings.experiment.variants)
+        app.state.ctx = AppContext(settings, manager, store, metrics, assigner)
+        poller = asyncio.create_task(manager.poll_forever(settings.reload_poll_s), name="index-poller")
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await store.close()
+            metrics.process_exit()
+
+    app = FastAPI(
+        title="M2GRL retrieval service",
+        version="1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    for router in ROUTERS:
+        app.include_router(router)
+    install_error_handlers(app, metrics)
+    # added last = outermost: times everything, including the size check and error handlers
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

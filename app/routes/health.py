@@ -1,0 +1,40 @@
+"""``/healthz`` (alive), ``/readyz`` (index loaded and valid) and ``/metrics`` (Prometheus)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from app.deps import Ctx
+from app.errors import OrjsonResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> Response:
+    return OrjsonResponse({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: CURRENT and every pinned version are loaded")
+async def readyz(ctx: Ctx) -> Response:
+    manager = ctx.manager
+    served = manager.served
+    body = {
+        "status": "ready" if manager.ready else "not_ready",
+        "version": manager.version,
+        "pinned": sorted(served.pinned),
+        "last_error": manager.last_error,
+    }
+    if not manager.ready:
+        body.update(
+            error="not_ready", detail=manager.last_error or "no index version loaded yet", allowed=None
+        )
+        return OrjsonResponse(body, status_code=503)
+    return OrjsonResponse(body)
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+async def metrics(ctx: Ctx) -> Response:
+    payload, content_type = ctx.metrics.render()
+    return Response(payload, media_type=content_type)

@@ -1,0 +1,158 @@
+"""``GET /i2i/{item_id}`` and ``POST /i2i:batch``: neighbours of trigger items."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from starlette.responses import Response
+
+from app.deps import Ctx, user_of, variant_of
+from app.errors import ApiError, OrjsonResponse
+from app.query import openapi_parameters, parse_retrieval_query
+from app.schemas import BatchRequest, BatchResponse, ErrorBody, I2IResponse
+from app.service import (
+    candidates_json,
+    category_of,
+    exclusions,
+    index_mode,
+    needs_recent,
+    recent_or_empty,
+)
+from app.stores import EMPTY
+from index.errors import UnknownItem
+
+router = APIRouter(tags=["retrieval"])
+
+#: item ids are int64 everywhere (core.types)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown item."},
+    422: {"model": ErrorBody, "description": "Bad parameter (names it and what is allowed)."},
+    503: {"model": ErrorBody, "description": "No index version loaded yet."},
+}
+
+
+def check_k(k: int | None, default_k: int, max_k: int) -> int:
+    """``k`` or the default, bounded by the configured maximum (422 names the bound)."""
+    if k is None:
+        return default_k
+    if k > max_k:
+        raise ApiError(
+            422, "bad_request", f"query.k: {k} exceeds max_k {max_k}", {"k": {"ge": 1, "le": max_k}}
+        )
+    return k
+
+
+@router.get(
+    "/i2i/{item_id}",
+    response_model=I2IResponse,
+    responses=ERRORS,
+    summary="Candidates for one trigger item",
+    description="General (similar) or diversity (related, other categories) neighbours of a trigger. "
+    "Diversity mode excludes the trigger's category and the user's recent categories; general mode "
+    "excludes recent categories only with exclude_recent=true. Fewer than k only when exhausted.",
+    openapi_extra=openapi_parameters(),
+)
+async def get_i2i(
+    request: Request,
+    ctx: Ctx,
+    item_id: Annotated[
+        int, Path(ge=INT64_MIN, le=INT64_MAX, description="Trigger item id.", examples=[1193])
+    ],
+) -> Response:
+    settings = ctx.settings
+    q = parse_retrieval_query(request.query_params, default_k=settings.default_k, max_k=settings.max_k)
+    mode, k, explicit, exclude_recent = q.mode, q.k, q.exclude_categories, q.exclude_recent
+    user_id = user_of(request, ctx)
+    variant = variant_of(request, ctx, mode, user_id)
+    # one snapshot for the whole request: a concurrent reload cannot change the version under it
+    index = ctx.manager.served.get(variant.index_version)
+    own = (category_of(index, item_id, settings.category_view),) if mode == "diversity" else ()
+    recent = await recent_or_empty(ctx, user_id) if needs_recent(mode, exclude_recent) else EMPTY
+    excluded = exclusions(
+        mode=mode, explicit=explicit, recent=recent, exclude_recent=exclude_recent, own_categories=own
+    )
+    result = index.neighbours(
+        item_id,
+        index_mode(mode, variant),
+        k,
+        exclude_categories=tuple(excluded),
+        category_view=settings.category_view,
+    )
+    ctx.metrics.observe_candidates(mode, variant.name, len(result.candidates), result.filtered_out)
+    body = {
+        "trigger": item_id,
+        "mode": mode,
+        "variant": variant.name,
+        "strategy": variant.strategy,
+        "index_version": index.version,
+        "k": k,
+        "returned": len(result.candidates),
+        "exhausted": result.exhausted,
+        "excluded_categories": sorted(excluded),
+        "candidates": candidates_json(result.candidates),
+    }
+    return OrjsonResponse(body, headers={"X-Variant": variant.name, "X-Index-Version": index.version})
+
+
+@router.post(
+    "/i2i:batch",
+    response_model=BatchResponse,
+    responses=ERRORS,
+    summary="Candidates for many triggers in one call",
+    description="Same rules as GET /i2i/{item_id}; an unknown trigger gets error='unknown_item' "
+    "in its own entry instead of failing the batch.",
+)
+async def post_i2i_batch(request: Request, ctx: Ctx, body: BatchRequest) -> Response:
+    settings = ctx.settings
+    if len(body.item_ids) > settings.max_batch:
+        raise ApiError(
+            422,
+            "bad_request",
+            f"body.item_ids: {len(body.item_ids)} triggers exceed max_batch {settings.max_batch}",
+            {"item_ids": {"max_length": settings.max_batch}},
+        )
+    k = check_k(body.k, settings.default_k, settings.max_k)
+    user_id = user_of(request, ctx)
+    variant = variant_of(request, ctx, body.mode, user_id)
+    index = ctx.manager.served.get(variant.index_version)
+    recent = await recent_or_empty(ctx, user_id) if needs_recent(body.mode, body.exclude_recent) else EMPTY
+    shared = exclusions(
+        mode=body.mode, explicit=body.exclude_categories, recent=recent,
+        exclude_recent=body.exclude_recent, own_categories=(),
+    )  # fmt: skip
+    imode = index_mode(body.mode, variant)
+    results: list[dict[str, Any]] = []
+    returned = filtered = 0
+    # one lookup per trigger (bounded by max_batch): exclusions differ per trigger in diversity mode
+    for trigger in body.item_ids:
+        try:
+            own = {category_of(index, trigger, settings.category_view)} if body.mode == "diversity" else set()
+            res = index.neighbours(
+                trigger, imode, k, exclude_categories=tuple((shared | own) - {-1}),
+                category_view=settings.category_view,
+            )  # fmt: skip
+        except UnknownItem:
+            ctx.metrics.error("unknown_item")
+            results.append(
+                {"trigger": trigger, "error": "unknown_item", "exhausted": False, "candidates": []}
+            )
+            continue
+        returned += len(res.candidates)
+        filtered += res.filtered_out
+        results.append(
+            {"trigger": trigger, "error": None, "exhausted": res.exhausted,
+             "candidates": candidates_json(res.candidates)}
+        )  # fmt: skip
+    ctx.metrics.observe_candidates(body.mode, variant.name, returned, filtered)
+    out = {
+        "mode": body.mode,
+        "variant": variant.name,
+        "strategy": variant.strategy,
+        "index_version": index.version,
+        "k": k,
+        "results": results,
+    }
+    return OrjsonResponse(out, headers={"X-Variant": variant.name, "X-Index-Version": index.version})

@@ -1,0 +1,87 @@
+"""``GET /u2i``: candidates of a user's last few items, merged."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from app.deps import Ctx, user_of, variant_of
+from app.errors import ApiError, OrjsonResponse
+from app.query import openapi_parameters, parse_retrieval_query
+from app.routes.i2i import ERRORS
+from app.schemas import U2IResponse
+from app.service import (
+    candidates_json,
+    category_of,
+    exclusions,
+    index_mode,
+    merge_candidates,
+    recent_or_empty,
+)
+
+router = APIRouter(tags=["retrieval"])
+
+
+@router.get(
+    "/u2i",
+    response_model=U2IResponse,
+    responses=ERRORS,
+    summary="Candidates for a user from their last items",
+    description="Triggers are `recent_items` when given, else the user's last items recorded by "
+    "POST /events (newest first, at most u2i_triggers). Each item keeps its best score over the "
+    "triggers; the triggers themselves are never returned. Unknown triggers are skipped.",
+    openapi_extra=openapi_parameters(recent_items=True),
+)
+async def get_u2i(request: Request, ctx: Ctx) -> Response:
+    settings = ctx.settings
+    q = parse_retrieval_query(request.query_params, default_k=settings.default_k, max_k=settings.max_k)
+    mode, k, explicit, exclude_recent, given = (
+        q.mode,
+        q.k,
+        q.exclude_categories,
+        q.exclude_recent,
+        q.recent_items,
+    )
+    user_id = user_of(request, ctx)
+    if not given and not user_id:
+        raise ApiError(
+            422, "bad_request", f"give recent_items or a {settings.user_header} header",
+            {"recent_items": "comma-separated integers", "headers": [settings.user_header]},
+        )  # fmt: skip
+    variant = variant_of(request, ctx, mode, user_id)
+    index = ctx.manager.served.get(variant.index_version)
+    recent = await recent_or_empty(ctx, user_id)
+    candidates = list(given) or list(recent.items)
+    triggers = [t for t in dict.fromkeys(candidates) if index.has_item(t)][: settings.u2i_triggers]
+    own = [category_of(index, t, settings.category_view) for t in triggers] if mode == "diversity" else []
+    excluded = exclusions(
+        mode=mode, explicit=explicit, recent=recent, exclude_recent=exclude_recent, own_categories=own
+    )
+    imode = index_mode(mode, variant)
+    # at most u2i_triggers lookups; the triggers are excluded from each other's lists
+    results = [
+        index.neighbours(
+            t,
+            imode,
+            k,
+            exclude_categories=tuple(excluded),
+            exclude_items=tuple(triggers),
+            category_view=settings.category_view,
+        )  # fmt: skip
+        for t in triggers
+    ]
+    merged = merge_candidates(results, k)
+    ctx.metrics.observe_candidates(mode, variant.name, len(merged), sum(r.filtered_out for r in results))
+    body = {
+        "user_id": user_id,
+        "triggers": triggers,
+        "mode": mode,
+        "variant": variant.name,
+        "strategy": variant.strategy,
+        "index_version": index.version,
+        "k": k,
+        "returned": len(merged),
+        "exhausted": len(merged) < k,
+        "candidates": candidates_json(merged),
+    }
+    return OrjsonResponse(body, headers={"X-Variant": variant.name, "X-Index-Version": index.version})

@@ -1,0 +1,137 @@
+"""Request and response schemas (request bodies are validated with them; responses are built as plain
+dicts on the hot path and these models document them in OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.types import Behavior
+
+#: the values of core.types.Mode, as a Literal so OpenAPI lists them
+ModeName = Literal["general", "diversity"]
+
+
+class CandidateOut(BaseModel):
+    item_id: int = Field(description="Original item id.")
+    score: float = Field(description="Similarity, higher is closer.")
+    attributes: dict[str, int] = Field(description="Side attributes (category, shop...), -1 unknown.")
+
+
+class I2IResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "trigger": 1193,
+                "mode": "diversity",
+                "variant": "control",
+                "strategy": "metric",
+                "index_version": "20240101T000000Z",
+                "k": 2,
+                "returned": 2,
+                "exhausted": False,
+                "excluded_categories": [3, 7],
+                "candidates": [
+                    {"item_id": 2355, "score": 0.91, "attributes": {"category": 5, "shop": 12}},
+                    {"item_id": 1, "score": 0.88, "attributes": {"category": 9, "shop": 4}},
+                ],
+            }
+        }
+    )
+
+    trigger: int
+    mode: ModeName
+    variant: str
+    strategy: Literal["metric", "filter"]
+    index_version: str
+    k: int = Field(description="Candidates asked for.")
+    returned: int = Field(description="Candidates in the answer (< k only when exhausted).")
+    exhausted: bool = Field(description="True when fewer than k candidates survive the exclusions.")
+    excluded_categories: list[int]
+    candidates: list[CandidateOut]
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"item_ids": [1193, 661], "mode": "general", "k": 10}},
+    )
+
+    item_ids: list[int] = Field(min_length=1, description="Trigger items (at most max_batch).")
+    mode: ModeName = "general"
+    k: int | None = Field(default=None, ge=1, description="Candidates per trigger (default_k when omitted).")
+    exclude_categories: list[int] = Field(default_factory=list)
+    exclude_recent: bool = False
+
+
+class BatchItem(BaseModel):
+    trigger: int
+    error: str | None = Field(default=None, description="'unknown_item' when the trigger is not indexed.")
+    exhausted: bool = False
+    candidates: list[CandidateOut] = Field(default_factory=list)
+
+
+class BatchResponse(BaseModel):
+    mode: ModeName
+    variant: str
+    strategy: Literal["metric", "filter"]
+    index_version: str
+    k: int
+    results: list[BatchItem]
+
+
+class U2IResponse(BaseModel):
+    user_id: str | None
+    triggers: list[int] = Field(description="Recent items whose neighbours were merged (newest first).")
+    mode: ModeName
+    variant: str
+    strategy: Literal["metric", "filter"]
+    index_version: str
+    k: int
+    returned: int
+    exhausted: bool
+    candidates: list[CandidateOut]
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: int
+    behavior: Behavior = Behavior.VIEW
+    timestamp: float | None = Field(default=None, description="Unix seconds; now when omitted.")
+
+
+class EventsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "user_id": "42",
+                "events": [{"item_id": 1193, "behavior": "view", "timestamp": 1.7e9}],
+            }
+        },
+    )
+
+    user_id: str | None = Field(default=None, min_length=1, description="Defaults to the user header.")
+    events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
+class EventsResponse(BaseModel):
+    user_id: str
+    recorded: int
+    unknown_items: list[int] = Field(description="Items not in the served index (not recorded).")
+    categories: list[int] = Field(description="Categories now remembered for these events.")
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="Machine-readable code: unknown_item, bad_request, not_ready, ...")
+    detail: str
+    allowed: object | None = Field(default=None, description="What would have been accepted.")
+
+
+class ReloadResponse(BaseModel):
+    result: Literal["success", "unchanged", "failure"]
+    version: str | None
+    previous: str | None
+    detail: str = ""

@@ -1,0 +1,95 @@
+"""Retrieval logic behind the routes: exclusion rules, strategy -> index mode, answer shaping.
+
+Exclusion rules (issue 7):
+- ``diversity`` always excludes the trigger's own category and the user's recent categories;
+- ``general`` excludes the user's recent categories only when asked (``exclude_recent=true``);
+- explicit ``exclude_categories`` are always excluded.
+A variant's strategy decides how diversity is served: ``metric`` = the index's diversity mode (metric
+model of section 6.1), ``filter`` = the general mode with the same category filters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from app.ab import Assigner
+from app.metrics import Metrics
+from app.reload import IndexManager
+from app.settings import Settings, VariantConfig
+from app.stores import EMPTY, Recent, RecentStore, StoreUnavailable
+from core.types import Candidate, NeighbourResult
+from index.serving import ServingIndex
+
+log = logging.getLogger("m2grl.app")
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """Everything a request needs, built once in the lifespan and kept in ``app.state.ctx``."""
+
+    settings: Settings
+    manager: IndexManager
+    store: RecentStore
+    metrics: Metrics
+    assigner: Assigner
+
+
+def index_mode(mode: str, variant: VariantConfig) -> str:
+    """Index mode that serves ``mode`` for ``variant`` (diversity via filter = general index)."""
+    if mode == "diversity" and variant.strategy == "filter":
+        return "general"
+    return mode
+
+
+def needs_recent(mode: str, exclude_recent: bool) -> bool:
+    return mode == "diversity" or exclude_recent
+
+
+async def recent_or_empty(ctx: AppContext, user_id: str | None) -> Recent:
+    """The user's recent interactions; on a store failure, nothing (answer with explicit exclusions
+    only), counted in ``m2grl_recent_store_errors_total``."""
+    if not user_id:
+        return EMPTY
+    try:
+        return await ctx.store.recent(user_id)
+    except StoreUnavailable as exc:
+        ctx.metrics.recent_store_errors.labels(ctx.store.name).inc()
+        ctx.metrics.error("store_unavailable")
+        log.warning("recent store unavailable, answering without recent categories: %s", exc)
+        return EMPTY
+
+
+def category_of(index: ServingIndex, item_id: int, category_view: str) -> int:
+    """The item's category (``-1`` unknown); raises ``UnknownItem``."""
+    return int(index.attributes_of(item_id).get(category_view, -1))
+
+
+def exclusions(
+    *, mode: str, explicit: Iterable[int], recent: Recent, exclude_recent: bool, own_categories: Iterable[int]
+) -> frozenset[int]:
+    """Categories to exclude under the rules in the module docstring (``-1`` never excluded)."""
+    out = set(explicit)
+    if needs_recent(mode, exclude_recent):
+        out |= recent.categories
+    if mode == "diversity":
+        out |= set(own_categories)
+    out.discard(-1)
+    return frozenset(out)
+
+
+def candidates_json(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
+    return [{"item_id": c.item_id, "score": float(c.score), "attributes": c.attributes} for c in candidates]
+
+
+def merge_candidates(results: Sequence[NeighbourResult], k: int) -> list[Candidate]:
+    """Union of several triggers' candidates, each item kept once at its best score, best ``k`` first."""
+    best: dict[int, Candidate] = {}
+    for result in results:
+        for c in result.candidates:
+            kept = best.get(c.item_id)
+            if kept is None or c.score > kept.score:
+                best[c.item_id] = c
+    return sorted(best.values(), key=lambda c: c.score, reverse=True)[:k]

@@ -1,0 +1,150 @@
+"""Service settings: one typed object read once at start-up (environment ``M2GRL_*`` and an optional
+YAML/JSON file named by ``M2GRL_CONFIG_FILE``), failing fast with the name of the bad field.
+
+Precedence, highest first: constructor arguments, environment variables, the config file, defaults.
+Nested fields come from the environment as JSON (``M2GRL_EXPERIMENT='{"salt": "s", "variants": [...]}'``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "M2GRL_CONFIG_FILE"
+FIFTEEN_DAYS_S = 15 * 24 * 3600.0
+
+
+class VariantConfig(BaseModel):
+    """One arm of the A/B experiment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Variant name.")
+    weight: float = Field(ge=0.0, description="Relative share of traffic (weights are normalised).")
+    index_version: str | None = Field(
+        default=None, description="Pinned index version under <index_root>/versions/, None = CURRENT."
+    )
+    strategy: Literal["metric", "filter"] = Field(
+        default="metric",
+        description="How mode=diversity is served: 'metric' = the metric model's diversity index "
+        "(section 6.1), 'filter' = the general index with category filters.",
+    )
+
+
+class ExperimentConfig(BaseModel):
+    """Variants and the salt of the stable user -> variant hash."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    salt: str = Field(default="m2grl-ab-1", description="Per-experiment salt; change it to reshuffle users.")
+    variants: tuple[VariantConfig, ...] = Field(
+        default=(VariantConfig(name="control", weight=1.0),), description="Declared variants."
+    )
+
+    @model_validator(mode="after")
+    def _check_variants(self) -> ExperimentConfig:
+        if not self.variants:
+            raise ValueError("experiment.variants: declare at least one variant")
+        names = [v.name for v in self.variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"experiment.variants: names must be unique, repeated: {dupes}")
+        if sum(v.weight for v in self.variants) <= 0:
+            raise ValueError("experiment.variants: weights must sum to a positive number")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment; validated when constructed."""
+
+    model_config = SettingsConfigDict(env_prefix="M2GRL_", extra="forbid", frozen=True)
+
+    index_root: Path = Field(description="Index root (CURRENT + versions/<v>/) to serve and watch.")
+    default_k: int = Field(default=50, ge=1, description="k when the query does not give one.")
+    max_k: int = Field(default=500, ge=1, le=10_000, description="Largest k a caller may ask for.")
+    user_header: str = Field(default="X-User-Id", min_length=1, description="Header naming the user.")
+    variant_header: str = Field(default="X-Variant", min_length=1, description="Header forcing a variant.")
+    recent_ttl_s: float = Field(
+        default=FIFTEEN_DAYS_S, gt=0, description="How long a seen category stays excluded (15 days, 6.1)."
+    )
+    recent_store: Literal["memory", "redis"] = Field(default="memory", description="Recent-category store.")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Redis URL for recent_store=redis."
+    )
+    redis_timeout_s: float = Field(
+        default=0.05, gt=0, le=5, description="Per-call Redis budget; past it the request goes on without."
+    )
+    redis_retry_s: float = Field(
+        default=1.0, ge=0, description="After a Redis failure, skip Redis for this long before trying again."
+    )
+    memory_store_max_users: int = Field(default=1_000_000, ge=1, description="LRU bound of the memory store.")
+    recent_items_kept: int = Field(default=20, ge=1, description="Recent items kept per user for /u2i.")
+    u2i_triggers: int = Field(default=5, ge=1, le=100, description="How many recent items /u2i merges.")
+    reload_poll_s: float = Field(default=5.0, gt=0, description="Seconds between checks of CURRENT.")
+    admin_token: str | None = Field(default=None, description="Bearer token of /admin/*; None = routes off.")
+    max_batch: int = Field(default=256, ge=1, description="Most triggers in one POST /i2i:batch.")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body accepted.")
+    category_view: str = Field(default="category", min_length=1, description="Attribute view of categories.")
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig, description="A/B experiment.")
+
+    @field_validator("user_header", "variant_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not all(c.isalnum() or c in "-_" for c in value):
+            raise ValueError(f"not a valid HTTP header name: {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if self.default_k > self.max_k:
+            raise ValueError(f"default_k ({self.default_k}) must be <= max_k ({self.max_k})")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ValueError(f"{CONFIG_FILE_ENV}: no such file {path}")
+            if path.suffix.lower() in (".yaml", ".yml"):
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            elif path.suffix.lower() == ".json":
+                sources.append(JsonConfigSettingsSource(settings_cls, json_file=path))
+            else:
+                raise ValueError(f"{CONFIG_FILE_ENV}: {path} must end in .yaml, .yml or .json")
+        return tuple(sources)
+
+    def variant(self, name: str) -> VariantConfig | None:
+        """The declared variant called ``name``, or None."""
+        for v in self.experiment.variants:
+            if v.name == name:
+                return v
+        return None
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [v.name for v in self.experiment.variants]
+
+    @property
+    def pinned_versions(self) -> tuple[str, ...]:
+        """Index versions pinned by some variant (loaded beside CURRENT)."""
+        return tuple(sorted({v.index_version for v in self.experiment.variants if v.index_version}))

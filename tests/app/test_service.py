@@ -1,0 +1,75 @@
+"""Pure retrieval rules: exclusions per mode, strategy -> index mode, merging, list parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.errors import ApiError
+from app.query import RetrievalQuery, parse_retrieval_query
+from app.service import exclusions, index_mode, merge_candidates
+from app.settings import VariantConfig
+from app.stores import Recent
+from core.types import Candidate, NeighbourResult
+
+RECENT = Recent(frozenset({4, 5}), (1, 2))
+
+
+def test_diversity_excludes_own_and_recent_categories_always() -> None:
+    got = exclusions(mode="diversity", explicit=[9], recent=RECENT, exclude_recent=False, own_categories=[1])
+    assert got == {1, 4, 5, 9}
+
+
+def test_general_excludes_recent_only_when_asked() -> None:
+    plain = exclusions(mode="general", explicit=[9], recent=RECENT, exclude_recent=False, own_categories=[1])
+    asked = exclusions(mode="general", explicit=[9], recent=RECENT, exclude_recent=True, own_categories=[1])
+    assert plain == {9}
+    assert asked == {4, 5, 9}
+
+
+def test_unknown_category_is_never_excluded() -> None:
+    got = exclusions(mode="diversity", explicit=[], recent=RECENT, exclude_recent=False, own_categories=[-1])
+    assert got == {4, 5}
+
+
+def test_index_mode_follows_strategy() -> None:
+    metric = VariantConfig(name="m", weight=1, strategy="metric")
+    filt = VariantConfig(name="f", weight=1, strategy="filter")
+    assert index_mode("diversity", metric) == "diversity"
+    assert index_mode("diversity", filt) == "general"
+    assert index_mode("general", metric) == "general"
+
+
+def test_merge_keeps_best_score_per_item() -> None:
+    r1 = NeighbourResult(1, [Candidate(10, 0.9), Candidate(11, 0.5)], exhausted=False)
+    r2 = NeighbourResult(2, [Candidate(11, 0.8), Candidate(12, 0.1)], exhausted=False)
+    merged = merge_candidates([r1, r2], k=2)
+    assert [(c.item_id, c.score) for c in merged] == [(10, 0.9), (11, 0.8)]
+    assert [c.item_id for c in merge_candidates([r1, r2], k=10)] == [10, 11, 12]
+
+
+def test_parse_retrieval_query() -> None:
+    q = parse_retrieval_query(
+        {"k": "7", "exclude_categories": "1, 2,3,", "exclude_recent": "TRUE"}, default_k=5, max_k=10
+    )
+    assert q == RetrievalQuery("general", 7, (1, 2, 3), True, ())
+    q = parse_retrieval_query({"mode": "diversity", "recent_items": "4,5"}, default_k=5, max_k=10)
+    assert (q.mode, q.k, q.exclude_recent, q.recent_items) == ("diversity", 5, False, (4, 5))
+
+
+@pytest.mark.parametrize(
+    ("params", "allowed"),
+    [
+        ({"mode": "x"}, {"mode": ["general", "diversity"]}),
+        ({"k": "0"}, {"k": {"ge": 1, "le": 10}}),
+        ({"k": "11"}, {"k": {"ge": 1, "le": 10}}),
+        ({"k": "1.5"}, {"k": {"ge": 1, "le": 10}}),
+        ({"exclude_categories": "1,a"}, {"exclude_categories": "comma-separated integers"}),
+        ({"recent_items": "x"}, {"recent_items": "comma-separated integers"}),
+        ({"exclude_recent": "maybe"}, {"exclude_recent": ["true", "false"]}),
+    ],
+)
+def test_bad_query_names_field_and_allowed(params: dict[str, str], allowed: object) -> None:
+    with pytest.raises(ApiError) as err:
+        parse_retrieval_query(params, default_k=5, max_k=10)
+    assert err.value.status == 422 and err.value.allowed == allowed
+    assert f"query.{next(iter(params))}" in err.value.detail
