@@ -61,8 +61,10 @@ def _drop_conditions(events: ir.Table, config: PrepareConfig) -> list[ir.Boolean
     return [missing, window, behaviour, dwell]
 
 
-def clean(events: ir.Table, config: PrepareConfig) -> ir.Table:
-    """Events passing every rule, exact duplicates collapsed, with the canonical columns only."""
+def clean_rows(events: ir.Table, config: PrepareConfig) -> ir.Table:
+    """Rows passing rules 1-4, canonical columns only, exact duplicates *kept* (rule 5 is left to the
+    caller: :func:`clean` collapses them with ``distinct``; ``offline.sessions.sessionise`` drops them in
+    its sort, which saves a hash aggregate over every column)."""
     keep = ibis.literal(True)
     for cond in _drop_conditions(events, config):
         keep = keep & ~cond.fill_null(False)
@@ -70,12 +72,18 @@ def clean(events: ir.Table, config: PrepareConfig) -> ir.Table:
     out = events.filter(keep).select(cols)
     casts = {c: out[c].cast("int64") for c in cols if c.endswith("_id") or c == "timestamp"}
     casts |= {c: out[c].cast("float64") for c in ("dwell_s", "rating") if c in cols}
-    return out.mutate(**casts).distinct()
+    return out.mutate(**casts)
 
 
-def drop_counts(events: ir.Table, config: PrepareConfig) -> ir.Table:
+def clean(events: ir.Table, config: PrepareConfig) -> ir.Table:
+    """Events passing every rule, exact duplicates collapsed, with the canonical columns only."""
+    return clean_rows(events, config).distinct()
+
+
+def drop_counts(events: ir.Table, config: PrepareConfig, *, null_columns: tuple[str, ...] = ()) -> ir.Table:
     """One-row table: ``rows`` read; per rule 1-4 (``missing_id``, ...) the rows it drops (first matching
-    rule only); ``kept`` rows before de-duplication and their ``max_timestamp``."""
+    rule only); ``kept`` rows before de-duplication and their ``max_timestamp``; for every column of
+    ``null_columns`` a ``nulls__<column>`` count of kept rows where it is null (same scan, no extra pass)."""
     conds = [c.fill_null(False) for c in _drop_conditions(events, config)]
     aggs = {"rows": events.count()}
     earlier = ibis.literal(False)
@@ -84,4 +92,6 @@ def drop_counts(events: ir.Table, config: PrepareConfig) -> ir.Table:
         earlier = earlier | cond
     aggs["kept"] = (~earlier).cast("int64").sum().fill_null(0)
     aggs["max_timestamp"] = events.timestamp.max(where=~earlier)
+    for col in null_columns:
+        aggs[f"nulls__{col}"] = (~earlier & events[col].isnull()).cast("int64").sum().fill_null(0)
     return events.aggregate(**aggs)

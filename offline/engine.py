@@ -7,6 +7,7 @@ name lists the valid ones.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ class Engine:
     con: Any
     scratch: Path
     _closers: list[Callable[[], None]] = field(default_factory=list)
+    _releases: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     def load(self, events: pa.Table | Path) -> ir.Table:
         """Register canonical events (an Arrow table, a parquet file, or a folder of parquet chunks)."""
@@ -49,10 +51,30 @@ class Engine:
         return self.con.read_parquet(str(events))
 
     def cache(self, expr: ir.Table) -> ir.Table:
-        """Materialise ``expr`` (a temp table on DuckDB, a persisted DataFrame on Spark) until ``close``."""
-        cached = expr.cache()
-        self._closers.append(cached.release)
+        """Materialise ``expr`` until :meth:`uncache` or ``close``.
+
+        On DuckDB a table of the scratch database file: DuckDB writes large results straight to the file
+        in compressed row groups, so an intermediate bigger than the memory limit is read back from a
+        few GB of compressed blocks instead of being spilled uncompressed like a temp table. On Spark a
+        persisted DataFrame.
+        """
+        if self.name == "duckdb":
+            name = ibis.util.gen_name("stage")
+            cached = self.con.create_table(name, expr)
+            release: Callable[[], None] = functools.partial(self.con.drop_table, name, force=True)
+        else:
+            cached = expr.cache()
+            release = cached.release
+        self._releases[cached.get_name()] = release
+        self._closers.append(release)
         return cached
+
+    def uncache(self, cached: ir.Table) -> None:
+        """Free a table materialised by :meth:`cache` before ``close`` (large intermediates)."""
+        release = self._releases.pop(cached.get_name(), None)
+        if release is not None:
+            self._closers.remove(release)
+            release()
 
     def to_arrow(self, expr: ir.Table) -> pa.Table:
         """Execute ``expr`` and return the result as an Arrow table."""
@@ -72,7 +94,8 @@ def _duckdb(spark_master: str, threads: int | None, memory_limit: str | None) ->
         kwargs["threads"] = threads
     if memory_limit:
         kwargs["memory_limit"] = memory_limit
-    con = ibis.duckdb.connect(**kwargs)
+    # A database file (not ``:memory:``) so that ``Engine.cache`` tables are stored compressed.
+    con = ibis.duckdb.connect(database=str(scratch / "work.duckdb"), **kwargs)
     # Without insertion order DuckDB may stream parquet and windows in parallel more freely; every
     # result we read back is explicitly ordered.
     con.raw_sql("SET preserve_insertion_order = false")

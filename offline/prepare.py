@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from core.atomic import atomic_dir, atomic_write_json, sha256_file
 from core.layout import DatasetLayout
 from offline.adapters import AdapterResult, BadRowReport, read_generic, read_movielens, read_taobao
-from offline.cleaning import check_schema, clean, drop_counts
+from offline.cleaning import check_schema, clean, clean_rows, drop_counts
 from offline.config import BadInputError, PrepareConfig
 from offline.engine import Engine, engine_session
 from offline.graphs import (
@@ -37,13 +37,15 @@ from offline.graphs import (
     item_values,
     link_tables,
     lookup,
+    presorted_edges,
+    presorted_runs,
     sort_vocab,
     view_counts,
     view_edges,
     view_runs,
 )
 from offline.presets import preset
-from offline.sessions import assign_sessions, ragged_from_sorted
+from offline.sessions import assign_sessions, can_sessionise, ragged_from_sorted, sessionise
 from offline.splits import assign_split
 from offline.walks import random_walks
 
@@ -106,20 +108,29 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy()
 
 
+def _is_sorted(cols: Sequence[np.ndarray]) -> bool:
+    """Whether rows are in lexicographic order of ``cols`` (O(n) comparisons of neighbours)."""
+    ok = cols[-1][1:] >= cols[-1][:-1]
+    for col in reversed(cols[:-1]):
+        nxt, cur = col[1:], col[:-1]
+        ok = (nxt > cur) | ((nxt == cur) & ok)
+    return bool(ok.all())
+
+
 def _sorted_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:
-    # Engines return ORDER BY results in order; Spark collects may not promise it, so check cheaply.
+    # Engines return ORDER BY results in order; Spark collects may not promise it, so check cheaply
+    # (a linear check; the stable sort only runs when the rows are out of order).
     cols = [_column(table, k) for k in keys]
-    if table.num_rows < 2:
+    if table.num_rows < 2 or _is_sorted(cols):
         return table
     order = np.lexsort(tuple(reversed(cols)))
-    if np.array_equal(order, np.arange(table.num_rows)):
-        return table
     return table.take(pa.array(order))
 
 
 def _write_events(engine: Engine, events: ir.Table, path: Path) -> None:
     # Sort ties by the event rank so both engines write rows in the same order.
-    ordered = events.order_by([events.user_id, events.pos]).drop(*_INTERNAL)
+    internal = [c for c in events.columns if c in _INTERNAL or c.startswith(("_run__", "_src__"))]
+    ordered = events.order_by([events.user_id, events.pos]).drop(*internal)
     if engine.name == "duckdb":
         engine.con.to_parquet(ordered, str(path), compression="zstd")
         return
@@ -149,9 +160,19 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _view_stage(
-    engine: Engine, prepared: ir.Table, config: PrepareConfig, view: str, layout: DatasetLayout
+    engine: Engine,
+    prepared: ir.Table,
+    config: PrepareConfig,
+    view: str,
+    layout: DatasetLayout,
+    *,
+    presorted: bool = False,
 ) -> dict[str, Any]:
-    """Vocabulary, sequences, graph (CSR + edge table) of one view; returns its counts."""
+    """Vocabulary, sequences, graph (CSR + edge table) of one view; returns its counts.
+
+    ``presorted``: ``prepared`` comes from ``offline.sessions.sessionise`` and holds the view's runs, so
+    runs and edges are hash aggregates instead of windows over the view's events.
+    """
     column = config.column(view)
     counts = engine.to_arrow(view_counts(prepared, column))
     vocab, vocab_counts = sort_vocab(_column(counts, "id"), _column(counts, "count"))
@@ -159,31 +180,41 @@ def _view_stage(
     _save_npy(layout.vocab_counts(view), vocab_counts)
 
     # Sequences and edges both read the runs: materialise them once instead of running the windows twice.
-    runs_expr = engine.cache(view_runs(prepared, column, config))
-    runs = _sorted_by(
-        engine.to_arrow(runs_expr.select("session", "run", "node").order_by(["session", "run"])),
-        ["session", "run"],
+    runs_expr = engine.cache(
+        presorted_runs(prepared, column, config) if presorted else view_runs(prepared, column, config)
     )
+    ordered_runs = runs_expr.select("session", "run", "node").order_by(["session", "run"])
+    if engine.name == "duckdb":  # DuckDB returns ORDER BY results in order: no check needed
+        runs = engine.to_arrow(ordered_runs).select(["session", "node"])
+    else:
+        runs = _sorted_by(engine.to_arrow(ordered_runs), ["session", "run"])
     sessions = _column(runs, "session")
     tokens = lookup(_column(runs, "node"), vocab)
     if (tokens < 0).any():  # cannot happen: runs and vocabulary both come from the train split
         raise RuntimeError(f"view {view}: {int((tokens < 0).sum())} sequence tokens outside the vocabulary")
-    _save_npz(layout.sequences(view), indptr=ragged_from_sorted(sessions), tokens=tokens.astype(np.int32))
+    seq_indptr = ragged_from_sorted(sessions)
+    _save_npz(layout.sequences(view), indptr=seq_indptr, tokens=tokens.astype(np.int32))
+    del runs, sessions, tokens
 
-    edges = _sorted_by(engine.to_arrow(view_edges(runs_expr).order_by(["src", "dst"])), ["src", "dst"])
+    edges_expr = presorted_edges(runs_expr) if presorted else view_edges(runs_expr)
+    edges = engine.to_arrow(edges_expr.order_by(["src", "dst"]))
+    if engine.name != "duckdb":
+        edges = _sorted_by(edges, ["src", "dst"])
     edges = edges.select(["src", "dst", "weight", "count"]).cast(
         pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("weight", pa.float64()), ("count", pa.int64())])
     )
     layout.edges(view).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(edges, layout.edges(view), compression="zstd")
     src, dst = lookup(_column(edges, "src"), vocab), lookup(_column(edges, "dst"), vocab)
+    engine.uncache(runs_expr)  # the runs of a large view take as much engine memory as the events
     indptr, indices, weights = edges_to_csr(src, dst, _column(edges, "weight"), len(vocab))
     _save_npz(layout.graph(view), indptr=indptr, indices=indices, weights=weights)
     return {
         "vocab": len(vocab),
         "edges": edges.num_rows,
-        "sequences": int(len(np.unique(sessions))) if len(sessions) else 0,
-        "tokens": len(tokens),
+        # Runs come sorted by session, so the ragged groups are the distinct sessions.
+        "sequences": len(seq_indptr) - 1,
+        "tokens": int(seq_indptr[-1]),
         "csr": (indptr, indices, weights),
     }
 
@@ -255,16 +286,26 @@ def prepare_dataset(
         with timer.stage("load"):
             raw = eng.load(events)
             check_schema(raw, config)
+        view_columns = tuple(config.column(v) for v in config.views)
         with timer.stage("clean_counts"):
-            dropped = eng.to_arrow(drop_counts(raw, config)).to_pylist()[0]
+            dropped = eng.to_arrow(drop_counts(raw, config, null_columns=view_columns)).to_pylist()[0]
+        nulls = {c: int(dropped.pop(f"nulls__{c}")) for c in view_columns}
         if not dropped["kept"]:
             raise BadInputError(
                 f"no event survives cleaning (read {dropped['rows']} rows; dropped {dropped})"
             )
         with timer.stage("clean_sessions"):
-            # The one materialised intermediate: every later stage reads it (a temp table on DuckDB, a
-            # persisted DataFrame on Spark).
-            sessioned = eng.cache(assign_sessions(clean(raw, config), config))
+            # The one materialised intermediate: every later stage reads it (a table of the scratch
+            # database on DuckDB, a persisted DataFrame on Spark). Without a session cap or null view
+            # values, one sort gives the sessions and every view's runs (``sessionise``).
+            presorted = can_sessionise(config, nulls)
+            sessioned = eng.cache(
+                sessionise(
+                    clean_rows(raw, config), config, view_columns, pack_counters=dropped["kept"] < 2**31
+                )
+                if presorted
+                else assign_sessions(clean(raw, config), config)
+            )
             n_clean = int(sessioned.count().to_pyarrow().as_py())
         end = config.time_window[1] if config.time_window else int(dropped["max_timestamp"]) + 1
         prepared = assign_split(sessioned, config, end=end)
@@ -279,7 +320,7 @@ def prepare_dataset(
         per_view: dict[str, dict[str, Any]] = {}
         for view in config.views:
             with timer.stage(f"view_{view}"):
-                per_view[view] = _view_stage(eng, prepared, config, view, layout)
+                per_view[view] = _view_stage(eng, prepared, config, view, layout, presorted=presorted)
         conflicts: dict[str, int] = {}
         for view in config.side_views:
             with timer.stage(f"links_{view}"):

@@ -156,6 +156,27 @@ class SynthConfig:
                 object.__setattr__(self, name, default())
         self._validate()
 
+    # The derived sizes as plain ints (the fields are ``int | None`` only until ``__post_init__``).
+    @property
+    def n_items(self) -> int:
+        return _n(self.items)
+
+    @property
+    def n_categories(self) -> int:
+        return _n(self.categories)
+
+    @property
+    def n_top_categories(self) -> int:
+        return _n(self.top_categories)
+
+    @property
+    def n_shops(self) -> int:
+        return _n(self.shops)
+
+    @property
+    def n_users(self) -> int:
+        return _n(self.users)
+
     def _validate(self) -> None:
         items, cats, tops = _n(self.items), _n(self.categories), _n(self.top_categories)
         if tops < 1:
@@ -265,8 +286,8 @@ class World:
 
 def build_world(config: SynthConfig, rng: np.random.Generator) -> World:
     """Draw the category tree, items, shops and users (sizes from ``config``)."""
-    n_items, n_cats, n_parents = _n(config.items), _n(config.categories), _n(config.top_categories)
-    n_shops, n_users = _n(config.shops), _n(config.users)
+    n_items, n_cats, n_parents = config.n_items, config.n_categories, config.n_top_categories
+    n_shops, n_users = config.n_shops, config.n_users
 
     cat_parent = (np.arange(n_cats, dtype=np.int64) * n_parents) // n_cats
     parent_first_cat = np.searchsorted(cat_parent, np.arange(n_parents)).astype(np.int64)
@@ -614,7 +635,7 @@ def generate(
     world_seq, time_seq, block_root = root.spawn(3)
     world = build_world(config, np.random.default_rng(world_seq))
     time_rng = np.random.default_rng(time_seq)
-    user_free = np.full(_n(config.users), config.start_ts - MIN_SESSION_GAP_S, dtype=np.int64)
+    user_free = np.full(config.n_users, config.start_ts - MIN_SESSION_GAP_S, dtype=np.int64)
     span_s = config.days * 86_400
     n_blocks = -(-config.events // BLOCK_EVENTS)
     block_seqs = block_root.spawn(n_blocks)
@@ -674,11 +695,11 @@ def generate(
                 "counts": {
                     "events": config.events,
                     "sessions": sessions,
-                    "items": _n(config.items),
-                    "categories": _n(config.categories),
-                    "top_categories": _n(config.top_categories),
-                    "shops": _n(config.shops),
-                    "users": _n(config.users),
+                    "items": config.n_items,
+                    "categories": config.n_categories,
+                    "top_categories": config.n_top_categories,
+                    "shops": config.n_shops,
+                    "users": config.n_users,
                     "behaviors": behavior_counts,
                 },
                 "time_range": [t_min, t_max],

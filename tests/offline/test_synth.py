@@ -189,7 +189,7 @@ def test_schema_dtypes_manifest_and_truth(sample_dir: Path) -> None:
     assert truth.column_names == ["item_id", "category_id", "parent_category", "shop_id", "popularity_rank"]
     assert len(set(truth.column("item_id").to_pylist())) == SAMPLE.items
     users = pq.read_table(sample_dir / TRUTH_USERS)
-    assert users.num_rows == SAMPLE.users * SAMPLE.interests_per_user
+    assert users.num_rows == SAMPLE.n_users * SAMPLE.interests_per_user
     # The event folder's *.parquet files are the events only (the truth lives under _truth/).
     assert all(p.name.startswith("part-") for p in sample_dir.glob("*.parquet"))
 

@@ -1,0 +1,151 @@
+"""The one-sort fast path of prepare (``sessionise`` + ``presorted_runs``) against the reference
+expressions (``assign_sessions(clean(...))``, ``view_runs``, ``view_edges``) on random logs full of
+duplicates, time ties and session-id changes; and the numpy shortcuts against their slow forms."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from offline.cleaning import clean, clean_rows
+from offline.config import PrepareConfig
+from offline.engine import Engine, connect
+from offline.graphs import edges_to_csr, lookup, presorted_edges, presorted_runs, view_edges, view_runs
+from offline.prepare import _is_sorted
+from offline.sessions import assign_sessions, can_sessionise, sessionise
+from offline.splits import assign_split
+
+VIEWS = ("item_id", "category_id", "shop_id")
+
+
+@pytest.fixture(scope="module")
+def duck() -> Iterator[Engine]:
+    engine = connect("duckdb")
+    yield engine
+    engine.close()
+
+
+def random_log(seed: int, n: int = 600, *, app_ids: bool = False) -> pa.Table:
+    """Few users, items and distinct timestamps, so ties in time, repeated items and exact duplicates
+    (a quarter of the rows are copies) are common; dwell is sometimes null."""
+    rng = np.random.default_rng(seed)
+    item = rng.integers(0, 7, n)
+    data = {
+        "user_id": rng.integers(1, 6, n),
+        "item_id": item,
+        "timestamp": np.sort(rng.integers(0, 40, n)) * rng.choice([1, 700], n),
+        "behavior": rng.choice(["view", "cart", "fav", "buy"], n, p=[0.7, 0.1, 0.1, 0.1]),
+        "category_id": item % 3,
+        "shop_id": item % 2,
+        "dwell_s": np.where(rng.random(n) < 0.3, np.nan, rng.integers(2, 5, n)),
+    }
+    if app_ids:
+        data["session_id"] = rng.integers(0, 3, n)
+    table = pa.table(data)
+    table = table.set_column(6, "dwell_s", pa.array(data["dwell_s"], pa.float64(), from_pandas=True))
+    copies = rng.integers(0, n, n // 4)
+    return pa.concat_tables([table, table.take(pa.array(copies))])
+
+
+def _rows(engine: Engine, expr, cols: list[str]) -> list[tuple]:  # type: ignore[no-untyped-def]
+    out = engine.to_arrow(expr.select(*cols)).to_pylist()
+    # repr: null dwell (None) and numbers do not compare, their reprs do.
+    return sorted(tuple((k, repr(r[k])) for k in cols) for r in out)
+
+
+V3 = ("item", "category", "shop")
+CONFIGS = [
+    PrepareConfig(views=V3),
+    PrepareConfig(views=V3, session_gap_s=1000, session_merge_gap_s=500),
+    PrepareConfig(views=V3, session_gap_s=1, session_merge_gap_s=0, split="per_user", test_fraction=0.3),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize("app_ids", [False, True])
+def test_sessionise_matches_assign_sessions(
+    duck: Engine, seed: int, cfg: PrepareConfig, app_ids: bool
+) -> None:
+    raw = duck.load(random_log(seed, app_ids=app_ids))
+    reference = assign_sessions(clean(raw, cfg), cfg)
+    cols = [*reference.columns]
+    assert cols[-3:] == ["pos", "user_events", "session"]
+    expected = _rows(duck, reference, cols)
+    for pack in (True, False):
+        fast = sessionise(clean_rows(raw, cfg), cfg, VIEWS, pack_counters=pack)
+        assert fast.columns[: len(cols)] == tuple(cols)
+        assert _rows(duck, fast, cols) == expected
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+@pytest.mark.parametrize("weighting", ["behavior", "count"])
+def test_presorted_runs_and_edges_match_windows(duck: Engine, seed: int, weighting: str) -> None:
+    cfg = PrepareConfig(
+        views=V3,
+        session_gap_s=1000,
+        session_merge_gap_s=0,
+        test_days=0.1,
+        edge_weighting=weighting,  # type: ignore[arg-type]
+    )
+    raw = duck.load(random_log(seed))
+    end = 40 * 700  # test from 19,360 s on: train is a prefix of every user's history
+    slow = assign_split(assign_sessions(clean(raw, cfg), cfg), cfg, end=end)
+    fast = assign_split(sessionise(clean_rows(raw, cfg), cfg, VIEWS), cfg, end=end)
+    for col in VIEWS:
+        ref_runs, new_runs = view_runs(slow, col, cfg), presorted_runs(fast, col, cfg)
+
+        def tokens(runs):  # type: ignore[no-untyped-def]
+            t = duck.to_arrow(runs.order_by(["session", "run"]))
+            return (
+                t.column("session").to_pylist(),
+                t.column("node").to_pylist(),
+                t.column("weight").to_pylist(),
+            )
+
+        assert tokens(new_runs) == tokens(ref_runs)
+        assert len(tokens(new_runs)[0]) > 50
+        edges = ["src", "dst", "weight", "count"]
+        assert _rows(duck, presorted_edges(new_runs), edges) == _rows(duck, view_edges(ref_runs), edges)
+
+
+def test_fast_path_only_without_cap_or_nulls() -> None:
+    assert can_sessionise(PrepareConfig(), {"item_id": 0, "category_id": 0})
+    assert not can_sessionise(PrepareConfig(), {"item_id": 0, "category_id": 2})
+    assert not can_sessionise(PrepareConfig(max_session_len=50), {"item_id": 0})
+
+
+def _slow_lookup(ids: np.ndarray, vocab: np.ndarray) -> np.ndarray:
+    order = np.argsort(vocab, kind="stable")
+    pos = np.minimum(np.searchsorted(vocab[order], ids), len(vocab) - 1)
+    return np.where(vocab[order][pos] == ids, order[pos], -1)
+
+
+@pytest.mark.parametrize("spread", [10, 10**12])  # dense table path, binary-search path
+def test_lookup_paths_agree(spread: int) -> None:
+    rng = np.random.default_rng(5)
+    vocab = rng.choice(spread * 50, 40, replace=False).astype(np.int64) - spread
+    ids = np.r_[vocab, rng.integers(-2 * spread, 60 * spread, 500), [vocab.min() - 1, vocab.max() + 1]]
+    got = lookup(ids, vocab)
+    assert got.dtype == np.int64
+    assert np.array_equal(got, _slow_lookup(ids, vocab))
+    assert np.array_equal(lookup(ids[:0], vocab), np.zeros(0, dtype=np.int64))
+
+
+def test_csr_order_matches_lexsort_with_repeated_pairs() -> None:
+    rng = np.random.default_rng(6)
+    src, dst = rng.integers(0, 9, 300), rng.integers(0, 9, 300)
+    weight = rng.random(300)
+    _, indices, weights = edges_to_csr(src, dst, weight, 9)
+    order = np.lexsort((dst, src))
+    assert np.array_equal(indices, dst[order]) and np.array_equal(weights, weight[order].astype(np.float32))
+
+
+def test_is_sorted() -> None:
+    a, b = np.array([0, 0, 1, 1, 2]), np.array([5, 7, 1, 1, 0])
+    assert _is_sorted([a, b]) and _is_sorted([a])
+    assert not _is_sorted([a, np.array([5, 4, 1, 1, 0])])
+    assert not _is_sorted([np.array([0, 1, 0]), np.array([0, 0, 0])])
