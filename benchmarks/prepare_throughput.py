@@ -1,0 +1,195 @@
+"""Benchmark: events/s and peak memory of ``m2grl prepare`` on a synthetic log (issue 2, "Performance").
+
+    python benchmarks/prepare_throughput.py                 # 100M events (the issue's size)
+    python benchmarks/prepare_throughput.py --events 10000000
+
+1. Generates the log with ``offline.synth`` into ``artifacts/bench/synth-<N>/`` once; reruns reuse it.
+2. Runs ``offline.prepare.prepare_dataset`` (views item, category, shop) in a *child process*, so the
+   peak RSS reported (``RUSAGE_CHILDREN``) is the prepare stage's own, not the generator's.
+3. Prints one row per prepare stage (seconds, events/s) and the whole stage next to the targets
+   (>= 1M events/s end to end, <= 8 GiB peak RSS), and saves the figures to
+   ``artifacts/bench/prepare-<N>.json``.
+
+``--generate-only`` stops after step 1 (a generator benchmark on its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import GIB, cpu_seconds, peak_rss_bytes, print_table, rate, timed  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_EVENTS_PER_S = 1_000_000
+TARGET_RSS_BYTES = 8 * GIB
+VIEWS = ("item", "category", "shop")
+#: Pipeline order of the prepare stages (the manifest stores them sorted by name); unknown ones go last.
+STAGE_ORDER = ("load", "clean_counts", "clean_sessions", "write_events", "summary", "view_", "links_")
+
+
+def _stage_rank(name: str) -> int:
+    return next((i for i, p in enumerate(STAGE_ORDER) if name.startswith(p)), len(STAGE_ORDER))
+
+
+def ensure_log(events: int, cache: Path, seed: int, chunk_events: int) -> tuple[Path, dict[str, Any], bool]:
+    """The synthetic log of ``events`` rows under ``cache`` (generated unless a complete one is there).
+
+    Returns ``(folder, synth manifest, reused)``.
+    """
+    from core.atomic import read_json
+    from offline.synth import SYNTH_VERSION, SynthConfig, generate
+
+    folder = cache / f"synth-{events}"
+    manifest_path = folder / "manifest.json"
+    if manifest_path.exists():
+        manifest = read_json(manifest_path)
+        cfg = manifest.get("config", {})
+        if (
+            manifest.get("synth_version") == SYNTH_VERSION
+            and cfg.get("events") == events
+            and cfg.get("seed") == seed
+        ):
+            return folder, manifest, True
+    generate(SynthConfig(events=events, seed=seed, chunk_events=chunk_events), folder, overwrite=True)
+    return folder, read_json(manifest_path), False
+
+
+def run_prepare_child(
+    events_dir: Path, output: Path, engine: str, memory_limit: str | None
+) -> tuple[float, float, int, dict[str, Any]]:
+    """Run the prepare stage in a fresh interpreter.
+
+    Returns (wall seconds, child CPU seconds, child peak RSS bytes, the dataset manifest).
+    """
+    from core.atomic import read_json
+
+    cmd = [sys.executable, __file__, "--child", str(events_dir), str(output), "--engine", engine]
+    cmd += ["--memory-limit", memory_limit or ""]
+    cpu0 = cpu_seconds(children=True)
+    with timed() as t:
+        subprocess.run(cmd, check=True)
+    cpu = cpu_seconds(children=True) - cpu0
+    return t.seconds, cpu, peak_rss_bytes(children=True), read_json(output / "manifest.json")
+
+
+def _child(events_dir: Path, output: Path, engine: str, memory_limit: str | None) -> None:
+    import offline.prepare as prepare
+    from offline.config import PrepareConfig
+
+    if memory_limit:
+        # prepare_dataset does not take an engine memory cap (yet); DuckDB's default is 80 % of RAM, far
+        # above the 8 GiB target, so the benchmark passes one to the engine session it opens.
+        session = prepare.engine_session
+
+        def capped(name: str, **kwargs: Any) -> Any:
+            return session(name, memory_limit=memory_limit, **kwargs)
+
+        prepare.engine_session = capped  # type: ignore[assignment]
+    prepare.prepare_dataset(events_dir, output, PrepareConfig(views=VIEWS), engine=engine, overwrite=True)
+
+
+def report(
+    events: int,
+    synth: dict[str, Any],
+    reused: bool,
+    prep: tuple[float, float, int, dict[str, Any]] | None,
+    memory_limit: str | None = None,
+) -> dict[str, Any]:
+    """Print the tables and return the figures as a dict."""
+    gen_s = float(synth["timings"]["generate_s"])
+    gen_cpu = float(synth["timings"].get("generate_cpu_s", float("nan")))
+    state = "reused" if reused else "generated"
+    # Generation runs in this process, before the prepare child: its own peak RSS is the generator's.
+    gen_rss = "" if reused else f"; peak RSS {peak_rss_bytes() / GIB:.2f} GiB"
+    print(
+        f"\nsynthetic log: {events:,} events, {synth['counts']['sessions']:,} sessions ({state}: "
+        f"{gen_s:.1f} s wall, {rate(events, gen_s)}; {gen_cpu:.1f} s CPU{gen_rss}; target >= 5M/s)"
+    )
+    result: dict[str, Any] = {
+        "events": events,
+        "cpus": os.cpu_count(),
+        "load_avg_1m": os.getloadavg()[0],
+        "generate_s": gen_s,
+        "generate_cpu_s": gen_cpu,
+    }
+    if prep is None:
+        return result
+    wall, cpu, rss, manifest = prep
+    timings: dict[str, float] = manifest.get("timings_s") or manifest.get("timings") or {}
+    total = sum(timings.values())
+    rows = [
+        (name, f"{s:.2f}", rate(events, s), f"{100 * s / total:.0f}%" if total else "-")
+        for name, s in sorted(timings.items(), key=lambda kv: _stage_rank(kv[0]))
+    ]
+    print(f"\nprepare ({manifest.get('engine', {}).get('name', '?')}, views {', '.join(VIEWS)}), per stage:")
+    print_table(["stage", "seconds", "events/s", "share"], rows)
+    ok_rate = events / wall >= TARGET_EVENTS_PER_S
+    ok_rss = rss <= TARGET_RSS_BYTES
+    print(f"\nwhole prepare stage (engine memory limit: {memory_limit or 'engine default'}):")
+    print_table(
+        ["measure", "value", "target", "met"],
+        [
+            ("stages total (s)", f"{total:.1f}", "", ""),
+            ("wall incl. start-up (s)", f"{wall:.1f}", "", ""),
+            ("CPU user+sys (s)", f"{cpu:.1f}", "", ""),
+            ("events per CPU-second", rate(events, cpu), "", ""),
+            ("events/s end to end", rate(events, wall), ">= 1.00M/s", "yes" if ok_rate else "NO"),
+            ("peak RSS (child)", f"{rss / GIB:.2f} GiB", "<= 8 GiB", "yes" if ok_rss else "NO"),
+        ],
+    )
+    result |= {
+        "memory_limit": memory_limit,
+        "prepare_wall_s": wall,
+        "prepare_cpu_s": cpu,
+        "prepare_stages_s": timings,
+        "events_per_s": events / wall,
+        "peak_rss_bytes": rss,
+        "counts": manifest.get("counts", {}),
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=100_000_000, help="events in the synthetic log")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed")
+    parser.add_argument("--chunk-events", type=int, default=5_000_000, help="rows per parquet part")
+    parser.add_argument("--engine", default="duckdb", help="prepare engine (duckdb or spark)")
+    parser.add_argument(
+        "--cache", type=Path, default=REPO / "artifacts" / "bench", help="where logs are kept"
+    )
+    parser.add_argument(
+        "--memory-limit",
+        default="6GB",
+        help="engine memory cap for prepare (DuckDB syntax; empty = engine default, 80%% of RAM)",
+    )
+    parser.add_argument("--generate-only", action="store_true", help="stop after generating the log")
+    parser.add_argument("--child", nargs=2, metavar=("EVENTS_DIR", "OUTPUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(Path(args.child[0]), Path(args.child[1]), args.engine, args.memory_limit or None)
+        return 0
+
+    events_dir, synth, reused = ensure_log(args.events, args.cache, args.seed, args.chunk_events)
+    prep = None
+    if not args.generate_only:
+        output = args.cache / f"prepared-{args.events}"
+        prep = run_prepare_child(events_dir, output, args.engine, args.memory_limit or None)
+    result = report(args.events, synth, reused, prep, args.memory_limit or None)
+    out = args.cache / f"{'synth' if args.generate_only else 'prepare'}-{args.events}.json"
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"\nfigures saved to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
