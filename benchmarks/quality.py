@@ -53,6 +53,7 @@ def run(name: str, seeds: tuple[int, ...], methods: list[str] | None, workdir: P
         seeds=seeds,
         workdir=workdir / name / "models",
         notes=NOTES,
+        diversity=methods is None or "m2grl" in methods,
     )
     out_dir = REPO / "reports"
     atomic_write_bytes(out_dir / f"{name}.md", md.read_bytes())

@@ -208,6 +208,13 @@ def evaluate(
         str | None, typer.Option(help="Comma-separated methods (default: M2GRL and every baseline).")
     ] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    diversity: Annotated[
+        bool,
+        typer.Option(
+            help="Also train the section 6.1 metric model per seed and report general, general+filter and "
+            "diversity mode on discovery metrics (needs the m2grl method)."
+        ),
+    ] = True,
 ) -> None:
     """Compare M2GRL with the baselines on HitRate/Recall/Precision/F1/NDCG@K (tables 2 and 3 of the paper)."""
     from offline.evaluation.job import evaluate as run_evaluation
@@ -219,6 +226,7 @@ def evaluate(
             methods=[m.strip() for m in methods.split(",")] if methods else None,
             seeds=tuple(int(s) for s in seeds.split(",")),
             model_dir=model,
+            diversity=diversity and (not methods or "m2grl" in methods.split(",")),
         )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))

@@ -11,10 +11,17 @@ Three rows per (dataset, seed), all retrieved through ``offline.evaluation.proto
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from index.inputs import read_inputs
+from index.serving import ServingIndex
+from offline.diversity import MetricConfig, train_metric_model
 from offline.evaluation.protocol import EvalData, ProtocolConfig, Retriever, evaluate_retriever
 
 #: Row name -> (mode, exclude trigger category and recent categories).
@@ -65,3 +72,62 @@ def markdown_table(title: str, summary: Mapping[str, Mapping[str, tuple[float, f
         cells = [f"{values[m][0]:.4f} ± {values[m][1]:.4f}" for m in metrics]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def served_retriever(model_dir: Path, metric_dir: Path, topn: int = 200) -> Retriever:
+    """The two-mode retriever the service would load for ``model_dir`` + ``metric_dir``.
+
+    Reads the inputs with the index builder's own reader (``index.inputs.read_inputs``: general = inner
+    product over ``e_i``, diversity = L2 over ``z``) and serves them through ``ServingIndex``.
+    """
+    inputs = read_inputs(model_dir, metric_dir)
+    return ServingIndex.from_vectors(
+        inputs.items,
+        inputs.attributes,
+        vectors={mode: m.vectors for mode, m in inputs.modes.items()},
+        metrics={mode: m.metric for mode, m in inputs.modes.items()},
+        topn=topn,
+    )
+
+
+def evaluate_diversity(
+    dataset_dir: Path,
+    model_dirs: Mapping[int, Path],
+    workdir: Path,
+    data: EvalData,
+    *,
+    metric_config: MetricConfig | None = None,
+    config: ProtocolConfig | None = None,
+    topn: int = 200,
+) -> dict[str, Any]:
+    """Train the metric model on every seed's M2GRL model and score the three rows of ``DIVERSITY_ROWS``.
+
+    Args:
+        dataset_dir: the ``DatasetLayout`` folder the models were trained on.
+        model_dirs: seed -> trained M2GRL ``ModelLayout`` folder (the metric model uses the same seed).
+        workdir: where the metric folders are written (``metric-seed<S>``).
+        data: the protocol's arrays for the dataset's test split (``offline.evaluation.job.load_eval_data``).
+    Returns:
+        JSON-ready ``{"seeds": {seed: rows}, "summary": {row: {metric: [mean, std]}}, "fit_seconds": [...]}``.
+    """
+    base = metric_config or MetricConfig()
+    runs: dict[int, dict[str, dict[str, float]]] = {}
+    fit_seconds: list[float] = []
+    for seed, model_dir in model_dirs.items():
+        t0 = time.perf_counter()
+        metric_dir = train_metric_model(
+            dataset_dir,
+            model_dir,
+            Path(workdir) / f"metric-seed{seed}",
+            dataclasses.replace(base, seed=seed),
+            overwrite=True,
+        )
+        fit_seconds.append(time.perf_counter() - t0)
+        runs[seed] = diversity_rows(data, served_retriever(model_dir, metric_dir, topn), config)
+    summary = mean_over_seeds(list(runs.values()))
+    return {
+        "seeds": {str(s): r for s, r in runs.items()},
+        "summary": {row: {m: list(v) for m, v in values.items()} for row, values in summary.items()},
+        "fit_seconds": fit_seconds,
+        "metric_config": dataclasses.asdict(base),
+    }

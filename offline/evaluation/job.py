@@ -7,6 +7,7 @@ report on the ``target="test"`` one: this function never picks hyper-parameters 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -19,11 +20,14 @@ from tqdm import tqdm
 
 from core.atomic import read_json
 from core.layout import DatasetLayout, ModelLayout
+from model.config import M2GRLConfig
 from offline.baselines.base import ItemModel, TrainData, load_train_data
 from offline.baselines.registry import BASELINES, fit_baseline
+from offline.diversity_eval import evaluate_diversity
 from offline.evaluation.protocol import EvalData, ProtocolConfig, build_eval_data, evaluate_retriever
 from offline.evaluation.report import write_report
 from offline.evaluation.retrievers import RetrieverFactory, serving_retriever
+from offline.train import train_m2grl
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +57,12 @@ def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> It
     ``m2grl`` = adaptive weighting (eq. 10), ``m2grl-uniform`` = all weights 1, ``m2grl-static`` = the
     paper's static weights (0.05 instance view, 1 others), ``m2grl-single-view`` = item view only.
     """
-    # Late imports: model/ and offline/train.py are developed concurrently with this harness.
-    import dataclasses
-
-    from model.config import M2GRLConfig
-    from offline.train import train_m2grl
-
-    names = {f.name for f in dataclasses.fields(M2GRLConfig)}
-    changes: dict[str, Any] = {"seed": seed} if "seed" in names else {}
     weighting = {"m2grl-uniform": "uniform", "m2grl-static": "static"}.get(method, "adaptive")
-    if "weighting" in names:
-        changes["weighting"] = weighting
+    changes: dict[str, Any] = {"seed": seed, "weighting": weighting}
     if method == "m2grl-single-view":
-        if "views" not in names:
-            raise ValueError("M2GRLConfig has no 'views' field: cannot train the single-view variant")
-        views = list(read_json(DatasetLayout(dataset_dir).manifest)["views"])[:1]
-        changes["views"] = tuple(views)
+        changes["views"] = tuple(views_of(dataset_dir)[:1])
     config = dataclasses.replace(M2GRLConfig(), **changes)
-    out = train_m2grl(dataset_dir, workdir / f"{method}-seed{seed}", config)
+    out = train_m2grl(dataset_dir, workdir / f"{method}-seed{seed}", config, overwrite=True)
     vectors = np.load(ModelLayout(Path(out)).embeddings(views_of(dataset_dir)[0])).astype(np.float32)
     return ItemModel(vectors=vectors, metric="ip")
 
@@ -99,6 +91,7 @@ def evaluate(
     m2grl_fit: M2GRLFitter = m2grl_fitter,
     workdir: Path | None = None,
     notes: Sequence[str] = (),
+    diversity: bool = False,
 ) -> Path:
     """Fit, retrieve and score every method for every seed; write ``report.md`` + ``report.json``.
 
@@ -110,6 +103,9 @@ def evaluate(
         model_dir: an already trained M2GRL ``ModelLayout``: ``m2grl`` is then read from it (one row, no
             retraining, seeds ignored for it).
         topn: neighbours per item kept by the serving index (>= the largest K).
+        diversity: also train the metric model of section 6.1 on each seed's ``m2grl`` model and add the
+            diversity table (general / general+filter / diversity, ``offline.diversity_eval``). Needs the
+            default ``m2grl_fit`` (or ``model_dir``) so that the trained model folders exist.
     Returns:
         Path of ``report.md``.
     """
@@ -154,6 +150,14 @@ def evaluate(
             scores.get("HitRate@50", float("nan")),
             fit_s,
         )
+    diversity_report = None
+    if diversity:
+        if "m2grl" not in methods:
+            raise ValueError("diversity=True needs the 'm2grl' method (the metric model is trained on it)")
+        model_dirs = (
+            {0: Path(model_dir)} if model_dir is not None else {s: workdir / f"m2grl-seed{s}" for s in seeds}
+        )
+        diversity_report = evaluate_diversity(dataset_dir, model_dirs, workdir, data, topn=topn)
     for entry in results.values():
         entry["mean"], entry["std"] = _summarise(entry["seeds"])
         entry["fit_seconds"] = float(np.mean(entry["fit_seconds_all"]))
@@ -175,5 +179,7 @@ def evaluate(
         "methods": results,
         "notes": list(notes),
     }
+    if diversity_report is not None:
+        report["diversity"] = diversity_report
     output_dir.mkdir(parents=True, exist_ok=True)
     return write_report(report, output_dir)

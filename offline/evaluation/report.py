@@ -42,6 +42,25 @@ def _table(
     return lines
 
 
+def _diversity_table(diversity: dict[str, Any]) -> list[str]:
+    """Section 6.1: general vs the incumbent general+filter vs the metric model's diversity mode."""
+    summary: dict[str, dict[str, list[float]]] = diversity["summary"]
+    metrics = list(next(iter(summary.values())))
+    lines = [
+        "## Diversity (section 6.1): general, general + filter, metric-model diversity mode",
+        "",
+        "general+filter and diversity exclude the trigger's category and the user's recent categories. "
+        "New* scores use the discovery ground truth; cells are mean ± std over seeds, in %.",
+        "",
+        "| row | " + " | ".join(metrics) + " |",
+        "|" + "---|" * (len(metrics) + 1),
+    ]
+    for row, values in summary.items():
+        cells = [f"{values[m][0] * 100:.2f} ± {values[m][1] * 100:.2f}" for m in metrics]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The human report: one table-2-like table per K, discovery table, table 3, views, notes."""
     methods: dict[str, Any] = results["methods"]
@@ -75,6 +94,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         out += ["## Single-view vs multi-view M2GRL", ""]
         out += _table(methods, list(VIEWS), [f"HitRate@{mid}", f"Recall@{mid}", f"NDCG@{mid}"], timing=False)
         out += [""]
+    if results.get("diversity"):
+        out += _diversity_table(results["diversity"])
     if results.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     return "\n".join(out)

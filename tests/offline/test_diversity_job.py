@@ -125,3 +125,40 @@ def test_job_without_discovery_pairs_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no discovery pair"):
         train_metric_model(dataset, model, tmp_path / "metric", MetricConfig(epochs=1))
     assert not (tmp_path / "metric").exists()
+
+
+def test_evaluate_diversity_serves_both_modes_and_reports_the_table(tmp_path: Path) -> None:
+    from offline.diversity_eval import DIVERSITY_ROWS, evaluate_diversity
+    from offline.evaluation.protocol import ProtocolConfig, build_eval_data
+    from offline.evaluation.report import render_markdown
+
+    events = _events()
+    # a user without test events who saw every item: makes every candidate's category known to the protocol
+    every = pd.DataFrame(
+        {"user_id": 50, "item_id": 100 + np.arange(N_ITEMS), "timestamp": np.arange(N_ITEMS),
+         "category_id": ITEM_CATEGORY, "session": 50, "split": "train"}
+    )  # fmt: skip
+    events = pd.concat([events, every], ignore_index=True)
+    dataset, model = _write_folders(tmp_path, events)
+    data = build_eval_data(
+        events, 100 + np.arange(N_ITEMS), category_column="category_id", config=ProtocolConfig(ks=(50,))
+    )
+    config = MetricConfig(epochs=2, batch_size=16, negatives_per_positive=2)
+    out = evaluate_diversity(dataset, {3: model}, tmp_path / "work", data, metric_config=config)
+    assert (tmp_path / "work" / "metric-seed3" / "diversity.npy").exists()
+    rows = out["seeds"]["3"]
+    assert set(rows) == set(DIVERSITY_ROWS) == set(out["summary"])
+    # the filtered rows never return the trigger's or a recently seen category
+    assert rows["general+filter"]["NewCategoryShare@50"] == 1.0
+    assert rows["diversity"]["NewCategoryShare@50"] == 1.0
+    assert rows["general"]["NewCategoryShare@50"] < 1.0
+    # one seed: the summary is that seed's value with zero spread
+    for row, metrics in out["summary"].items():
+        for metric, (mean, std) in metrics.items():
+            assert mean == pytest.approx(rows[row][metric]) and std == 0.0
+    report = {
+        "dataset": "t", "protocol_text": "p", "protocol": {"ks": [50]}, "users": 6, "discovery_users": 6,
+        "catalogue": N_ITEMS, "methods": {}, "diversity": out,
+    }  # fmt: skip
+    md = render_markdown(report)
+    assert "## Diversity (section 6.1)" in md and "| general+filter |" in md and "| diversity |" in md
