@@ -6,8 +6,13 @@ from collections.abc import Callable
 
 from offline.baselines.base import ItemModel, TrainData
 from offline.baselines.deepwalk import fit_deepwalk, fit_node2vec
+from offline.baselines.eges import fit_eges
+from offline.baselines.graphsage import fit_graphsage
+from offline.baselines.gru4rec import fit_gru4rec
 from offline.baselines.itemcf import fit_itemcf
+from offline.baselines.line import fit_line
 from offline.baselines.popularity import fit_popularity
+from offline.baselines.youtube_dnn import fit_youtube_dnn
 
 FitFn = Callable[..., ItemModel]
 
@@ -16,6 +21,11 @@ BASELINES: dict[str, FitFn] = {
     "itemcf": fit_itemcf,
     "deepwalk": fit_deepwalk,
     "node2vec": fit_node2vec,
+    "line": fit_line,
+    "eges": fit_eges,
+    "gru4rec": fit_gru4rec,
+    "youtube-dnn": fit_youtube_dnn,
+    "graphsage": fit_graphsage,
 }
 
 
