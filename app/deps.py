@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from app.errors import ApiError
 from app.metrics import LABELS_KEY
+from app.schemas import MAX_USER_ID_CHARS
 from app.service import AppContext
 from app.settings import VariantConfig
 
@@ -27,8 +28,16 @@ Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
 def user_of(request: Request, ctx: AppContext) -> str | None:
-    """The user id from the configured header (None when absent or blank)."""
-    return request.headers.get(ctx.settings.user_header) or None
+    """The user id from the configured header (None when absent or blank); 422 when longer than
+    ``MAX_USER_ID_CHARS`` (the server accepts headers of any size; the recent store must not)."""
+    user = request.headers.get(ctx.settings.user_header) or None
+    if user is not None and len(user) > MAX_USER_ID_CHARS:
+        header = ctx.settings.user_header
+        raise ApiError(
+            422, "bad_request", f"header {header}: {len(user)} characters exceed {MAX_USER_ID_CHARS}",
+            {header: {"max_length": MAX_USER_ID_CHARS}},
+        )  # fmt: skip
+    return user
 
 
 def variant_of(request: Request, ctx: AppContext, mode: str, user_id: str | None) -> VariantConfig:

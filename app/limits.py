@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from app.errors import ApiError, error_response
+from app.errors import error_response
 from app.metrics import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodySizeLimit:
-    """Refuse bodies over ``max_bytes``: at once from ``Content-Length``, else while reading chunks."""
+    """Refuse bodies over ``max_bytes``: at once from ``Content-Length``, else while reading chunks.
+
+    The body is read here (it is at most ``max_bytes``, and every route reads it whole anyway) and
+    replayed to the app: an error raised inside the app's own body read would reach FastAPI's body
+    parser, which turns any exception into a generic 400.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+
+    async def _refuse(self, detail: str, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, "payload_too_large", detail, {"max_body_bytes": self.max_bytes})
+        await response(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
@@ -19,22 +28,26 @@ class BodySizeLimit:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                response = error_response(
-                    413, "payload_too_large", f"body of {int(value)} bytes exceeds max_body_bytes",
-                    {"max_body_bytes": self.max_bytes},
-                )  # fmt: skip
-                await response(scope, receive, send)
+                await self._refuse(f"body of {int(value)} bytes exceeds max_body_bytes", scope, receive, send)
                 return
-        seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        chunks: list[bytes] = []
+        size = 0
+        message = await receive()
+        while message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse("body exceeds max_body_bytes", scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                break
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                # raised inside the route's body read, so the ApiError handler answers 413
-                raise ApiError(413, "payload_too_large", "body exceeds max_body_bytes",
-                               {"max_body_bytes": self.max_bytes})  # fmt: skip
-            return message
+        # the whole body as one message (or the disconnect of a client gone mid-body), then the rest
+        pending: list[Message] = [message]
 
-        await self.app(scope, counting_receive, send)
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import ApiError
+from app.schemas import INT64_MAX, INT64_MIN
 
 MODES = ("general", "diversity")
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -33,12 +34,16 @@ def _int_list(raw: str | None, field: str) -> tuple[int, ...]:
     if raw is None or not raw.strip():
         return ()
     try:
-        return tuple(int(part) for part in raw.split(",") if part.strip())
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
     except ValueError:
+        values = None
+    # ids are int64: a larger number would overflow in the index lookup
+    if values is None or not all(INT64_MIN <= v <= INT64_MAX for v in values):
         raise ApiError(
-            422, "bad_request", f"query.{field}: expected comma-separated integers, got {raw!r}",
+            422, "bad_request", f"query.{field}: expected comma-separated int64 integers, got {raw!r}",
             {field: "comma-separated integers"},
-        ) from None  # fmt: skip
+        )  # fmt: skip
+    return values
 
 
 def parse_retrieval_query(params: Mapping[str, str], *, default_k: int, max_k: int) -> RetrievalQuery:

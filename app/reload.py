@@ -28,7 +28,7 @@ import numpy as np
 from app.metrics import Metrics
 from core.layout import IndexRoot, IndexVersionLayout
 from index.errors import IndexNotReady, InvalidIndexVersion
-from index.publish import current_version
+from index.publish import check_version_name, current_version
 from index.serving import ServingIndex
 
 log = logging.getLogger("m2grl.reload")
@@ -151,6 +151,7 @@ class IndexManager:
 
     def _load(self, version: str) -> ServingIndex:
         """Load and validate one version (blocking; run in a thread)."""
+        check_version_name(version)  # CURRENT is a plain file: a name like "../x" must not leave the root
         layout = self.root.version(version)
         if not layout.complete_marker.exists():
             raise InvalidIndexVersion(f"{version}: no {layout.complete_marker.name} marker (incomplete)")

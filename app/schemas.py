@@ -3,7 +3,7 @@ dicts on the hot path and these models document them in OpenAPI)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,11 @@ from core.types import Behavior
 
 #: the values of core.types.Mode, as a Literal so OpenAPI lists them
 ModeName = Literal["general", "diversity"]
+#: ids are int64 everywhere (core.types); a larger JSON integer is a 422, not an overflow later
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+#: longest user id (body or header) accepted: stores key users by id, so ids must stay small
+MAX_USER_ID_CHARS = 256
 
 
 class CandidateOut(BaseModel):
@@ -53,15 +58,17 @@ class I2IResponse(BaseModel):
 
 
 class BatchRequest(BaseModel):
+    # strict: a JSON true or "5" is not the integer the schema documents (lax mode would coerce them)
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"example": {"item_ids": [1193, 661], "mode": "general", "k": 10}},
     )
 
-    item_ids: list[int] = Field(min_length=1, description="Trigger items (at most max_batch).")
+    item_ids: list[Int64] = Field(min_length=1, description="Trigger items (at most max_batch).")
     mode: ModeName = "general"
     k: int | None = Field(default=None, ge=1, description="Candidates per trigger (default_k when omitted).")
-    exclude_categories: list[int] = Field(default_factory=list)
+    exclude_categories: list[Int64] = Field(default_factory=list)
     exclude_recent: bool = False
 
 
@@ -95,16 +102,20 @@ class U2IResponse(BaseModel):
 
 
 class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    item_id: int
-    behavior: Behavior = Behavior.VIEW
-    timestamp: float | None = Field(default=None, description="Unix seconds; now when omitted.")
+    item_id: Int64
+    # strict mode would want an enum instance; the JSON string is validated against the values
+    behavior: Behavior = Field(default=Behavior.VIEW, strict=False)
+    timestamp: float | None = Field(
+        default=None, allow_inf_nan=False, description="Unix seconds; now when omitted."
+    )
 
 
 class EventsRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "example": {
                 "user_id": "42",
@@ -113,7 +124,9 @@ class EventsRequest(BaseModel):
         },
     )
 
-    user_id: str | None = Field(default=None, min_length=1, description="Defaults to the user header.")
+    user_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_USER_ID_CHARS, description="Defaults to the user header."
+    )
     events: list[EventIn] = Field(min_length=1, max_length=1000)
 
 

@@ -20,6 +20,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from index.publish import check_version_name
+
 CONFIG_FILE_ENV = "M2GRL_CONFIG_FILE"
 FIFTEEN_DAYS_S = 15 * 24 * 3600.0
 
@@ -39,6 +41,12 @@ class VariantConfig(BaseModel):
         description="How mode=diversity is served: 'metric' = the metric model's diversity index "
         "(section 6.1), 'filter' = the general index with category filters.",
     )
+
+    @field_validator("index_version")
+    @classmethod
+    def _plain_version_name(cls, value: str | None) -> str | None:
+        # a version is one folder under <index_root>/versions/: "../x" or "a/b" would leave the root
+        return None if value is None else check_version_name(value)
 
 
 class ExperimentConfig(BaseModel):
@@ -96,6 +104,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body accepted.")
     category_view: str = Field(default="category", min_length=1, description="Attribute view of categories.")
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig, description="A/B experiment.")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_not_blank(cls, value: str | None) -> str | None:
+        # a blank token would let "Authorization: Bearer " in: refuse it rather than guess "off"
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank (leave it unset to turn the admin routes off)")
+        return value
 
     @field_validator("user_header", "variant_header")
     @classmethod

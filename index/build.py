@@ -26,7 +26,7 @@ from core.layout import IndexRoot, IndexVersionLayout
 from index.config import IndexConfig
 from index.device import faiss_threads, resolve_device, to_cpu, to_device
 from index.errors import InvalidArtifact, InvalidIndexVersion, RecallTooLow
-from index.inputs import BuildInputs, ModeInput, read_inputs
+from index.inputs import BuildInputs, ModeInput, read_inputs, require_complete
 from index.manifest import FORMAT, describe_files
 from index.publish import check_version_name, prune
 from index.publish import publish as publish_version
@@ -200,12 +200,13 @@ def build_index(
     ``publish`` move ``CURRENT`` to it and prune to ``config.retention`` versions.
 
     ``version`` defaults to a UTC timestamp. Returns the version name. Raises ``InvalidArtifact`` (broken
-    inputs), ``RecallTooLow`` (approximate index too lossy), ``ValueError`` (index type unusable for this
-    catalogue, bad version name), ``FileExistsError`` (version taken); in every case nothing is published
-    and no version folder is left behind.
+    or unfinished inputs, e.g. a folder without its manifest), ``RecallTooLow`` (approximate index too
+    lossy), ``ValueError`` (index type unusable for this catalogue, bad version name), ``FileExistsError``
+    (version taken); in every case nothing is published and no version folder is left behind.
     """
     t0 = time.perf_counter()
     root = IndexRoot(Path(index_root))
+    require_complete(Path(model_dir), Path(metric_dir) if metric_dir is not None else None)
     inputs = read_inputs(Path(model_dir), Path(metric_dir) if metric_dir is not None else None)
     name = check_version_name(version) if version is not None else new_version_name(root.root)
     final = root.version(name).root

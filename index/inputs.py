@@ -94,6 +94,20 @@ def check_vectors(path: Path, arr: np.ndarray, n: int) -> npt.NDArray[np.float32
     return out
 
 
+def require_complete(model_dir: Path, metric_dir: Path | None = None) -> None:
+    """Raise ``InvalidArtifact`` unless the model (and metric) folder has its manifest: the jobs write it
+    last, inside ``core.atomic.atomic_dir``, so a folder without one is not a finished artifact (a copy
+    cut short, a hand-made folder) and must not be published."""
+    manifests = [(ModelLayout(Path(model_dir)).manifest, "model")]
+    if metric_dir is not None:
+        manifests.append((MetricLayout(Path(metric_dir)).manifest, "metric model"))
+    for manifest, what in manifests:
+        if manifest.parent.is_dir() and not manifest.is_file():
+            raise InvalidArtifact(
+                f"{manifest}: missing, so {manifest.parent} is not a complete {what} folder"
+            )
+
+
 def _item_view(layout: ModelLayout) -> str:
     if layout.manifest.is_file():
         try:

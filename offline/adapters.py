@@ -16,6 +16,8 @@ smallest id) and the rewritten rows are counted, never silently changed.
 
 from __future__ import annotations
 
+import codecs
+import gzip
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,11 @@ EXAMPLES_PER_REASON = 5
 REQUIRED = ("user_id", "item_id", "timestamp")
 FLOAT_COLUMNS = ("dwell_s", "rating")
 TAOBAO_BEHAVIORS = {"pv": "view", "cart": "cart", "fav": "fav", "buy": "buy"}
+
+#: Bytes read at the start of a CSV file to recognise binary data or another encoding than UTF-8.
+SNIFF_BYTES = 1 << 16
+#: Compressions pyarrow undoes by file suffix that the sniffer cannot read (their files are not sniffed).
+_OPAQUE_SUFFIXES = (".bz2", ".lz4", ".zst", ".zstd", ".br")
 
 _INT_RE = r"^[+-]?[0-9]{1,18}$"
 _FLOAT_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
@@ -116,32 +123,61 @@ class AdapterResult:
 # ----------------------------------------------------------------------------------------------- parsing
 
 
+def check_text(path: Path) -> None:
+    """Raise ``BadInputError`` unless the first ``SNIFF_BYTES`` of ``path`` (gunzipped for ``.gz``) are
+    UTF-8 text: a UTF-16/32 file, binary data or latin-1 bytes are refused with a message that says so,
+    instead of a parse error about column counts. A bad byte further on is caught by the CSV reader."""
+    if path.suffix.lower() in _OPAQUE_SUFFIXES:
+        return
+    try:
+        with gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise BadInputError(f"{path}: cannot be read: {exc}") from exc
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in head:
+        line = head[: max(head.find(b"\x00"), 0)].count(b"\n") + 1
+        raise BadInputError(
+            f"{path}: not UTF-8 text (a UTF-16/32 byte order mark or NUL bytes, first on line {line}: "
+            "another encoding or binary data); re-encode it as UTF-8"
+        )
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        line = head[: exc.start].count(b"\n") + 1
+        raise BadInputError(
+            f"{path}: not UTF-8 text: byte 0x{head[exc.start]:02x} on line {line} (latin-1 or binary "
+            "data?); re-encode it as UTF-8"
+        ) from None
+
+
 def _read_csv_strings(
     path: Path, names: Sequence[str] | None, header: bool
-) -> tuple[pa.Table, int, list[int]]:
-    """Read a CSV (optionally gzipped) with every column as string.
+) -> tuple[pa.Table, int, list[tuple[int, str]]]:
+    """Read a CSV (optionally gzipped, UTF-8) with every column as string.
 
-    Returns the table, the 1-based line number of its first data row, and the line numbers of rows
-    skipped for a wrong number of fields.
+    Returns the table, the 1-based line number of its first data row, and ``(line, text)`` of the rows
+    skipped for a wrong number of fields (line ``-1`` when the multi-threaded parser does not know it:
+    the text identifies the row). Raises ``BadInputError`` when the file is not UTF-8 CSV.
     """
-    skipped: list[int] = []
+    check_text(path)
+    skipped: list[tuple[int, str]] = []
 
     def on_invalid(row: Any) -> str:
-        skipped.append(int(row.number) if row.number is not None else -1)
+        skipped.append((int(row.number) if row.number is not None else -1, str(row.text)[:200]))
         return "skip"
 
     read = pacsv.ReadOptions(
         column_names=list(names) if names else None, skip_rows=1 if header and names else 0
     )
-    probe = names
-    if probe is None:
-        probe = pacsv.open_csv(path).schema.names
-    convert = pacsv.ConvertOptions(
-        column_types={c: pa.string() for c in probe},
-        strings_can_be_null=False,
-        quoted_strings_can_be_null=False,
-    )
     try:
+        # the header alone gives the names; a short row in the first block must not fail the probe
+        skip_all = pacsv.ParseOptions(invalid_row_handler=lambda row: "skip")
+        probe = names if names is not None else pacsv.open_csv(path, parse_options=skip_all).schema.names
+        convert = pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in probe},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
         table = pacsv.read_csv(
             path,
             read_options=read,
@@ -149,7 +185,8 @@ def _read_csv_strings(
             convert_options=convert,
         )
     except (pa.ArrowInvalid, OSError) as exc:
-        raise BadInputError(f"{path}: cannot be read as CSV: {exc}") from exc
+        hint = "; the file is not UTF-8 text: re-encode it as UTF-8" if "UTF8" in str(exc) else ""
+        raise BadInputError(f"{path}: cannot be read as CSV: {exc}{hint}") from exc
     return table, 2 if header else 1, skipped
 
 
@@ -243,6 +280,8 @@ def resolve_item_attributes(
             continue
         known = table.filter(pc.is_valid(table.column(col)))
         pairs = known.group_by(["item_id", col]).aggregate([([], "count_all")])
+        if pairs.num_rows == 0:  # no row with a value (or no row at all): nothing can conflict
+            continue
         items = pairs.column("item_id").to_numpy()
         values = pairs.column(col).to_numpy()
         counts = pairs.column("count_all").to_numpy()
@@ -294,12 +333,12 @@ def _canonical(columns: Mapping[str, pa.Array | pa.ChunkedArray], good: pa.Array
     return table.select([*REQUIRED, "behavior", *rest])
 
 
-def _fields_report(report: BadRowReport, file: Path, skipped: list[int]) -> None:
+def _fields_report(report: BadRowReport, file: Path, skipped: list[tuple[int, str]]) -> None:
     report.total_rows += len(skipped)
     report.add(
         REASON_FIELDS,
         len(skipped),
-        [{"file": str(file), "line": n, "column": None, "value": None} for n in skipped],
+        [{"file": str(file), "line": n, "column": None, "value": text} for n, text in skipped],
     )
 
 

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import platform
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -63,19 +64,36 @@ def select_views(
     return chosen, [(a, b) for a, b in rels]
 
 
+def _read_array(path: Path, what: str, key: str | None = None) -> np.ndarray:
+    """``np.load`` of a dataset file (``key`` of an ``.npz``); a missing file is ``FileNotFoundError``, a
+    truncated or garbled one ``ValueError``, both naming the file."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found ({what})")
+    try:
+        if key is None:
+            return np.asarray(np.load(path, allow_pickle=False))
+        with np.load(path, allow_pickle=False) as npz:
+            return np.asarray(npz[key])
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise ValueError(
+            f"{path}: unreadable ({what}; truncated or not written by prepare?): {exc}"
+        ) from None
+
+
 def load_inputs(dataset_dir: Path, views: list[str], relations: list[tuple[str, str]]) -> M2GRLInputs:
     """Sequences, counts and link tables of the chosen views, validated."""
     layout = DatasetLayout(Path(dataset_dir))
     sequences, counts, links = {}, {}, {}
     for view in views:
         path = layout.sequences(view)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found (view {view!r})")
-        with np.load(path) as npz:
-            sequences[view] = (npz["indptr"].astype(np.int64), npz["tokens"].astype(np.int32))
-        counts[view] = np.load(layout.vocab_counts(view)).astype(np.int64)
+        what = f"sequences of view {view!r}"
+        sequences[view] = (
+            _read_array(path, what, "indptr").astype(np.int64),
+            _read_array(path, what, "tokens").astype(np.int32),
+        )
+        counts[view] = _read_array(layout.vocab_counts(view), f"counts of view {view!r}").astype(np.int64)
     for a, b in relations:
-        links[relation_name(a, b)] = np.load(layout.link(a, b)).astype(np.int64)
+        links[relation_name(a, b)] = _read_array(layout.link(a, b), f"links {a}-{b}").astype(np.int64)
     return M2GRLInputs(sequences, counts, links, relations)
 
 

@@ -9,8 +9,8 @@ from starlette.responses import Response
 
 from app.deps import Ctx, user_of
 from app.errors import ApiError, OrjsonResponse
-from app.routes.i2i import ERRORS
-from app.schemas import EventsRequest, EventsResponse
+from app.routes.i2i import BODY_ERRORS
+from app.schemas import ErrorBody, EventsRequest, EventsResponse
 from app.service import category_of
 from app.stores import StoreUnavailable
 
@@ -21,7 +21,10 @@ router = APIRouter(tags=["events"])
     "/events",
     status_code=202,
     response_model=EventsResponse,
-    responses={**ERRORS, 503: {"description": "No index loaded, or the recent store is unavailable."}},
+    responses={
+        **BODY_ERRORS,
+        503: {"model": ErrorBody, "description": "No index loaded, or the recent store is unavailable."},
+    },
     summary="Record interactions (item, behaviour, timestamp)",
     description="The user is `user_id` in the body or the user header. Categories come from the served "
     "index; items it does not know are listed in `unknown_items` and not recorded.",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from app.deps import Ctx
 from app.errors import OrjsonResponse
+from app.schemas import ErrorBody
 
 router = APIRouter(tags=["health"])
 
@@ -16,7 +17,11 @@ async def healthz() -> Response:
     return OrjsonResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: CURRENT and every pinned version are loaded")
+@router.get(
+    "/readyz",
+    summary="Readiness: CURRENT and every pinned version are loaded",
+    responses={503: {"model": ErrorBody, "description": "Not ready (the body says what is missing)."}},
+)
 async def readyz(ctx: Ctx) -> Response:
     manager = ctx.manager
     served = manager.served
@@ -34,7 +39,9 @@ async def readyz(ctx: Ctx) -> Response:
     return OrjsonResponse(body)
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+@router.get(
+    "/metrics", summary="Prometheus metrics", response_class=PlainTextResponse, include_in_schema=True
+)
 async def metrics(ctx: Ctx) -> Response:
     payload, content_type = ctx.metrics.render()
     return Response(payload, media_type=content_type)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from app.deps import Ctx, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
 from app.query import openapi_parameters, parse_retrieval_query
-from app.schemas import BatchRequest, BatchResponse, ErrorBody, I2IResponse
+from app.schemas import INT64_MAX, INT64_MIN, BatchRequest, BatchResponse, ErrorBody, I2IResponse
 from app.service import (
     candidates_json,
     category_of,
@@ -24,13 +24,16 @@ from index.errors import UnknownItem
 
 router = APIRouter(tags=["retrieval"])
 
-#: item ids are int64 everywhere (core.types)
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Unknown item."},
     422: {"model": ErrorBody, "description": "Bad parameter (names it and what is allowed)."},
     503: {"model": ErrorBody, "description": "No index version loaded yet."},
+}
+#: routes with a JSON body also answer these
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"model": ErrorBody, "description": "Unreadable body (not UTF-8 JSON)."},
+    413: {"model": ErrorBody, "description": "Body larger than max_body_bytes."},
 }
 
 
@@ -100,7 +103,7 @@ async def get_i2i(
 @router.post(
     "/i2i:batch",
     response_model=BatchResponse,
-    responses=ERRORS,
+    responses=BODY_ERRORS,
     summary="Candidates for many triggers in one call",
     description="Same rules as GET /i2i/{item_id}; an unknown trigger gets error='unknown_item' "
     "in its own entry instead of failing the batch.",

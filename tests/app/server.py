@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,25 @@ def service_env(index_root: Path, settings: dict[str, Any] | None = None) -> dic
     return env
 
 
+@dataclass(frozen=True)
+class Service:
+    """A started service: its base URL and the pid of the uvicorn process (the server itself with one
+    worker, the supervisor with several)."""
+
+    base: str
+    pid: int
+
+
 @contextlib.contextmanager
-def run_service(
+def run_service(index_root: Path, **kwargs: Any) -> Iterator[str]:
+    """Start ``uvicorn app.main:create_app --factory``; yield its base URL once ``/readyz`` is 200.
+    Keyword arguments are those of :func:`start_service`."""
+    with start_service(index_root, **kwargs) as service:
+        yield service.base
+
+
+@contextlib.contextmanager
+def start_service(
     index_root: Path,
     *,
     workers: int = 1,
@@ -43,8 +61,8 @@ def run_service(
     multiproc_dir: Path | None = None,
     log_path: Path | None = None,
     ready_timeout_s: float = 30.0,
-) -> Iterator[str]:
-    """Start ``uvicorn app.main:create_app --factory``; yield its base URL once ``/readyz`` is 200."""
+) -> Iterator[Service]:
+    """Like :func:`run_service`, yielding the :class:`Service` (base URL and pid)."""
     port = free_port()
     env = service_env(index_root, settings)
     if multiproc_dir is not None:
@@ -68,7 +86,7 @@ def run_service(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"service not ready after {ready_timeout_s}s (log: {log_path})")
             time.sleep(0.1)
-        yield base
+        yield Service(base, proc.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
