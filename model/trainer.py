@@ -112,9 +112,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. under ``taskset`` or a container cpuset),
+    not the machine's: more intra-op threads than cores makes OpenMP spin-wait and steps many times slower."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def configure_threads(config: TrainerConfig, info: DistInfo) -> int:
-    """Use every core, split between the processes of this machine; returns the thread count."""
-    threads = config.threads or max(1, (os.cpu_count() or 1) // max(info.local_world, 1))
+    """Use every usable core, split between the processes of this machine; returns the thread count."""
+    threads = config.threads or max(1, usable_cores() // max(info.local_world, 1))
     torch.set_num_threads(threads)
     return threads
 

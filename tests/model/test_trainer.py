@@ -122,3 +122,22 @@ def test_history_records_losses_and_sigma2() -> None:
     assert result.steps == [2, 4, 6, 8, 10]
     assert len(result.losses["intra:item"]) == 5 and len(result.sigma2["intra:item"]) == 5
     assert result.pairs == 2 * 5 * 8 and result.pairs_per_s > 0
+
+
+def test_threads_follow_the_cpu_affinity_not_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from model.distributed import DistInfo
+    from model.trainer import configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda: 64)
+        assert configure_threads(TrainerConfig(), DistInfo()) == 1
+        assert torch.get_num_threads() == 1
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+        assert configure_threads(TrainerConfig(), DistInfo(rank=0, world=2, local_world=2)) == 2
+        assert configure_threads(TrainerConfig(threads=3), DistInfo()) == 3
+    finally:
+        torch.set_num_threads(before)
