@@ -45,7 +45,7 @@ bench-train: install
 	$(BIN)/python benchmarks/train_throughput.py
 
 bench-index: install
-	$(BIN)/python benchmarks/index.py
+	$(BIN)/python benchmarks/index_search.py
 
 bench-serve: install system-deps
 	$(BIN)/python benchmarks/serve.py

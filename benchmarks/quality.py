@@ -28,6 +28,10 @@ NOTES = [
     "Baseline settings follow appendix A.3 scaled to the small bundled data on 2 CPU cores: DeepWalk/Node2Vec "
     "dim 64, 7 negatives, 5 walks per node of length 10 (paper: length 5, 100 epochs), window 5, 3 epochs; "
     "Node2Vec p=1, q=0.5; Item-CF co-occurrence over whole user histories with 1/log(1+|u|) user weights.",
+    "LINE, EGES, GRU4Rec, YouTube-DNN and GraphSAGE: settings in each module's docstring under "
+    "offline/baselines/, chosen on the MovieLens validation split (target=valid), trained with the shared trainer.",
+    "M2GRL: the paper's defaults (dim 64, window 9, 10 negatives, batch 2048, Adam 0.01, clip 1, 10 epochs, "
+    "sigma^2 >= 0.05), relation dimension = dim.",
     "Hyper-parameters are not tuned on this (test) split; the test split is scored once per method and seed.",
 ]
 
@@ -44,7 +48,7 @@ def run(name: str, seeds: tuple[int, ...], methods: list[str] | None, workdir: P
     from offline.evaluation.job import evaluate
     from offline.prepare import prepare_from_source
 
-    dataset = workdir / name / "dataset"
+    dataset = workdir / name / name  # the folder name is the dataset name in the report
     prepare_from_source(name, _input_for(name), dataset, overwrite=True)
     md = evaluate(
         dataset,

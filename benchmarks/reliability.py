@@ -31,7 +31,7 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-# benchmarks/index.py would shadow the ``index`` package when this folder is sys.path[0]
+# the repository root first, so that the packages win over same-named scripts here
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import print_table  # noqa: E402

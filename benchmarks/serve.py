@@ -42,7 +42,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-# benchmarks/index.py would shadow the ``index`` package when this folder is sys.path[0]
+# the repository root first, so that the packages win over same-named scripts here
 sys.path.insert(0, str(REPO))
 
 from core.atomic import atomic_write_json  # noqa: E402

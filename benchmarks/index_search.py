@@ -7,7 +7,7 @@ a 24-dimensional latent space (clusters of varying spread), projected to ``d`` d
 linear map plus small isotropic noise, then L2-normalised (inner product = cosine, as served in mode
 ``general``).
 
-Usage: ``python benchmarks/index.py [--quick] [--sizes 100000,1000000] [--dims 64,128]
+Usage: ``python benchmarks/index_search.py [--quick] [--sizes 100000,1000000] [--dims 64,128]
 [--types flat,hnsw,ivf_flat,ivf_pq] [--queries 1000] [--map-sample 20000] [--out reports/index_bench.md]``
 
 Single-query latency is measured with one FAISS thread (what one service worker does); batched QPS and the
