@@ -95,6 +95,9 @@ def build_movielens(root: Path, work: Path) -> np.ndarray:
     metric = MetricLayout(work / "metric")
     metric.root.mkdir(parents=True, exist_ok=True)
     np.save(metric.diversity, rng.normal(size=(len(ids), 16)).astype(np.float32))
+    atomic_write_json(
+        metric.manifest, {"version": "bench-random"}
+    )  # build-index refuses one without a manifest
     config = IndexConfig(index_type="flat", topn=200, device="cpu", recall_queries=100)
     build_index(model.root, root, config, metric_dir=metric.root, version="ml", progress=False)
     return ids

@@ -90,6 +90,12 @@ def prepare(
     views: Annotated[
         str | None, typer.Option(help="Comma-separated views, item view first (default from the preset).")
     ] = None,
+    walks_per_node: Annotated[
+        int | None,
+        typer.Option(
+            help="Augmentation random walks per node of every view graph (default from the preset: 0)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
 ) -> None:
     """Raw behaviour logs -> cleaned events, sessions, one graph per view, sequences, splits."""
@@ -105,13 +111,20 @@ def prepare(
     assert path is not None
     if not path.exists():
         _fail(f"input {path} does not exist")
+    import dataclasses
+
     from offline.prepare import prepare_from_source
+    from offline.presets import preset
 
     try:
+        config = preset(source)  # type: ignore[arg-type]
+        if walks_per_node is not None:
+            config = dataclasses.replace(config, walks_per_node=walks_per_node)
         out = prepare_from_source(
             source,  # type: ignore[arg-type]
             path,
             output,
+            config=config,
             engine=engine,
             spark_master=spark_master,
             target=target,
@@ -143,6 +156,12 @@ def train(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    walks: Annotated[
+        bool | None,
+        typer.Option(
+            help="Also train on the dataset's augmentation walks, when prepare wrote them (default: yes)."
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Resume from the last epoch checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
 ) -> None:
@@ -162,6 +181,7 @@ def train(
             weighting=weighting,
             seed=seed,
             device=device,
+            walks=walks,
         ).items()
         if v is not None
     }

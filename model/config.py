@@ -110,6 +110,9 @@ class M2GRLConfig:
         views: views to train (first = instance view); ``None`` = every view of the dataset.
         relations: relations to align as ``(item_view, other_view)``; ``None`` = every relation of the
             dataset whose two views are trained.
+        walks: also train on the augmentation random walks of each view's graph when the dataset has
+            them (``m2grl prepare`` with ``walks_per_node`` > 0; none by default); session sequences only
+            otherwise.
         batch_size: positive skip-gram pairs of the instance view per step (paper A.3: 2048). Every other
             task is cut into the same number of steps per epoch, so each task sees its data once an epoch.
         lr, grad_clip, epochs, seed, device, threads, sparse_optimizer, sync_every: see TrainerConfig.
@@ -128,6 +131,7 @@ class M2GRLConfig:
     init_log_sigma2: float = 0.0
     views: tuple[str, ...] | None = None
     relations: tuple[tuple[str, str], ...] | None = None
+    walks: bool = True
     batch_size: int = 2048
     lr: float = 0.01
     grad_clip: float = 1.0
@@ -140,6 +144,8 @@ class M2GRLConfig:
 
     def __post_init__(self) -> None:
         _positive_int("dim", self.dim)
+        if not isinstance(self.walks, bool):
+            raise ConfigError("walks", f"must be a bool, got {self.walks!r}")
         _positive_int("window", self.window)
         if not isinstance(self.dynamic_window, bool):
             raise ConfigError("dynamic_window", f"must be a bool, got {self.dynamic_window!r}")

@@ -29,6 +29,9 @@ from model.m2grl import M2GRL, intra_task
 from model.plots import plot_pca, plot_training_curves
 from model.trainer import TrainResult, resolve_device, train
 from model.weighting import make_weighting
+from offline.prepare import walks_path
+
+Ragged = tuple[np.ndarray, np.ndarray]
 
 log = logging.getLogger(__name__)
 
@@ -80,29 +83,54 @@ def _read_array(path: Path, what: str, key: str | None = None) -> np.ndarray:
         ) from None
 
 
-def load_inputs(dataset_dir: Path, views: list[str], relations: list[tuple[str, str]]) -> M2GRLInputs:
-    """Sequences, counts and link tables of the chosen views, validated."""
+def concat_ragged(a: Ragged, b: Ragged) -> Ragged:
+    """Sequences of ``a`` then those of ``b``, as one ``(indptr, tokens)`` ragged array."""
+    indptr = np.concatenate([a[0], b[0][1:] - b[0][0] + a[0][-1]]).astype(np.int64)
+    return indptr, np.concatenate([a[1], b[1]]).astype(np.int32)
+
+
+def _read_ragged(path: Path, what: str) -> Ragged:
+    return (
+        _read_array(path, what, "indptr").astype(np.int64),
+        _read_array(path, what, "tokens").astype(np.int32),
+    )
+
+
+def training_files(dataset_dir: Path, view: str, walks: bool) -> list[Path]:
+    """The sequence files of ``view`` training reads: its sessions, then its augmentation walks when
+    ``walks`` and ``m2grl prepare`` wrote them (``--walks-per-node`` > 0)."""
+    files = [DatasetLayout(Path(dataset_dir)).sequences(view)]
+    if walks and walks_path(Path(dataset_dir), view).exists():
+        files.append(walks_path(Path(dataset_dir), view))
+    return files
+
+
+def load_inputs(
+    dataset_dir: Path, views: list[str], relations: list[tuple[str, str]], *, walks: bool = True
+) -> M2GRLInputs:
+    """Sequences (plus the augmentation walks, see :func:`training_files`), counts and link tables of the
+    chosen views, validated."""
     layout = DatasetLayout(Path(dataset_dir))
     sequences, counts, links = {}, {}, {}
     for view in views:
-        path = layout.sequences(view)
-        what = f"sequences of view {view!r}"
-        sequences[view] = (
-            _read_array(path, what, "indptr").astype(np.int64),
-            _read_array(path, what, "tokens").astype(np.int32),
-        )
+        parts = [
+            _read_ragged(p, f"sequences of view {view!r}") for p in training_files(dataset_dir, view, walks)
+        ]
+        sequences[view] = parts[0] if len(parts) == 1 else concat_ragged(parts[0], parts[1])
         counts[view] = _read_array(layout.vocab_counts(view), f"counts of view {view!r}").astype(np.int64)
     for a, b in relations:
         links[relation_name(a, b)] = _read_array(layout.link(a, b), f"links {a}-{b}").astype(np.int64)
     return M2GRLInputs(sequences, counts, links, relations)
 
 
-def dataset_checksum(dataset_dir: Path, views: list[str], relations: list[tuple[str, str]]) -> str:
-    """sha256 over the files training reads (manifest, vocabularies, sequences, links)."""
+def dataset_checksum(
+    dataset_dir: Path, views: list[str], relations: list[tuple[str, str]], *, walks: bool = True
+) -> str:
+    """sha256 over the files training reads (manifest, vocabularies, sequences and walks, links)."""
     layout = DatasetLayout(Path(dataset_dir))
     paths = [layout.manifest]
     for v in views:
-        paths += [layout.vocab(v), layout.vocab_counts(v), layout.sequences(v)]
+        paths += [layout.vocab(v), layout.vocab_counts(v), *training_files(dataset_dir, v, walks)]
     paths += [layout.link(a, b) for a, b in relations]
     digest = hashlib.sha256()
     for p in paths:
@@ -192,8 +220,8 @@ def train_m2grl(
     started = time.time()
     all_views, all_relations = dataset_views(dataset_dir)
     views, relations = select_views(config, all_views, all_relations)
-    inputs = load_inputs(dataset_dir, views, relations)
-    checksum = dataset_checksum(dataset_dir, views, relations)
+    inputs = load_inputs(dataset_dir, views, relations, walks=config.walks)
+    checksum = dataset_checksum(dataset_dir, views, relations, walks=config.walks)
     device = resolve_device(config.device)
     info = from_env(device)
     try:

@@ -149,3 +149,34 @@ def test_resume_after_a_crash_matches_a_clean_run(
         clean.relational["item-category"]["category"],
         atol=1e-6,
     )
+
+
+def test_concat_ragged_hand_computed() -> None:
+    a = (np.array([0, 2, 3]), np.array([1, 2, 3]))
+    b = (np.array([0, 1, 3]), np.array([4, 5, 6]))
+    indptr, tokens = offline.train.concat_ragged(a, b)
+    assert indptr.tolist() == [0, 2, 3, 4, 6] and tokens.tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_walks_are_appended_to_the_sequences_only_when_asked(planted: Path, tmp_path: Path) -> None:
+    from offline.prepare import walks_path
+
+    dataset = tmp_path / "ds"
+    shutil.copytree(planted, dataset)
+    views, relations = offline.train.dataset_views(dataset)
+    plain = offline.train.load_inputs(dataset, views, relations)
+    walk = walks_path(dataset, "item")
+    walk.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(walk, indptr=np.array([0, 3, 5]), tokens=np.array([7, 8, 9, 1, 2], dtype=np.int32))
+    with_walks = offline.train.load_inputs(dataset, views, relations)
+    without = offline.train.load_inputs(dataset, views, relations, walks=False)
+    n_seq = len(plain.sequences["item"][0]) - 1
+    indptr, tokens = with_walks.sequences["item"]
+    assert len(indptr) - 1 == n_seq + 2
+    assert tokens[indptr[n_seq] :].tolist() == [7, 8, 9, 1, 2]
+    assert np.array_equal(without.sequences["item"][1], plain.sequences["item"][1])
+    assert np.array_equal(with_walks.sequences["category"][1], plain.sequences["category"][1])
+    # the checksum covers what training reads
+    assert offline.train.dataset_checksum(dataset, views, relations) != offline.train.dataset_checksum(
+        dataset, views, relations, walks=False
+    )
