@@ -23,6 +23,7 @@ from index.inputs import read_inputs
 from index.serving import ServingIndex
 from offline.diversity import MetricConfig, train_metric_model
 from offline.evaluation.protocol import EvalData, ProtocolConfig, Retriever, evaluate_retriever
+from offline.evaluation.report import summary_table
 
 #: Row name -> (mode, exclude trigger category and recent categories).
 DIVERSITY_ROWS: dict[str, tuple[str, bool]] = {
@@ -66,12 +67,7 @@ def mean_over_seeds(
 
 def markdown_table(title: str, summary: Mapping[str, Mapping[str, tuple[float, float]]]) -> str:
     """The diversity table of one dataset as markdown (mean ± std over seeds)."""
-    metrics = list(next(iter(summary.values())))
-    lines = [f"### {title}", "", "| row | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
-    for row, values in summary.items():
-        cells = [f"{values[m][0]:.4f} ± {values[m][1]:.4f}" for m in metrics]
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([f"### {title}", "", *summary_table(summary, percent=False)]) + "\n"
 
 
 def served_retriever(model_dir: Path, metric_dir: Path, topn: int = 200) -> Retriever:

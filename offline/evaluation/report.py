@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,23 +43,30 @@ def _table(
     return lines
 
 
+def summary_table(summary: Mapping[str, Mapping[str, Sequence[float]]], *, percent: bool) -> list[str]:
+    """``{row: {metric: (mean, std)}}`` as markdown table lines, cells ``mean ± std`` (in % or as fractions)."""
+    metrics = list(next(iter(summary.values())))
+    lines = ["| row | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
+    for row, values in summary.items():
+        if percent:
+            cells = [f"{values[m][0] * 100:.2f} ± {values[m][1] * 100:.2f}" for m in metrics]
+        else:
+            cells = [f"{values[m][0]:.4f} ± {values[m][1]:.4f}" for m in metrics]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _diversity_table(diversity: dict[str, Any]) -> list[str]:
     """Section 6.1: general vs the incumbent general+filter vs the metric model's diversity mode."""
-    summary: dict[str, dict[str, list[float]]] = diversity["summary"]
-    metrics = list(next(iter(summary.values())))
-    lines = [
+    return [
         "## Diversity (section 6.1): general, general + filter, metric-model diversity mode",
         "",
         "general+filter and diversity exclude the trigger's category and the user's recent categories. "
         "New* scores use the discovery ground truth; cells are mean ± std over seeds, in %.",
         "",
-        "| row | " + " | ".join(metrics) + " |",
-        "|" + "---|" * (len(metrics) + 1),
+        *summary_table(diversity["summary"], percent=True),
+        "",
     ]
-    for row, values in summary.items():
-        cells = [f"{values[m][0] * 100:.2f} ± {values[m][1] * 100:.2f}" for m in metrics]
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
 
 
 def render_markdown(results: dict[str, Any]) -> str:
