@@ -51,6 +51,11 @@ def load_eval_data(dataset_dir: Path, config: ProtocolConfig) -> EvalData:
     return build_eval_data(events, catalogue, category_column=category, config=config)
 
 
+def m2grl_model_dir(workdir: Path, method: str, seed: int) -> Path:
+    """Where :func:`m2grl_fitter` writes the model folder of ``method`` and ``seed``."""
+    return Path(workdir) / f"{method}-seed{seed}"
+
+
 def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> ItemModel:
     """Train one M2GRL variant with ``offline.train.train_m2grl`` and return its instance-view vectors.
 
@@ -62,7 +67,7 @@ def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> It
     if method == "m2grl-single-view":
         changes["views"] = tuple(views_of(dataset_dir)[:1])
     config = dataclasses.replace(M2GRLConfig(), **changes)
-    out = train_m2grl(dataset_dir, workdir / f"{method}-seed{seed}", config, overwrite=True)
+    out = train_m2grl(dataset_dir, m2grl_model_dir(workdir, method, seed), config, overwrite=True)
     vectors = np.load(ModelLayout(Path(out)).embeddings(views_of(dataset_dir)[0])).astype(np.float32)
     return ItemModel(vectors=vectors, metric="ip")
 
@@ -155,7 +160,9 @@ def evaluate(
         if "m2grl" not in methods:
             raise ValueError("diversity=True needs the 'm2grl' method (the metric model is trained on it)")
         model_dirs = (
-            {0: Path(model_dir)} if model_dir is not None else {s: workdir / f"m2grl-seed{s}" for s in seeds}
+            {0: Path(model_dir)}
+            if model_dir is not None
+            else {s: m2grl_model_dir(workdir, "m2grl", s) for s in seeds}
         )
         diversity_report = evaluate_diversity(dataset_dir, model_dirs, workdir, data, topn=topn)
     for entry in results.values():
