@@ -111,25 +111,19 @@ def prepare(
     assert path is not None
     if not path.exists():
         _fail(f"input {path} does not exist")
-    import dataclasses
-
     from offline.prepare import prepare_from_source
-    from offline.presets import preset
 
     try:
-        config = preset(source)  # type: ignore[arg-type]
-        if walks_per_node is not None:
-            config = dataclasses.replace(config, walks_per_node=walks_per_node)
         out = prepare_from_source(
             source,  # type: ignore[arg-type]
             path,
             output,
-            config=config,
             engine=engine,
             spark_master=spark_master,
             target=target,
             column_map=_parse_mapping(column, "--column") or None,
             views=tuple(v.strip() for v in views.split(",")) if views else None,
+            walks_per_node=walks_per_node,
             overwrite=overwrite,
         )
     except (FileExistsError, FileNotFoundError, ValueError) as exc:

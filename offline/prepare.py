@@ -427,11 +427,13 @@ def prepare_from_source(
     target: Literal["test", "valid"] | None = None,
     column_map: Mapping[str, str] | None = None,
     views: Sequence[str] | None = None,
+    walks_per_node: int | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Adapter + ``prepare_dataset``: raw log of a known format -> dataset folder; returns ``output``.
 
-    ``config`` defaults to ``preset(source)``; ``target`` and ``views`` override it when given.
+    ``config`` defaults to ``preset(source)``; ``target``, ``views`` and ``walks_per_node`` override it
+    when given.
     """
     if config is None:
         config = preset(source)
@@ -440,6 +442,8 @@ def prepare_from_source(
         overrides["target"] = target
     if views is not None:
         overrides["views"] = tuple(views)
+    if walks_per_node is not None:
+        overrides["walks_per_node"] = walks_per_node
     if overrides:
         config = replace(config, **overrides)
     result = read_source(source, input_path, column_map=column_map)

@@ -48,6 +48,7 @@ def test_top_level_help_lists_all_commands() -> None:
         (["prepare", "--engine", "hive"], "unknown --engine 'hive'; valid: duckdb, spark"),
         (["prepare", "--source", "generic"], "--input is required for the generic source"),
         (["prepare", "--input", "/nonexistent/ratings"], "input /nonexistent/ratings does not exist"),
+        (["prepare", "--walks-per-node", "-1"], "PrepareConfig.walks_per_node: must be >= 0, got -1"),
     ],
 )
 def test_bad_input_is_one_clear_line(args: list[str], message: str, tmp_path: Path) -> None:
