@@ -39,6 +39,7 @@ from model.sgns import sgns_loss
 from offline.baselines.base import IntArray, ItemModel, TrainData
 from offline.baselines.learned import (
     batch_bounds,
+    check_settings,
     epoch_rng,
     fit_with_trainer,
     pool_size,
@@ -76,13 +77,9 @@ class EgesSettings:
     lr: float = 0.01
 
     def __post_init__(self) -> None:
-        for name in ("dim", "window", "negatives", "shared_negatives", "batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"EgesSettings.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.neg_power < 0:
-            raise ValueError(
-                f"EgesSettings.lr must be > 0 and neg_power >= 0, got {self.lr}, {self.neg_power}"
-            )
+        check_settings(
+            self, ("dim", "window", "negatives", "shared_negatives", "batch_size", "epochs"), "neg_power"
+        )
 
 
 @dataclass

@@ -56,6 +56,7 @@ from model.sgns import sgns_loss
 from offline.baselines.base import IntArray, ItemModel, TrainData
 from offline.baselines.learned import (
     batch_bounds,
+    check_settings,
     epoch_rng,
     fit_with_trainer,
     reset_dense_,
@@ -94,9 +95,7 @@ class GraphSageSettings:
     lr: float = 0.01
 
     def __post_init__(self) -> None:
-        for name in ("feature_dim", "negatives", "walks_per_node", "batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"GraphSageSettings.{name} must be >= 1, got {getattr(self, name)}")
+        check_settings(self, ("feature_dim", "negatives", "walks_per_node", "batch_size", "epochs"))
         for name in ("dims", "samples"):
             value = getattr(self, name)
             if len(value) != 2 or min(value) < 1:

@@ -40,6 +40,7 @@ from model.pairs import UnigramSampler
 from offline.baselines.base import IntArray, ItemModel, TrainData
 from offline.baselines.learned import (
     batch_bounds,
+    check_settings,
     epoch_rng,
     fit_with_trainer,
     pool_size,
@@ -74,13 +75,7 @@ class Gru4RecSettings:
     lr: float = 0.01
 
     def __post_init__(self) -> None:
-        for name in ("dim", "hidden", "seq_len", "samples", "batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"Gru4RecSettings.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.sample_power < 0:
-            raise ValueError(
-                f"Gru4RecSettings.lr must be > 0 and sample_power >= 0, got {self.lr}, {self.sample_power}"
-            )
+        check_settings(self, ("dim", "hidden", "seq_len", "samples", "batch_size", "epochs"), "sample_power")
 
 
 def sequence_windows(

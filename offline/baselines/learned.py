@@ -9,7 +9,8 @@ the undirected weighted item graph and the sampled-softmax loss of the two seque
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +48,19 @@ def fit_with_trainer(
     """
     config = TrainerConfig(epochs=epochs, lr=lr, seed=seed, device="auto", threads=threads)
     return train(model, batches, config, progress=progress, steps_per_epoch=steps_per_epoch, description=name)
+
+
+def check_settings(settings: Any, positive: Sequence[str], exponent: str | None = None) -> None:
+    """Raise ``ValueError`` naming the field of a baseline's settings that is out of range: every name
+    in ``positive`` must be >= 1; with ``exponent``, ``lr`` must be > 0 and that exponent >= 0."""
+    cls = type(settings).__name__
+    for name in positive:
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{cls}.{name} must be >= 1, got {getattr(settings, name)}")
+    if exponent is not None:
+        lr, power = settings.lr, getattr(settings, exponent)
+        if lr <= 0 or power < 0:
+            raise ValueError(f"{cls}.lr must be > 0 and {exponent} >= 0, got {lr}, {power}")
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:

@@ -42,6 +42,7 @@ from offline.baselines.base import ItemModel, TrainData
 from offline.baselines.learned import (
     FloatArray,
     IntArray,
+    check_settings,
     epoch_rng,
     fit_with_trainer,
     steps_for,
@@ -73,13 +74,7 @@ class LineSettings:
     lr: float = 0.01
 
     def __post_init__(self) -> None:
-        for name in ("dim", "negatives", "batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"LineSettings.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.neg_power < 0:
-            raise ValueError(
-                f"LineSettings.lr must be > 0 and neg_power >= 0, got {self.lr}, {self.neg_power}"
-            )
+        check_settings(self, ("dim", "negatives", "batch_size", "epochs"), "neg_power")
 
 
 @dataclass
