@@ -116,6 +116,7 @@ class Metrics:
         self._info_labels: tuple[str, str] | None = None
         # label children cached: .labels() takes a lock and builds a tuple on every call
         self._req_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._candidate_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         for reason in ("unknown_item", "bad_request", "not_ready", "store_unavailable", "internal"):
             self.errors.labels(reason)
         for result in ("success", "failure"):
@@ -132,10 +133,19 @@ class Metrics:
         children[1].inc()
 
     def observe_candidates(self, mode: str, variant: str, returned: int, filtered: int) -> None:
-        self.candidates_returned.labels(mode, variant).inc(returned)
-        self.candidates_per_request.labels(mode).observe(returned)
+        key = (mode, variant)
+        children = self._candidate_children.get(key)
+        if children is None:
+            children = (
+                self.candidates_returned.labels(mode, variant),
+                self.candidates_per_request.labels(mode),
+                self.candidates_filtered.labels(mode, variant),
+            )
+            self._candidate_children[key] = children
+        children[0].inc(returned)
+        children[1].observe(returned)
         if filtered:
-            self.candidates_filtered.labels(mode, variant).inc(filtered)
+            children[2].inc(filtered)
 
     def error(self, reason: str) -> None:
         self.errors.labels(reason).inc()

@@ -1,9 +1,9 @@
-"""Fast parsing of the retrieval query string (``mode``, ``k``, ``exclude_categories``,
-``exclude_recent``, ``recent_items``).
+"""Fast parsing of the retrieval request: the ``item_id`` path parameter and the query string (``mode``,
+``k``, ``exclude_categories``, ``exclude_recent``, ``recent_items``).
 
 FastAPI's per-parameter validation cost about half of an /i2i request's server time (measured with
-cProfile: ``solve_dependencies`` ~50%), so the hot routes read their few query parameters here and
-document them with ``openapi_extra``. Errors are the same 422 ``bad_request`` bodies naming the field
+cProfile: ``solve_dependencies`` ~50%, then ~25% with the path parameter and the context dependency
+alone), so the hot routes read their few parameters here and document them with ``openapi_extra``. Errors are the same 422 ``bad_request`` bodies naming the field
 and what is allowed.
 """
 
@@ -46,6 +46,20 @@ def _int_list(raw: str | None, field: str) -> tuple[int, ...]:
     return values
 
 
+def parse_item_id(raw: str) -> int:
+    """The ``{item_id}`` path segment as an int64; 422 naming the field otherwise."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not INT64_MIN <= value <= INT64_MAX:
+        raise ApiError(
+            422, "bad_request", f"path.item_id: expected an int64 integer, got {raw!r}",
+            {"item_id": {"ge": INT64_MIN, "le": INT64_MAX}},
+        )  # fmt: skip
+    return value
+
+
 def parse_retrieval_query(params: Mapping[str, str], *, default_k: int, max_k: int) -> RetrievalQuery:
     """Validate the query parameters; raises ``ApiError`` (422) naming the bad one."""
     mode = params.get("mode", "general")
@@ -79,16 +93,19 @@ def parse_retrieval_query(params: Mapping[str, str], *, default_k: int, max_k: i
     )
 
 
-def _param(name: str, description: str, schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name, "in": "query", "required": False, "description": description,
-                           "schema": schema}  # fmt: skip
+def _param(
+    name: str, description: str, schema: dict[str, Any], example: Any = None, *, where: str = "query"
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "in": where, "required": where == "path",
+                           "description": description, "schema": schema}  # fmt: skip
     if example is not None:
         out["example"] = example
     return out
 
 
-def openapi_parameters(*, recent_items: bool = False) -> dict[str, Any]:
-    """``openapi_extra`` documenting the query parameters parsed by ``parse_retrieval_query``."""
+def openapi_parameters(*, item_id: bool = False, recent_items: bool = False) -> dict[str, Any]:
+    """``openapi_extra`` documenting the parameters parsed by ``parse_item_id`` (path ``item_id``, when
+    asked) and ``parse_retrieval_query``."""
     params = [
         _param("mode", "general (similar items) or diversity (other categories).",
                {"type": "string", "enum": list(MODES), "default": "general"}, "diversity"),
@@ -97,6 +114,9 @@ def openapi_parameters(*, recent_items: bool = False) -> dict[str, Any]:
         _param("exclude_recent", "General mode: also exclude the user's recent categories.",
                {"type": "boolean", "default": False}),
     ]  # fmt: skip
+    if item_id:
+        int64 = {"type": "integer", "format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX}
+        params.insert(0, _param("item_id", "Trigger item id.", int64, 1193, where="path"))
     if recent_items:
         params.append(
             _param(

@@ -85,7 +85,7 @@ def validate(index: ServingIndex, layout: IndexVersionLayout, category_view: str
     probe = int(items[0])
     for mode in index.modes:
         result = index.neighbours(probe, mode, 1)
-        if not result.candidates and index.num_items > 1:
+        if len(result) == 0 and index.num_items > 1:
             raise InvalidIndexVersion(f"{layout.root.name}: smoke lookup in mode {mode!r} returned nothing")
 
 

@@ -20,7 +20,7 @@ from app.metrics import Metrics
 from app.reload import IndexManager
 from app.settings import Settings, VariantConfig
 from app.stores import EMPTY, Recent, RecentStore, StoreUnavailable
-from core.types import Candidate, NeighbourResult
+from core.types import NeighbourResult
 from index.serving import ServingIndex
 
 log = logging.getLogger("m2grl.app")
@@ -64,7 +64,7 @@ async def recent_or_empty(ctx: AppContext, user_id: str | None) -> Recent:
 
 def category_of(index: ServingIndex, item_id: int, category_view: str) -> int:
     """The item's category (``-1`` unknown); raises ``UnknownItem``."""
-    return int(index.attributes_of(item_id).get(category_view, -1))
+    return index.attribute_of(item_id, category_view)
 
 
 def exclusions(
@@ -80,16 +80,13 @@ def exclusions(
     return frozenset(out)
 
 
-def candidates_json(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
-    return [{"item_id": c.item_id, "score": float(c.score), "attributes": c.attributes} for c in candidates]
-
-
-def merge_candidates(results: Sequence[NeighbourResult], k: int) -> list[Candidate]:
-    """Union of several triggers' candidates, each item kept once at its best score, best ``k`` first."""
-    best: dict[int, Candidate] = {}
+def merge_candidates(results: Sequence[NeighbourResult], k: int) -> list[dict[str, Any]]:
+    """Union of several triggers' candidates (as ``NeighbourResult.records()``), each item kept once at
+    its best score, best ``k`` first."""
+    best: dict[int, dict[str, Any]] = {}
     for result in results:
-        for c in result.candidates:
-            kept = best.get(c.item_id)
-            if kept is None or c.score > kept.score:
-                best[c.item_id] = c
-    return sorted(best.values(), key=lambda c: c.score, reverse=True)[:k]
+        for record in result.records():
+            kept = best.get(record["item_id"])
+            if kept is None or record["score"] > kept["score"]:
+                best[record["item_id"]] = record
+    return sorted(best.values(), key=lambda r: r["score"], reverse=True)[:k]

@@ -7,9 +7,10 @@ into a per-view vocabulary array of original ids.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -53,13 +54,63 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class NeighbourResult:
-    """Answer of a neighbour lookup.
+    """Answer of a neighbour lookup, best first.
 
+    Candidates are stored column-wise (``item_ids``, ``scores``, one list per attribute view): on the
+    serving path, building one ``Candidate`` per neighbour cost more than the lookup itself, so the
+    service serialises ``records()`` and ``candidates`` is built only when asked for.
     ``exhausted`` is True when fewer than ``k`` candidates survive the exclusions even after
     searching the whole catalogue (so the caller can say so instead of padding).
     """
 
     trigger: ItemId
-    candidates: list[Candidate]
+    item_ids: list[ItemId]
+    scores: list[float]
+    attributes: dict[str, list[int]]
     exhausted: bool
     filtered_out: int = 0
+
+    @classmethod
+    def from_candidates(
+        cls, trigger: ItemId, candidates: Sequence[Candidate], *, exhausted: bool, filtered_out: int = 0
+    ) -> NeighbourResult:
+        views = list(candidates[0].attributes) if candidates else []
+        return cls(
+            trigger=trigger,
+            item_ids=[c.item_id for c in candidates],
+            scores=[c.score for c in candidates],
+            attributes={v: [c.attributes[v] for c in candidates] for v in views},
+            exhausted=exhausted,
+            filtered_out=filtered_out,
+        )
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return [
+            Candidate(item_id=i, score=s, attributes=a)
+            for i, s, a in zip(self.item_ids, self.scores, self._attribute_dicts(), strict=True)
+        ]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The candidates as JSON-ready ``{"item_id", "score", "attributes"}`` dicts."""
+        return [
+            {"item_id": i, "score": s, "attributes": a}
+            for i, s, a in zip(self.item_ids, self.scores, self._attribute_dicts(), strict=True)
+        ]
+
+    def _attribute_dicts(self) -> list[dict[str, int]]:
+        views = list(self.attributes)
+        columns = [self.attributes[v] for v in views]
+        # dict displays for the usual one or two views: ~4x faster than dict(zip(...)) per candidate
+        if len(views) == 1:
+            (v0,) = views
+            return [{v0: a} for a in columns[0]]
+        if len(views) == 2:
+            v0, v1 = views
+            return [{v0: a, v1: b} for a, b in zip(*columns, strict=True)]
+        if not views:
+            return [{} for _ in self.item_ids]
+        return [dict(zip(views, vals, strict=True)) for vals in zip(*columns, strict=True)]

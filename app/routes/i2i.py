@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.deps import Ctx, user_of, variant_of
+from app.deps import Ctx, context_of, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
-from app.query import openapi_parameters, parse_retrieval_query
-from app.schemas import INT64_MAX, INT64_MIN, BatchRequest, BatchResponse, ErrorBody, I2IResponse
+from app.query import openapi_parameters, parse_item_id, parse_retrieval_query
+from app.schemas import BatchRequest, BatchResponse, ErrorBody, I2IResponse
 from app.service import (
-    candidates_json,
     category_of,
     exclusions,
     index_mode,
@@ -56,16 +55,13 @@ def check_k(k: int | None, default_k: int, max_k: int) -> int:
     description="General (similar) or diversity (related, other categories) neighbours of a trigger. "
     "Diversity mode excludes the trigger's category and the user's recent categories; general mode "
     "excludes recent categories only with exclude_recent=true. Fewer than k only when exhausted.",
-    openapi_extra=openapi_parameters(),
+    openapi_extra=openapi_parameters(item_id=True),
 )
-async def get_i2i(
-    request: Request,
-    ctx: Ctx,
-    item_id: Annotated[
-        int, Path(ge=INT64_MIN, le=INT64_MAX, description="Trigger item id.", examples=[1193])
-    ],
-) -> Response:
+async def get_i2i(request: Request) -> Response:
+    # no declared parameters: the hot path parses its own (see app.query)
+    ctx = context_of(request)
     settings = ctx.settings
+    item_id = parse_item_id(request.path_params["item_id"])
     q = parse_retrieval_query(request.query_params, default_k=settings.default_k, max_k=settings.max_k)
     mode, k, explicit, exclude_recent = q.mode, q.k, q.exclude_categories, q.exclude_recent
     user_id = user_of(request, ctx)
@@ -84,7 +80,7 @@ async def get_i2i(
         exclude_categories=tuple(excluded),
         category_view=settings.category_view,
     )
-    ctx.metrics.observe_candidates(mode, variant.name, len(result.candidates), result.filtered_out)
+    ctx.metrics.observe_candidates(mode, variant.name, len(result), result.filtered_out)
     body = {
         "trigger": item_id,
         "mode": mode,
@@ -92,10 +88,10 @@ async def get_i2i(
         "strategy": variant.strategy,
         "index_version": index.version,
         "k": k,
-        "returned": len(result.candidates),
+        "returned": len(result),
         "exhausted": result.exhausted,
         "excluded_categories": sorted(excluded),
-        "candidates": candidates_json(result.candidates),
+        "candidates": result.records(),
     }
     return OrjsonResponse(body, headers={"X-Variant": variant.name, "X-Index-Version": index.version})
 
@@ -143,11 +139,11 @@ async def post_i2i_batch(request: Request, ctx: Ctx, body: BatchRequest) -> Resp
                 {"trigger": trigger, "error": "unknown_item", "exhausted": False, "candidates": []}
             )
             continue
-        returned += len(res.candidates)
+        returned += len(res)
         filtered += res.filtered_out
         results.append(
             {"trigger": trigger, "error": None, "exhausted": res.exhausted,
-             "candidates": candidates_json(res.candidates)}
+             "candidates": res.records()}
         )  # fmt: skip
     ctx.metrics.observe_candidates(body.mode, variant.name, returned, filtered)
     out = {

@@ -11,7 +11,6 @@ from app.query import openapi_parameters, parse_retrieval_query
 from app.routes.i2i import ERRORS
 from app.schemas import U2IResponse
 from app.service import (
-    candidates_json,
     category_of,
     exclusions,
     index_mode,
@@ -82,6 +81,6 @@ async def get_u2i(request: Request, ctx: Ctx) -> Response:
         "k": k,
         "returned": len(merged),
         "exhausted": len(merged) < k,
-        "candidates": candidates_json(merged),
+        "candidates": merged,
     }
     return OrjsonResponse(body, headers={"X-Variant": variant.name, "X-Index-Version": index.version})

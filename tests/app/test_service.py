@@ -40,11 +40,16 @@ def test_index_mode_follows_strategy() -> None:
 
 
 def test_merge_keeps_best_score_per_item() -> None:
-    r1 = NeighbourResult(1, [Candidate(10, 0.9), Candidate(11, 0.5)], exhausted=False)
-    r2 = NeighbourResult(2, [Candidate(11, 0.8), Candidate(12, 0.1)], exhausted=False)
+    r1 = NeighbourResult.from_candidates(
+        1, [Candidate(10, 0.9, {"category": 1}), Candidate(11, 0.5, {"category": 2})], exhausted=False
+    )
+    r2 = NeighbourResult.from_candidates(
+        2, [Candidate(11, 0.8, {"category": 2}), Candidate(12, 0.1, {"category": 3})], exhausted=False
+    )
     merged = merge_candidates([r1, r2], k=2)
-    assert [(c.item_id, c.score) for c in merged] == [(10, 0.9), (11, 0.8)]
-    assert [c.item_id for c in merge_candidates([r1, r2], k=10)] == [10, 11, 12]
+    assert merged == [{"item_id": 10, "score": 0.9, "attributes": {"category": 1}},
+                      {"item_id": 11, "score": 0.8, "attributes": {"category": 2}}]  # fmt: skip
+    assert [c["item_id"] for c in merge_candidates([r1, r2], k=10)] == [10, 11, 12]
 
 
 def test_parse_retrieval_query() -> None:

@@ -130,6 +130,10 @@ def test_lookup_errors(line: ServingIndex) -> None:
     assert line.attributes_of(30) == {"category": 1}
     with pytest.raises(UnknownItem):
         line.attributes_of(31)
+    assert line.attribute_of(30, "category") == 1 and line.attribute_of(60, "category") == 3
+    assert line.attribute_of(30, "brand") == -1
+    with pytest.raises(UnknownItem):
+        line.attribute_of(31, "category")
 
 
 def test_closed_index_is_not_ready(line: ServingIndex) -> None:
@@ -149,3 +153,13 @@ def test_from_vectors_rejects_bad_input() -> None:
         ServingIndex.from_vectors(ITEMS, {}, {"general": LINE}, {"general": "cos"})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="valid"):
         ServingIndex.from_vectors(ITEMS, {}, {"general": LINE}, {"general": "ip"}, index_type="annoy")
+
+
+def test_many_excluded_categories_take_the_isin_path_with_the_same_answer(line: ServingIndex) -> None:
+    from index.serving import SMALL_EXCLUSION
+
+    # categories 1 and 2 excluded, padded with absent ids past the per-category-compare threshold
+    many = [1, 2, *range(1000, 1000 + SMALL_EXCLUSION)]
+    assert len(many) > SMALL_EXCLUSION
+    result = line.neighbours(10, "diversity", 2, exclude_categories=many)
+    assert ids(result) == [60] and result.exhausted and result.filtered_out == 4
