@@ -45,9 +45,8 @@ def test_paper_defaults() -> None:
         2048,
         10,
     )
-    # relation_dim is not in the paper: 8, chosen on the validation splits (see its docstring)
-    assert cfg.min_sigma2 == 0.05 and cfg.weighting == "adaptive" and cfg.rel_dim == 8
-    assert dataclasses.replace(cfg, relation_dim=None).rel_dim == cfg.dim
+    assert cfg.min_sigma2 == 0.05 and cfg.weighting == "adaptive" and cfg.rel_dim == 64
+    assert dataclasses.replace(cfg, relation_dim=8).rel_dim == 8
     assert cfg.trainer() == TrainerConfig()
 
 
