@@ -31,8 +31,7 @@ NOTES = [
     "LINE, EGES, GRU4Rec, YouTube-DNN and GraphSAGE: settings in each module's docstring under "
     "offline/baselines/, chosen on the MovieLens validation split (target=valid), trained with the shared trainer.",
     "M2GRL: the paper's defaults (dim 64, window 9, 10 negatives, batch 2048, Adam 0.01, clip 1, 10 epochs, "
-    "sigma^2 >= 0.05), relation dimension = dim; the "
-    "Taobao preset adds 5 random walks per node (offline/presets.py).",
+    "sigma^2 >= 0.05), relation dimension = dim.",
     "Hyper-parameters are not tuned on this (test) split; the test split is scored once per method and seed.",
 ]
 

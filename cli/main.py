@@ -93,7 +93,7 @@ def prepare(
     walks_per_node: Annotated[
         int | None,
         typer.Option(
-            help="Augmentation random walks per node of every view graph (default from the preset: taobao 5, others 0)."
+            help="Augmentation random walks per node of every view graph (default from the preset: 0)."
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
