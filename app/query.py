@@ -3,8 +3,8 @@
 
 FastAPI's per-parameter validation cost about half of an /i2i request's server time (measured with
 cProfile: ``solve_dependencies`` ~50%, then ~25% with the path parameter and the context dependency
-alone), so the hot routes read their few parameters here and document them with ``openapi_extra``. Errors are the same 422 ``bad_request`` bodies naming the field
-and what is allowed.
+alone), so the hot routes read their few parameters here and document them with ``openapi_extra``.
+Errors are the same 422 ``bad_request`` bodies naming the field and what is allowed.
 """
 
 from __future__ import annotations
