@@ -50,6 +50,11 @@ def test_every_route(index_root: Path, tmp_path: Path, built: Built) -> None:
         assert c.post("/admin/reload", headers={"Authorization": "Bearer t"}).json()["result"] == "unchanged"
         schema = c.get("/openapi.json").json()
         assert "/i2i/{item_id}" in schema["paths"] and "/i2i:batch" in schema["paths"]
+        # the hot route parses its own parameters; they are still documented (app.query.openapi_parameters)
+        params = {p["name"]: p for p in schema["paths"]["/i2i/{item_id}"]["get"]["parameters"]}
+        assert params["item_id"]["in"] == "path" and params["item_id"]["required"] is True
+        assert params["item_id"]["schema"]["format"] == "int64"
+        assert {"mode", "k", "exclude_categories", "exclude_recent"} <= set(params)
         assert "example" in schema["components"]["schemas"]["I2IResponse"]
         assert c.get("/docs").status_code == 200
         assert "m2grl_request_latency_seconds_bucket" in c.get("/metrics").text
