@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from app.deps import Ctx, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
-from app.query import openapi_parameters, parse_retrieval_query
+from app.query import openapi_parameters, parse_retrieval_query, query_params
 from app.routes.i2i import ERRORS
 from app.schemas import U2IResponse
 from app.service import (
@@ -33,7 +33,9 @@ router = APIRouter(tags=["retrieval"])
 )
 async def get_u2i(request: Request, ctx: Ctx) -> Response:
     settings = ctx.settings
-    q = parse_retrieval_query(request.query_params, default_k=settings.default_k, max_k=settings.max_k)
+    q = parse_retrieval_query(
+        query_params(request.scope["query_string"]), default_k=settings.default_k, max_k=settings.max_k
+    )
     mode, k, explicit, exclude_recent, given = (
         q.mode,
         q.k,

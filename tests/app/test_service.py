@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import ApiError
-from app.query import RetrievalQuery, parse_retrieval_query
+from app.query import RetrievalQuery, parse_retrieval_query, query_params
 from app.service import exclusions, index_mode, merge_candidates
 from app.settings import VariantConfig
 from app.stores import Recent
@@ -50,6 +50,22 @@ def test_merge_keeps_best_score_per_item() -> None:
     assert merged == [{"item_id": 10, "score": 0.9, "attributes": {"category": 1}},
                       {"item_id": 11, "score": 0.8, "attributes": {"category": 2}}]  # fmt: skip
     assert [c["item_id"] for c in merge_candidates([r1, r2], k=10)] == [10, 11, 12]
+
+
+def test_query_params_decode_like_starlette() -> None:
+    from starlette.datastructures import QueryParams
+
+    raw = b"mode=diversity&k=5&exclude_categories=3%2C7&exclude_recent=&k=9&x=a+b"
+    parsed = query_params(raw)
+    assert parsed == {
+        "mode": "diversity",
+        "k": "9",
+        "exclude_categories": "3,7",
+        "exclude_recent": "",
+        "x": "a b",
+    }
+    assert parsed == dict(QueryParams(raw.decode()))  # the last of a repeated name wins in both
+    assert query_params(b"") == {}
 
 
 def test_parse_retrieval_query() -> None:
