@@ -9,7 +9,7 @@ time per epoch of full M2GRL (item + category views and their alignment) on the 
 
 Every run happens in its own process so peak RSS is per run. Usage:
 
-    python benchmarks/train_throughput.py [--events 10000000] [--epochs 10] [--batch-size 16384]
+    python benchmarks/train_throughput.py [--events 10000000] [--epochs 10] [--batch-size 16384] [--prefetch 2]
 """
 
 from __future__ import annotations
@@ -180,6 +180,7 @@ def run_ours(path: str, args: dict[str, Any]) -> dict[str, Any]:
         negatives=args["negatives"],
         batch_size=args["batch_size"],
         shared_negatives=args["shared"],
+        prefetch=args["prefetch"],
     )
     tasks = [f"intra:{v}" for v in views] + [f"inter:{a}-{b}" for a, b in relations]
     weighting = make_weighting("adaptive", tasks, instance_task="intra:item")
@@ -222,10 +223,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16384, help="our positive pairs per step")
     parser.add_argument("--shared", type=int, default=64, help="our shared negative pool per batch")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--prefetch", type=int, default=0, help="our batches built ahead by a background thread (0: none)"
+    )
     ns = parser.parse_args()
-    args = {
-        k: getattr(ns, k) for k in ("epochs", "dim", "window", "negatives", "batch_size", "shared", "threads")
-    }
+    keys = ("epochs", "dim", "window", "negatives", "batch_size", "shared", "threads", "prefetch")
+    args = {k: getattr(ns, k) for k in keys}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         corpora = [("taobao", taobao_corpus())]
@@ -255,7 +258,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     print()
     print(f"epochs={ns.epochs} dim={ns.dim} window={ns.window} negatives={ns.negatives} batch={ns.batch_size} "
-          f"shared_negatives={ns.shared} threads={ns.threads}")  # fmt: skip
+          f"shared_negatives={ns.shared} threads={ns.threads} prefetch={ns.prefetch}")  # fmt: skip
     print(
         pd.DataFrame(rows).to_markdown(index=False)
         if _has_tabulate()

@@ -13,8 +13,11 @@ so links are weighted by how often the item occurs, like the skip-gram pairs.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +36,7 @@ from model.pairs import (
 )
 
 Ragged = tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,10 @@ class BatchSettings:
     neg_power: float = 0.75
     batch_size: int = 2048
     block_tokens: int = 1_000_000
+    prefetch: int = 0
+    """Batches built ahead by a background thread (0: none, built in the training thread). numpy
+    releases the GIL, so with a spare core pair generation overlaps the training step; the stream is
+    the same either way. Off by default: with every core busy with intra-op threads it only competes."""
 
 
 def steps_per_epoch(inputs: M2GRLInputs, settings: BatchSettings, world: int = 1) -> int:
@@ -122,6 +130,10 @@ def make_batch_fn(
     block_steps = np.diff(split_even(n_steps, n_blocks))
 
     def batches(epoch: int) -> Iterator[M2GRLBatch]:
+        stream = generate(epoch)
+        return prefetch(stream, settings.prefetch) if settings.prefetch > 0 else stream
+
+    def generate(epoch: int) -> Iterator[M2GRLBatch]:
         rng = np.random.default_rng([seed, epoch, rank, world])
         orders = {v: rng.permutation(len(shards[v][0]) - 1) for v in inputs.views}
         bounds = {v: split_even(len(orders[v]), n_blocks) for v in inputs.views}
@@ -170,3 +182,56 @@ def make_batch_fn(
                 yield batch
 
     return batches
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
+    """``items`` in order, produced up to ``depth`` ahead by a daemon thread.
+
+    An exception of the producer is re-raised in the consumer; a consumer that stops early (or
+    fails) stops the producer at its next item.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    box: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            offer(_Failed(exc))
+        else:
+            offer(_DONE)
+
+    worker = threading.Thread(target=produce, name="batch-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = box.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join(timeout=1.0)

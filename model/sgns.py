@@ -1,7 +1,16 @@
-"""The intra-view task: skip-gram with negative sampling (equations 1-3 of the paper), as pure tensors."""
+"""The intra-view task: skip-gram with negative sampling (equations 1-3 of the paper), as pure tensors.
+
+The loss is one :class:`torch.autograd.Function` with a hand-written backward. Autograd through
+``logsigmoid`` would keep and re-read several ``[B, S]`` buffers; the derivative of
+``-log sigma(-x)`` is just ``sigma(x)``, so the forward keeps that one ``[B, S]`` matrix (already
+scaled by ``neg_scale / B``) and the backward is two matrix products and two row scalings.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -28,14 +37,60 @@ def sgns_loss(centre: Tensor, context: Tensor, negatives: Tensor, *, neg_scale: 
         )
     if centre.shape[0] == 0:
         return centre.sum() * 0.0
-    positive = -F.logsigmoid((centre * context).sum(dim=1))
-    if negatives.dim() == 2:
-        neg_logits = centre @ negatives.T
-    elif negatives.dim() == 3 and negatives.shape[0] == centre.shape[0]:
-        neg_logits = (negatives @ centre.unsqueeze(2)).squeeze(2)
-    else:
+    shared = negatives.dim() == 2 and negatives.shape[1] == centre.shape[1]
+    per_positive = negatives.dim() == 3 and negatives.shape[0] == centre.shape[0]
+    if not (shared or per_positive):
         raise ValueError(
             f"negatives must be [S, d] or [B, k, d] with B={centre.shape[0]}; got {tuple(negatives.shape)}"
         )
-    negative = -F.logsigmoid(-neg_logits).sum(dim=1)
-    return (positive + neg_scale * negative).mean()
+    out: Tensor = _SGNSLoss.apply(centre, context, negatives, float(neg_scale))
+    return out
+
+
+def _neg_logits(centre: Tensor, negatives: Tensor) -> Tensor:
+    """``[B, S]`` (shared pool) or ``[B, k]`` (per positive) scores ``v'_n . v_I``."""
+    if negatives.dim() == 2:
+        return centre @ negatives.T.contiguous()  # a contiguous [d, S] operand is the faster GEMM
+    return torch.bmm(negatives, centre.unsqueeze(2)).squeeze(2)
+
+
+class _SGNSLoss(torch.autograd.Function):
+    """Forward: the value of :func:`sgns_loss`. Backward, with ``g`` the incoming scalar gradient:
+
+    - ``d/d s_pos = -sigma(-s_pos) / B`` for the positive score ``s_pos = v'_O . v_I``;
+    - ``d/d s_neg = neg_scale * sigma(s_neg) / B`` for every negative score;
+    - ``dv_I = dpos * v'_O + dneg @ v'_n``, ``dv'_O = dpos * v_I``, ``dv'_n = dneg^T @ v_I`` (shared pool)
+      or ``dneg * v_I`` per positive.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, centre: Tensor, context: Tensor, negatives: Tensor, neg_scale: float) -> Tensor:
+        b = centre.shape[0]
+        pos_score = (centre * context).sum(dim=1)
+        neg_score = _neg_logits(centre, negatives)
+        # -log sigma(s) = softplus(-s); -log sigma(-s) = softplus(s).
+        total = F.softplus(-pos_score).sum() + neg_scale * F.softplus(neg_score).sum()
+        d_pos = torch.sigmoid(pos_score).sub_(1.0).mul_(1.0 / b)
+        d_neg = torch.sigmoid(neg_score).mul_(neg_scale / b)
+        ctx.save_for_backward(centre, context, negatives, d_pos, d_neg)
+        return total / b
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        centre, context, negatives, d_pos, d_neg = ctx.saved_tensors
+        d_pos = (d_pos * grad).unsqueeze(1)
+        d_neg = d_neg * grad
+        need_c, need_x, need_n = ctx.needs_input_grad[:3]
+        g_centre = g_context = g_neg = None
+        if need_c:
+            if negatives.dim() == 2:
+                g_centre = torch.addmm(context * d_pos, d_neg, negatives)
+            else:
+                g_centre = torch.bmm(d_neg.unsqueeze(1), negatives).squeeze(1).add_(context * d_pos)
+        if need_x:
+            g_context = centre * d_pos
+        if need_n and negatives.dim() == 2:
+            g_neg = d_neg.T @ centre
+        elif need_n:
+            g_neg = d_neg.unsqueeze(2) * centre.unsqueeze(1)
+        return g_centre, g_context, g_neg, None

@@ -328,20 +328,26 @@ def _optimise(
     sparse = {name: rg for name, t in tables.items() if (rg := t.take_grad()) is not None}
     scale = 1.0
     if config.grad_clip > 0:
-        sq = sum(float(g.pow(2).sum()) for g in grads) + sum(
-            float(sg.pow(2).sum()) for _, sg in sparse.values()
-        )
+        sq = sum(_squared_norm(g) for g in grads) + sum(_squared_norm(sg) for _, sg in sparse.values())
         norm = math.sqrt(sq)
         if norm > config.grad_clip:
             scale = config.grad_clip / (norm + 1e-6)
     if scale != 1.0:
         for g in grads:
             g.mul_(scale)
+        for _, sparse_grad in sparse.values():
+            sparse_grad.mul_(scale)  # the coalesced block is take_grad's own buffer
     if dense_opt is not None:
         dense_opt.step()
     if sparse_opt is not None:
         for name, (rows, sparse_grad) in sparse.items():
-            sparse_opt.step(name, rows, sparse_grad * scale if scale != 1.0 else sparse_grad)
+            sparse_opt.step(name, rows, sparse_grad)
+
+
+def _squared_norm(grad: Tensor) -> float:
+    """``sum(grad ** 2)`` as a Python float, without a squared copy of ``grad``."""
+    flat = grad.reshape(-1)
+    return float(torch.dot(flat, flat))
 
 
 def _record(result: TrainResult, step: int, means: Mapping[str, float], sigma2: Mapping[str, float]) -> None:

@@ -79,3 +79,38 @@ def test_project_is_sigmoid_of_w_e() -> None:
     w = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
     e = torch.tensor([[1.0, 1.0]])
     assert torch.allclose(project(w, e), torch.sigmoid(torch.tensor([[3.0, -1.0]])))
+
+
+def _sgns_reference(
+    centre: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor, k: float
+) -> torch.Tensor:
+    """Equation 3 written with autograd ops only (the hand-written backward must agree with it)."""
+    positive = -torch.nn.functional.logsigmoid((centre * context).sum(dim=1))
+    shared = negatives.dim() == 2
+    logits = centre @ negatives.T if shared else (negatives @ centre.unsqueeze(2)).squeeze(2)
+    return (positive - k * torch.nn.functional.logsigmoid(-logits).sum(dim=1)).mean()
+
+
+@pytest.mark.parametrize("neg_shape", [(5, 4), (6, 3, 4)])
+def test_sgns_backward_matches_autograd_of_the_formula(neg_shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    leaves = [
+        torch.randn(6, 4, dtype=torch.float64, requires_grad=True),
+        torch.randn(6, 4, dtype=torch.float64, requires_grad=True),
+        torch.randn(*neg_shape, dtype=torch.float64, requires_grad=True),
+    ]
+    got = sgns_loss(*leaves, neg_scale=0.4)
+    want = _sgns_reference(*leaves, 0.4)
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    g_got = torch.autograd.grad(3.0 * got, leaves)
+    g_want = torch.autograd.grad(3.0 * want, leaves)
+    for a, b in zip(g_got, g_want, strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda c, x, n: sgns_loss(c, x, n, neg_scale=0.4), tuple(leaves))
+
+
+def test_sgns_gradient_only_for_inputs_that_need_it() -> None:
+    centre = torch.randn(3, 2, requires_grad=True)
+    context, pool = torch.randn(3, 2), torch.randn(4, 2)
+    sgns_loss(centre, context, pool).backward()
+    assert centre.grad is not None and centre.grad.shape == (3, 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.optim import LazyAdam, RowAdagrad, SparseEmbedding, make_sparse_optimizer
+from model.optim import LazyAdam, RowAdagrad, SparseEmbedding, make_sparse_optimizer, put_rows, take_rows
 
 
 def _step(opt_cls: type, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,3 +71,61 @@ def test_optimizer_state_round_trip() -> None:
 def test_unknown_optimizer_lists_valid_ones() -> None:
     with pytest.raises(ValueError, match="lazy_adam, row_adagrad"):
         make_sparse_optimizer("sgd", {}, 0.1)
+
+
+@pytest.mark.parametrize("num_rows", [8, 1000])  # mark-and-scan unique, and the sorting one beyond 16x
+def test_unique_rows_matches_torch_unique_and_leaves_scratch_clean(num_rows: int) -> None:
+    table = SparseEmbedding(torch.zeros(num_rows, 2))
+    for rows in (torch.tensor([5, 1, 5, 0, 7, 1]), torch.tensor([3]), torch.tensor([7, 6, 7])):
+        unique, inverse = table.unique_rows(rows)
+        want_u, want_i = torch.unique(rows, return_inverse=True)
+        assert unique.tolist() == want_u.tolist() and inverse.tolist() == want_i.tolist()
+        assert torch.equal(unique[inverse], rows)
+        if table._mark is not None:
+            assert not table._mark.any()
+
+
+@pytest.mark.parametrize("threads", [1, 2])  # numpy path on one thread, torch's index ops beyond
+def test_take_and_put_rows(threads: int) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        table = torch.arange(12.0).reshape(4, 3)
+        got = take_rows(table, torch.tensor([3, 0, 3]))
+        assert got.tolist() == [[9, 10, 11], [0, 1, 2], [9, 10, 11]]
+        got[0, 0] = 100.0  # a copy, not a view of the table
+        assert table[3, 0] == 9.0
+        put_rows(table, torch.tensor([2, 0]), torch.tensor([[-1.0, -1, -1], [-2, -2, -2]]))
+        assert table[:, 0].tolist() == [-2.0, 3.0, -1.0, 9.0]
+        with pytest.raises(IndexError):
+            take_rows(table, torch.tensor([-1]))
+        with pytest.raises(IndexError):
+            take_rows(table, torch.tensor([4]))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_gather_gradients_are_summed_per_row_across_gathers() -> None:
+    table = SparseEmbedding(torch.zeros(5, 1))
+    a, b = table.gather(torch.tensor([4, 1, 4])), table.gather(torch.tensor([1, 3]))
+    (a * torch.tensor([[1.0], [2.0], [3.0]])).sum().backward(retain_graph=True)
+    (10 * b).sum().backward()
+    rows, grad = table.take_grad()  # type: ignore[misc]
+    assert rows.tolist() == [1, 3, 4] and grad.flatten().tolist() == [12.0, 10.0, 4.0]
+
+
+def test_lazy_adam_first_step_of_a_row_moves_it_by_lr_times_the_sign() -> None:
+    """At a row's first step the bias-corrected moments are g and g^2: w -= lr * g / (|g| + eps),
+    whatever the step count of other rows (row 0 is first touched at the second step)."""
+    table = SparseEmbedding(torch.zeros(3, 2))
+    opt = LazyAdam({"t": table}, 0.1)
+    opt.step("t", torch.tensor([1]), torch.tensor([[2.0, -0.5]]))
+    opt.step("t", torch.tensor([0, 1]), torch.tensor([[-3.0, 1e-3], [2.0, -0.5]]))
+    assert table.weight[0].tolist() == pytest.approx(
+        [0.1 * 3 / (3 + 1e-8), -0.1 * 1e-3 / (1e-3 + 1e-8)], rel=1e-5
+    )
+    assert table.weight[1].tolist() == pytest.approx([-0.2, 0.2], rel=1e-5)  # same gradient twice
+    assert table.weight[2].tolist() == [0.0, 0.0]
+    assert opt.state["t"]["t"].tolist() == [1.0, 2.0, 0.0]
+    # Second moment of row 1 after two equal gradients: (1 - b2^2) g^2.
+    assert opt.state["t"]["v"][1].tolist() == pytest.approx([4 * (1 - 0.999**2), 0.25 * (1 - 0.999**2)])
