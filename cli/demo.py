@@ -63,8 +63,13 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
     if fresh or not IndexRoot(index_root).current.exists():
         build_index(model, index_root, IndexConfig(), metric_dir=metric)
 
+    if not serve:
+        print(
+            f"\nIndex published under {index_root}. Serve it with `m2grl serve --index-root {index_root}`, then:"
+        )
+        print(curl_example(model, port) + "\n", flush=True)
+        return
     print("\nThe service is starting. Try:\n" + curl_example(model, port) + "\n", flush=True)
-    if serve:
-        from cli.serving import run_server
+    from cli.serving import run_server
 
-        run_server(index_root=index_root, host="127.0.0.1", port=port, workers=1)
+    run_server(index_root=index_root, host="127.0.0.1", port=port, workers=1)
