@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from app.errors import ApiError
 from app.metrics import LABELS_KEY
+from app.query import RetrievalQuery, parse_retrieval_query, query_params
 from app.schemas import MAX_USER_ID_CHARS
 from app.service import AppContext
 from app.settings import VariantConfig
@@ -32,6 +33,13 @@ async def get_ctx(request: Request) -> AppContext:
 
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+
+def query_of(request: Request, ctx: AppContext) -> RetrievalQuery:
+    """The retrieval query parameters of ``request`` under the configured ``default_k`` / ``max_k``."""
+    settings = ctx.settings
+    raw = query_params(request.scope["query_string"])
+    return parse_retrieval_query(raw, default_k=settings.default_k, max_k=settings.max_k)
 
 
 def user_of(request: Request, ctx: AppContext) -> str | None:

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.deps import Ctx, context_of, user_of, variant_of
+from app.deps import Ctx, context_of, query_of, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
-from app.query import openapi_parameters, parse_item_id, parse_retrieval_query, query_params
+from app.query import openapi_parameters, parse_item_id
 from app.schemas import BatchRequest, BatchResponse, ErrorBody, I2IResponse
 from app.service import (
     category_of,
@@ -62,9 +62,7 @@ async def get_i2i(request: Request) -> Response:
     ctx = context_of(request)
     settings = ctx.settings
     item_id = parse_item_id(request.path_params["item_id"])
-    q = parse_retrieval_query(
-        query_params(request.scope["query_string"]), default_k=settings.default_k, max_k=settings.max_k
-    )
+    q = query_of(request, ctx)
     mode, k, explicit, exclude_recent = q.mode, q.k, q.exclude_categories, q.exclude_recent
     user_id = user_of(request, ctx)
     variant = variant_of(request, ctx, mode, user_id)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.deps import Ctx, user_of, variant_of
+from app.deps import Ctx, query_of, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
-from app.query import openapi_parameters, parse_retrieval_query, query_params
+from app.query import openapi_parameters
 from app.routes.i2i import ERRORS
 from app.schemas import U2IResponse
 from app.service import (
@@ -33,9 +33,7 @@ router = APIRouter(tags=["retrieval"])
 )
 async def get_u2i(request: Request, ctx: Ctx) -> Response:
     settings = ctx.settings
-    q = parse_retrieval_query(
-        query_params(request.scope["query_string"]), default_k=settings.default_k, max_k=settings.max_k
-    )
+    q = query_of(request, ctx)
     mode, k, explicit, exclude_recent, given = (
         q.mode,
         q.k,
