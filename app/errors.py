@@ -42,8 +42,10 @@ class OrjsonResponse(Response):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def error_response(status: int, code: str, detail: str, allowed: Any = None) -> OrjsonResponse:
-    return OrjsonResponse({"error": code, "detail": detail, "allowed": allowed}, status_code=status)
+def error_response(
+    status: int, code: str, detail: str, allowed: Any = None, headers: dict[str, str] | None = None
+) -> OrjsonResponse:
+    return OrjsonResponse({"error": code, "detail": detail, "allowed": allowed}, status_code=status, headers=headers)
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[str, Any]:
@@ -94,7 +96,8 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         err = cast(StarletteHTTPException, exc)  # registered for it only
         code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "bad_request")
         metrics.error(code)
-        return error_response(err.status_code, code, str(err.detail), None)
+        # keeps the exception's headers: a 405 must say which methods are allowed (Allow)
+        return error_response(err.status_code, code, str(err.detail), None, err.headers)
 
     async def internal(_: Request, exc: Exception) -> Response:
         # counted by the metrics middleware, which sees the exception pass

@@ -18,7 +18,7 @@ from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.metrics import Metrics, MetricsMiddleware
 from app.reload import IndexManager, Loader, load_serving_index
-from app.routes import ROUTERS
+from app.routes import HOT_ROUTES, ROUTERS
 from app.service import AppContext
 from app.settings import Settings
 from app.stores import make_store
@@ -72,6 +72,8 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_servin
     )
     for router in ROUTERS:
         app.include_router(router)
+    # matched first: the hot retrieval paths skip FastAPI's route handling (see app.routes.HotRoute)
+    app.router.routes[:0] = HOT_ROUTES
     install_error_handlers(app, metrics)
     # added last = outermost: times everything, including the size check and error handlers
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

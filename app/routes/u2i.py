@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.deps import Ctx, query_of, user_of, variant_of
+from app.deps import context_of, query_of, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
 from app.query import openapi_parameters
 from app.routes.i2i import ERRORS
@@ -31,7 +31,8 @@ router = APIRouter(tags=["retrieval"])
     "triggers; the triggers themselves are never returned. Unknown triggers are skipped.",
     openapi_extra=openapi_parameters(recent_items=True),
 )
-async def get_u2i(request: Request, ctx: Ctx) -> Response:
+async def get_u2i(request: Request) -> Response:
+    ctx = context_of(request)
     settings = ctx.settings
     q = query_of(request, ctx)
     mode, k, explicit, exclude_recent, given = (

@@ -255,3 +255,28 @@ def test_metrics_labels_and_counts(client: TestClient) -> None:
     assert sample(text, "m2grl_index_build_timestamp_seconds") > 1.6e9
     assert sample(text, "m2grl_index_reloads_total", result="success") == 1
     assert f'route="/i2i/{TRIGGER}"' not in text  # the template, never the raw path
+
+
+def test_hot_routes_serve_the_documented_endpoints(client: TestClient) -> None:
+    """A HotRoute answers before FastAPI's route of the same path: both must name the same function, so
+    the OpenAPI document describes what is served."""
+    from fastapi.routing import APIRoute
+
+    from app.routes import HOT_ROUTES, ROUTERS, HotRoute
+
+    assert client.app.router.routes[: len(HOT_ROUTES)] == list(HOT_ROUTES)  # type: ignore[attr-defined]
+    documented = {
+        (r.path, m): r.endpoint for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)
+        for m in r.methods
+    }  # fmt: skip
+    for hot in HOT_ROUTES:
+        assert isinstance(hot, HotRoute)
+        assert documented[(hot.path, "GET")] is hot.endpoint
+    schema = client.get("/openapi.json").json()
+    assert {"/i2i/{item_id}", "/u2i"} <= set(schema["paths"])
+
+
+def test_wrong_method_on_a_hot_route_is_a_json_405(client: TestClient) -> None:
+    r = client.post(f"/i2i/{TRIGGER}")
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+    assert "GET" in r.headers["allow"]
