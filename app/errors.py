@@ -7,6 +7,7 @@ Only this module picks status codes. Bad input never becomes a 500.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, cast
 
 import orjson
@@ -43,9 +44,11 @@ class OrjsonResponse(Response):
 
 
 def error_response(
-    status: int, code: str, detail: str, allowed: Any = None, headers: dict[str, str] | None = None
+    status: int, code: str, detail: str, allowed: Any = None, headers: Mapping[str, str] | None = None
 ) -> OrjsonResponse:
-    return OrjsonResponse({"error": code, "detail": detail, "allowed": allowed}, status_code=status, headers=headers)
+    return OrjsonResponse(
+        {"error": code, "detail": detail, "allowed": allowed}, status_code=status, headers=headers
+    )
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[str, Any]:

@@ -5,11 +5,14 @@ every sequence is held out; both models train on the rest with the same dim, win
 epochs (gensim: sg=1, as many workers as our threads (--threads, default 2), min_count=1, no down-sampling, as our trainer does not down-sample).
 Printed per corpus and model: training tokens/s, wall time, peak RSS of the worker process and
 HitRate@50 (is the held-out item among the 50 inner-product neighbours of the item before it), plus the
-time per epoch of full M2GRL (item + category views and their alignment) on the same data.
+time per epoch of full M2GRL (item + category views and their alignment) on the same data. Our item
+view runs once per learning-rate schedule (the paper's constant lr, M2GRL's default, and the opt-in
+linear decay), gensim always decays linearly.
 
 Every run happens in its own process so peak RSS is per run. Usage:
 
     python benchmarks/train_throughput.py [--events 10000000] [--epochs 10] [--batch-size 16384] [--prefetch 2]
+        [--lr-schedules constant,linear]
 """
 
 from __future__ import annotations
@@ -187,9 +190,12 @@ def run_ours(path: str, args: dict[str, Any]) -> dict[str, Any]:
     model = M2GRL(inputs.view_sizes(), relations, weighting, dim=args["dim"], negatives=args["negatives"])
     epochs = args["epochs"]
     t0 = time.perf_counter()
+    config = TrainerConfig(
+        epochs=epochs, threads=args["threads"], device="cpu", lr_schedule=args["lr_schedule"]
+    )
     train(
-        model, make_batch_fn(inputs, settings), TrainerConfig(epochs=epochs, threads=args["threads"], device="cpu"),
-        progress=False, steps_per_epoch=steps_per_epoch(inputs, settings),
+        model, make_batch_fn(inputs, settings), config, progress=False,
+        steps_per_epoch=steps_per_epoch(inputs, settings),
     )  # fmt: skip
     wall = time.perf_counter() - t0
     rss = _peak_rss_mb()  # before the HitRate scoring, which allocates [1024, n_items] score blocks
@@ -222,6 +228,10 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=16384, help="our positive pairs per step")
     parser.add_argument("--shared", type=int, default=64, help="our shared negative pool per batch")
+    parser.add_argument(
+        "--lr-schedules", default="constant,linear",
+        help="ours (item view): one row per schedule (TrainerConfig.lr_schedule); full M2GRL: constant, its default",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--prefetch", type=int, default=0, help="our batches built ahead by a background thread (0: none)"
@@ -238,11 +248,13 @@ def main() -> None:
             path = str(Path(tmp) / f"{name}.npz")
             np.savez(path, **corpus)
             n_tok = len(corpus["tokens"])
-            for label, fn, extra in (
-                ("gensim", run_gensim, {}),
-                ("ours (item view)", run_ours, {"full": False}),
-                ("ours (full M2GRL)", run_ours, {"full": True}),
-            ):
+            runs: list[tuple[str, Any, dict[str, Any]]] = [("gensim", run_gensim, {})]
+            runs += [
+                (f"ours (item view, {sched} lr)", run_ours, {"full": False, "lr_schedule": sched})
+                for sched in ns.lr_schedules.split(",")
+            ]
+            runs.append(("ours (full M2GRL)", run_ours, {"full": True, "lr_schedule": "constant"}))
+            for label, fn, extra in runs:
                 res = in_process(fn, path, {**args, **extra})
                 rows.append(
                     {

@@ -143,6 +143,9 @@ def train(
     dim: Annotated[int | None, typer.Option(help="Embedding dimension.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Pairs per batch (paper: 2048).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (paper: 0.01).")] = None,
+    lr_schedule: Annotated[
+        str | None, typer.Option(help="constant, or linear decay to min_lr (1e-4) over the run.")
+    ] = None,
     window: Annotated[int | None, typer.Option(help="Skip-gram window c (paper: 9).")] = None,
     negatives: Annotated[int | None, typer.Option(help="Negatives per positive k (paper: 10).")] = None,
     weighting: Annotated[
@@ -170,6 +173,7 @@ def train(
             dim=dim,
             batch_size=batch_size,
             lr=lr,
+            lr_schedule=lr_schedule,
             window=window,
             negatives=negatives,
             weighting=weighting,

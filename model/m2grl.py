@@ -172,14 +172,16 @@ class M2GRL(nn.Module):
                 continue
             a, b = self.relation_views[rel]
             inp_a, inp_b = self._table(self.inputs, a), self._table(self.inputs, b)
-            k = rb.negatives.shape[1]
+            # the distinct negative rows, each projected once (see model.alignment)
+            rows, index = inp_b.unique_rows(rb.negatives.reshape(-1))
             losses[inter_task(rel)] = alignment_loss(
                 self.W[rel],
                 self.bias[rel],
                 inp_a.gather(rb.items),
                 inp_b.gather(rb.others),
-                inp_b.gather(rb.negatives.reshape(-1)).reshape(len(rb.items), k, self.dim),
+                inp_b.gather(rows),
                 rb.mask,
+                negative_index=index.view(rb.negatives.shape),
             )
         return losses
 

@@ -275,6 +275,12 @@ def train(
         )
         epoch_start, epoch_pairs = time.perf_counter(), 0
         for local_step, raw in enumerate(batches(epoch), start=1):
+            if config.lr_schedule != "constant":
+                # per step when the epoch length is known, else per epoch
+                within = (local_step - 1) / steps_per_epoch if steps_per_epoch else 0.0
+                _set_lr(
+                    scheduled_lr(config, (epoch + min(within, 1.0)) / config.epochs), dense_opt, sparse_opt
+                )
             batch = _move(raw, device)
             total, logs = _split_loss(model.loss(batch))
             if dense_opt is not None:
@@ -311,6 +317,21 @@ def train(
     if wall > 0 and run_pairs:
         result.pairs_per_s = total_pairs / wall
     return result
+
+
+def scheduled_lr(config: TrainerConfig, done: float) -> float:
+    """Learning rate after a share ``done`` (0 at the first step, 1 after the last) of the run."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    return config.min_lr + (config.lr - config.min_lr) * max(0.0, 1.0 - done)
+
+
+def _set_lr(lr: float, dense_opt: torch.optim.Optimizer | None, sparse_opt: Any) -> None:
+    if dense_opt is not None:
+        for group in dense_opt.param_groups:
+            group["lr"] = lr
+    if sparse_opt is not None:
+        sparse_opt.lr = lr
 
 
 def _optimise(

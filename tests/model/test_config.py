@@ -47,7 +47,10 @@ def test_paper_defaults() -> None:
     )
     assert cfg.min_sigma2 == 0.05 and cfg.weighting == "adaptive" and cfg.rel_dim == 64
     assert dataclasses.replace(cfg, relation_dim=8).rel_dim == 8
+    assert cfg.lr_schedule == "constant" and cfg.min_lr == 1e-4
     assert cfg.trainer() == TrainerConfig()
+    linear = dataclasses.replace(cfg, lr_schedule="linear", min_lr=1e-3).trainer()
+    assert (linear.lr_schedule, linear.min_lr) == ("linear", 1e-3)
 
 
 def test_unknown_choice_lists_valid_values() -> None:

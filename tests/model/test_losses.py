@@ -75,6 +75,64 @@ def test_negatives_go_through_w() -> None:
     assert not torch.allclose(grads[0], grads[1])
 
 
+def _alignment_reference(
+    w: torch.Tensor,
+    bias: torch.Tensor,
+    item: torch.Tensor,
+    other: torch.Tensor,
+    negs: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """The logistic equation 4 written with autograd ops only, on ``[B, k, d]`` draws."""
+    p_item = torch.sigmoid(item @ w.T)
+    pos = (p_item * torch.sigmoid(other @ w.T)).sum(dim=1) + bias
+    neg = (torch.sigmoid(negs @ w.T) @ p_item.unsqueeze(2)).squeeze(2) + bias
+    logsig = torch.nn.functional.logsigmoid
+    return (-logsig(pos) - (logsig(-neg) * mask).sum(dim=1)).mean()
+
+
+@pytest.mark.parametrize("distinct", [False, True])
+def test_alignment_backward_matches_autograd_of_the_formula(distinct: bool) -> None:
+    """Per-draw ``[B, k, d]`` negatives, or distinct rows ``[U, d]`` + index: the same value and
+    gradients as the autograd formula on the ``[B, k, d]`` draws (a row drawn twice sums its two)."""
+    torch.manual_seed(0)
+    f64 = {"dtype": torch.float64, "requires_grad": True}
+    w, bias = torch.randn(3, 4, **f64), torch.tensor(-0.7, **f64)
+    item, other = torch.randn(5, 4, **f64), torch.randn(5, 4, **f64)
+    rows = torch.randn(4, 4, **f64)  # U = 4 distinct negatives
+    index = torch.tensor([[0, 1], [1, 1], [3, 0], [2, 3], [0, 0]])
+    mask = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
+    want = _alignment_reference(w, bias, item, other, rows[index], mask)
+    if distinct:
+        got = alignment_loss(w, bias, item, other, rows, mask, negative_index=index)
+        leaves = [w, bias, item, other, rows]
+    else:
+        draws = rows[index].detach().requires_grad_()
+        got = alignment_loss(w, bias, item, other, draws, mask)
+        want = _alignment_reference(w, bias, item, other, draws, mask)
+        leaves = [w, bias, item, other, draws]
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    g_got = torch.autograd.grad(2.5 * got, leaves)
+    g_want = torch.autograd.grad(2.5 * want, leaves)
+    for a, b in zip(g_got, g_want, strict=True):
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    if distinct:
+        check = lambda *xs: alignment_loss(*xs, mask, negative_index=index)  # noqa: E731
+    else:
+        check = lambda *xs: alignment_loss(*xs, mask)  # noqa: E731
+    assert torch.autograd.gradcheck(check, tuple(leaves))
+
+
+def test_alignment_rejects_bad_shapes() -> None:
+    w, bias, e = torch.ones(2, 3), torch.tensor(0.0), torch.zeros(4, 3)
+    with pytest.raises(ValueError, match="negatives must be \\[B, k, d\\]"):
+        alignment_loss(w, bias, e, e, torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="negative_index"):
+        alignment_loss(w, bias, e, e, torch.zeros(5, 3), negative_index=torch.zeros(3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="negative_mask"):
+        alignment_loss(w, bias, e, e, torch.zeros(4, 2, 3), torch.ones(4, 3))
+
+
 def test_project_is_sigmoid_of_w_e() -> None:
     w = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
     e = torch.tensor([[1.0, 1.0]])

@@ -141,3 +141,37 @@ def test_threads_follow_the_cpu_affinity_not_the_machine(monkeypatch: pytest.Mon
         assert configure_threads(TrainerConfig(threads=3), DistInfo()) == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_scheduled_lr_linear_and_constant() -> None:
+    from model.trainer import scheduled_lr
+
+    linear = TrainerConfig(lr=0.01, lr_schedule="linear", min_lr=1e-4)
+    assert scheduled_lr(linear, 0.0) == pytest.approx(0.01)
+    assert scheduled_lr(linear, 0.5) == pytest.approx(1e-4 + 0.5 * (0.01 - 1e-4))
+    assert scheduled_lr(linear, 1.0) == pytest.approx(1e-4)
+    assert scheduled_lr(linear, 1.5) == pytest.approx(1e-4)  # never below min_lr
+    assert scheduled_lr(TrainerConfig(lr=0.01), 0.7) == 0.01
+    with pytest.raises(ValueError, match="min_lr"):
+        TrainerConfig(lr=0.01, min_lr=0.02)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainerConfig(lr_schedule="cosine")  # type: ignore[arg-type]
+
+
+def test_linear_schedule_sets_both_optimisers_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 epochs x 4 steps: step s of 8 runs at lr(s / 8), on the dense and the sparse optimiser alike."""
+    import model.trainer as trainer_module
+
+    seen: list[tuple[float, list[float], float]] = []
+    real = trainer_module._set_lr
+
+    def spy(lr: float, dense_opt: torch.optim.Optimizer | None, sparse_opt: object) -> None:
+        real(lr, dense_opt, sparse_opt)
+        assert dense_opt is not None
+        seen.append((lr, [g["lr"] for g in dense_opt.param_groups], sparse_opt.lr))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(trainer_module, "_set_lr", spy)
+    cfg = TrainerConfig(epochs=2, threads=1, device="cpu", lr=0.01, lr_schedule="linear", min_lr=0.0)
+    train(_model(), lambda epoch: [_batch()] * 4, cfg, progress=False, steps_per_epoch=4)
+    assert [round(lr, 6) for lr, _, _ in seen] == [round(0.01 * (1 - s / 8), 6) for s in range(8)]
+    assert all(dense == [lr] * len(dense) and sparse == lr for lr, dense, sparse in seen)
