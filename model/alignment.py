@@ -104,7 +104,7 @@ class _AlignmentLoss(torch.autograd.Function):
     ) -> Tensor:  # fmt: skip
         b = item.shape[0]
         stacked = torch.cat([item, other, negatives])
-        proj = torch.sigmoid(stacked @ weight.T)
+        proj = project(weight, stacked)
         p_item, p_other = proj[:b], proj[b : 2 * b]
         p_draws = proj[2 * b :].index_select(0, index.reshape(-1)).view(*index.shape, -1)  # [B, k, r]
         pos_score = (p_item * p_other).sum(dim=1) + bias
