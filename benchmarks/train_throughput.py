@@ -234,13 +234,15 @@ def main() -> None:
     parser.add_argument("--shared", type=int, default=64, help="our shared negative pool per batch")
     parser.add_argument(
         "--lr-schedules", default="constant,linear",
-        help="ours (item view): one row per schedule (TrainerConfig.lr_schedule); full M2GRL: constant, its default",
+        help="ours (item view): one row per schedule (TrainerConfig.lr_schedule); full M2GRL: M2GRLConfig's default",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--prefetch", type=int, default=0, help="our batches built ahead by a background thread (0: none)"
     )
     ns = parser.parse_args()
+    from model.config import M2GRLConfig
+
     keys = ("epochs", "dim", "window", "negatives", "batch_size", "shared", "threads", "prefetch")
     args = {k: getattr(ns, k) for k in keys}
     rows = []
@@ -257,7 +259,9 @@ def main() -> None:
                 (f"ours (item view, {sched} lr)", run_ours, {"full": False, "lr_schedule": sched})
                 for sched in ns.lr_schedules.split(",")
             ]
-            runs.append(("ours (full M2GRL)", run_ours, {"full": True, "lr_schedule": "constant"}))
+            runs.append(
+                ("ours (full M2GRL)", run_ours, {"full": True, "lr_schedule": M2GRLConfig().lr_schedule})
+            )
             for label, fn, extra in runs:
                 res = in_process(fn, path, {**args, **extra})
                 rows.append(
