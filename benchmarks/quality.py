@@ -4,7 +4,9 @@ Prepares each bundled dataset with its preset (``offline.prepare.prepare_from_so
 whole comparison (``offline.evaluation.job.evaluate``: M2GRL variants and every baseline, 3 seeds) and
 copies the report into ``reports/``. Intermediate folders live under ``artifacts/quality/``.
 
-Usage: ``python benchmarks/quality.py [--datasets movielens,taobao] [--seeds 0,1,2] [--methods a,b]``
+Usage: ``python benchmarks/quality.py [--datasets movielens,taobao] [--seeds 0,1,2] [--methods a,b]
+[--exclude-seen]``. ``--exclude-seen`` runs the protocol variant that drops each user's train items from
+candidates and ground truth, and writes ``reports/<name>-exclude-seen.{md,json}`` instead.
 """
 
 from __future__ import annotations
@@ -43,26 +45,31 @@ def _input_for(name: str) -> Path:
     raise FileNotFoundError(f"no bundled input for {name}: looked in {[str(p) for p in SOURCES[name]]}")
 
 
-def run(name: str, seeds: tuple[int, ...], methods: list[str] | None, workdir: Path) -> Path:
-    """Prepare ``name`` and evaluate it; returns the path of ``reports/<name>.md``."""
+def run(
+    name: str, seeds: tuple[int, ...], methods: list[str] | None, workdir: Path, *, exclude_seen: bool = False
+) -> Path:
+    """Prepare ``name`` and evaluate it; returns the path of ``reports/<name>[-exclude-seen].md``."""
     from offline.evaluation.job import evaluate
+    from offline.evaluation.protocol import ProtocolConfig
     from offline.prepare import prepare_from_source
 
+    stem = f"{name}-exclude-seen" if exclude_seen else name
     dataset = workdir / name / name  # the folder name is the dataset name in the report
     prepare_from_source(name, _input_for(name), dataset, overwrite=True)
     md = evaluate(
         dataset,
-        workdir / name / "report",
+        workdir / stem / "report",
         methods=methods,
         seeds=seeds,
-        workdir=workdir / name / "models",
+        protocol=ProtocolConfig(exclude_seen=exclude_seen),
+        workdir=workdir / stem / "models",
         notes=NOTES,
         diversity=methods is None or "m2grl" in methods,
     )
     out_dir = REPO / "reports"
-    atomic_write_bytes(out_dir / f"{name}.md", md.read_bytes())
-    atomic_write_bytes(out_dir / f"{name}.json", (md.parent / "report.json").read_bytes())
-    return out_dir / f"{name}.md"
+    atomic_write_bytes(out_dir / f"{stem}.md", md.read_bytes())
+    atomic_write_bytes(out_dir / f"{stem}.json", (md.parent / "report.json").read_bytes())
+    return out_dir / f"{stem}.md"
 
 
 def main() -> None:
@@ -71,6 +78,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default=None, help="comma-separated (default: all)")
     parser.add_argument("--workdir", type=Path, default=REPO / "artifacts" / "quality")
+    parser.add_argument(
+        "--exclude-seen", action="store_true", help="drop each user's train items from candidates and truth"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     seeds = tuple(int(s) for s in args.seeds.split(","))
@@ -78,7 +88,9 @@ def main() -> None:
     for name in args.datasets.split(","):
         if name not in SOURCES:
             parser.error(f"unknown dataset {name!r}; valid: {sorted(SOURCES)}")
-        print(f"{name}: report written to {run(name, seeds, methods, args.workdir)}")
+        print(
+            f"{name}: report written to {run(name, seeds, methods, args.workdir, exclude_seen=args.exclude_seen)}"
+        )
 
 
 if __name__ == "__main__":

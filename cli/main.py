@@ -51,6 +51,15 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
     _setup_logging(verbose)
 
 
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    """``"20,50"`` -> ``(20, 50)``; anything else ends in one clear line."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        _fail(f"{option} expects comma-separated integers, got {text!r}")
+    raise AssertionError("unreachable")  # _fail exits
+
+
 def _parse_mapping(pairs: list[str], option: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
@@ -233,17 +242,41 @@ def evaluate(
             "diversity mode on discovery metrics (needs the m2grl method)."
         ),
     ] = True,
+    ks: Annotated[str, typer.Option(help="Comma-separated cut-offs K of every metric.")] = "20,50,100",
+    triggers: Annotated[
+        int,
+        typer.Option(
+            help="Triggers per test user: the last N distinct train items, candidates merged by best score."
+        ),
+    ] = 1,
+    exclude_seen: Annotated[
+        bool,
+        typer.Option(
+            help="Drop the items a user interacted with in train from both the candidates and the ground truth."
+        ),
+    ] = False,
+    recent_days: Annotated[
+        float,
+        typer.Option(
+            help="Discovery window: a category the user touched this many days before the split is not new."
+        ),
+    ] = 15.0,
 ) -> None:
     """Compare M2GRL with the baselines on HitRate/Recall/Precision/F1/NDCG@K (tables 2 and 3 of the paper)."""
     from offline.evaluation.job import evaluate as run_evaluation
+    from offline.evaluation.protocol import ProtocolConfig
 
     try:
+        protocol = ProtocolConfig(
+            ks=_int_list(ks, "--ks"), n_triggers=triggers, exclude_seen=exclude_seen, recent_days=recent_days
+        )
         out = run_evaluation(
             dataset,
             output,
             methods=[m.strip() for m in methods.split(",")] if methods else None,
-            seeds=tuple(int(s) for s in seeds.split(",")),
+            seeds=_int_list(seeds, "--seeds"),
             model_dir=model,
+            protocol=protocol,
             diversity=diversity and (not methods or "m2grl" in methods.split(",")),
         )
     except (FileNotFoundError, ValueError) as exc:

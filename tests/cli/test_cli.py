@@ -49,6 +49,10 @@ def test_top_level_help_lists_all_commands() -> None:
         (["prepare", "--source", "generic"], "--input is required for the generic source"),
         (["prepare", "--input", "/nonexistent/ratings"], "input /nonexistent/ratings does not exist"),
         (["prepare", "--walks-per-node", "-1"], "PrepareConfig.walks_per_node: must be >= 0, got -1"),
+        (["evaluate", "--ks", "20,x"], "--ks expects comma-separated integers, got '20,x'"),
+        (["evaluate", "--ks", "0"], "ks must be a non-empty tuple of positive ints, got (0,)"),
+        (["evaluate", "--triggers", "0"], "n_triggers must be >= 1, got 0"),
+        (["evaluate", "--seeds", "1,two"], "--seeds expects comma-separated integers, got '1,two'"),
     ],
 )
 def test_bad_input_is_one_clear_line(args: list[str], message: str, tmp_path: Path) -> None:
@@ -56,3 +60,27 @@ def test_bad_input_is_one_clear_line(args: list[str], message: str, tmp_path: Pa
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_evaluate_passes_the_protocol_options_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import offline.evaluation.job as job
+    from offline.evaluation.protocol import ProtocolConfig
+
+    seen: dict[str, object] = {}
+
+    def fake_evaluate(dataset: Path, output: Path, **kwargs: object) -> Path:
+        seen.update(kwargs, dataset=dataset)
+        return output / "report.md"
+
+    monkeypatch.setattr(job, "evaluate", fake_evaluate)
+    args = ["evaluate", "--dataset", str(tmp_path), "--output", str(tmp_path / "r"), "--methods", "itemcf"]
+    args += ["--ks", "10,30", "--triggers", "3", "--exclude-seen", "--recent-days", "7", "--seeds", "4,5"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen["protocol"] == ProtocolConfig(ks=(10, 30), n_triggers=3, exclude_seen=True, recent_days=7.0)
+    assert seen["seeds"] == (4, 5) and seen["methods"] == ["itemcf"] and seen["diversity"] is False
+    default = runner.invoke(app, args[:7])
+    assert default.exit_code == 0, default.output
+    assert seen["protocol"] == ProtocolConfig()
