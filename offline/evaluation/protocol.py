@@ -1,7 +1,8 @@
 """The evaluation protocol of issue 4: test users, triggers, ground truth, and running a retriever.
 
 - Full-catalogue item-to-item retrieval: the catalogue is the dataset's item vocabulary (train items).
-- Test user: has at least one catalogue item in train and at least one event in the test split.
+- Test user: has at least one catalogue item in train and at least one event in the test split (with
+  ``exclude_seen``: at least one test item they did not interact with in train).
 - Trigger: the user's last train item (``n_triggers = m``: the last ``m`` distinct items, whose candidate
   lists are merged by score, the best score of an item winning).
 - Ground truth ``G_u``: the distinct items of the user's test period (cold items included: a retriever
@@ -149,11 +150,20 @@ def build_eval_data(
     ev["category"] = ev[category_column].fillna(-1).astype(np.int64) if cats else np.int64(-1)
     train = ev[ev["split"] == "train"]
     test = ev[ev["split"] == "test"]
+    if config.exclude_seen:
+        # Before choosing the users: one whose test items were all seen in train has no ground truth left
+        # (and would make Recall undefined), so they are no test user under this option.
+        seen_pairs = train[["user_id", "item_id"]].drop_duplicates()
+        flag = test[["user_id", "item_id"]].merge(seen_pairs, how="left", indicator=True)["_merge"]
+        test = test[(flag == "left_only").to_numpy()]
     known = train[np.isin(train["item_id"].to_numpy(), catalogue)]
 
     users = np.intersect1d(known["user_id"].unique(), test["user_id"].unique()).astype(np.int64)
     if len(users) == 0:
-        raise ValueError("no test user: nobody has both a catalogue item in train and an event in test")
+        unseen = " (an unseen one, with exclude_seen)" if config.exclude_seen else ""
+        raise ValueError(
+            f"no test user: nobody has both a catalogue item in train and an event{unseen} in test"
+        )
     n = len(users)
 
     # Triggers: the last m distinct catalogue items, most recent first (ties broken by row order).
@@ -174,9 +184,6 @@ def build_eval_data(
     te_u = test[np.isin(test["user_id"].to_numpy(), users)]
     te_pos = np.searchsorted(users, te_u["user_id"].to_numpy())
     truth_indptr, truth_items = _csr(te_pos, te_u["item_id"].to_numpy(np.int64), n)
-    if config.exclude_seen:
-        seen_flag = M.row_isin(truth_items[:, None], *_row_view(truth_indptr, seen_indptr, seen_items))[:, 0]
-        truth_indptr, truth_items = _filter_csr(truth_indptr, truth_items, ~seen_flag)
 
     # Item -> category lookup over every event (test items may be cold, so not in the vocabulary).
     item_cat = ev.loc[ev["category"] >= 0, ["item_id", "category"]].drop_duplicates("item_id")

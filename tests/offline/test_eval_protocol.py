@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from offline.evaluation.protocol import (
@@ -13,7 +14,7 @@ from offline.evaluation.protocol import (
     merge_by_score,
     retrieve,
 )
-from tests.offline.eval_fakes import CATALOGUE, TABLE, TableRetriever, tiny_events
+from tests.offline.eval_fakes import CATALOGUE, DAY, TABLE, TableRetriever, tiny_events
 
 
 def _data(**kw: object):  # type: ignore[no-untyped-def]
@@ -43,6 +44,31 @@ def test_last_m_triggers_most_recent_first() -> None:
 def test_exclude_seen_drops_train_items_from_truth() -> None:
     data, _ = _data(exclude_seen=True)
     assert _rows(data.truth_indptr, data.truth_items) == [[13], [10, 14]]
+
+
+def test_exclude_seen_drops_a_user_whose_test_items_were_all_seen() -> None:
+    # User 5 re-reads in test only the item they read in train: no ground truth is left under exclude_seen.
+    extra = pd.DataFrame(
+        [(5, 11, 0, "train", 101), (5, 11, 31 * DAY, "test", 101)], columns=tiny_events().columns
+    )
+    events = pd.concat([tiny_events(), extra], ignore_index=True)
+    plain = ProtocolConfig(ks=(1, 2))
+    assert build_eval_data(events, CATALOGUE, category_column="category_id", config=plain).users.tolist() == [
+        1,
+        2,
+        5,
+    ]
+    cfg = ProtocolConfig(ks=(1, 2), exclude_seen=True)
+    data = build_eval_data(events, CATALOGUE, category_column="category_id", config=cfg)
+    assert data.users.tolist() == [1, 2]
+    assert _rows(data.truth_indptr, data.truth_items) == [[13], [10, 14]]
+    out = evaluate_retriever(data, TableRetriever(TABLE), "general", cfg)
+    # u1: trigger 12 -> [13] after dropping seen 10, 11: hit (truth {13}); u2: 13 -> [10, 11]: hit at 0.
+    assert out["users"] == 2
+    assert out["HitRate@1"] == pytest.approx(1.0)
+    assert out["Recall@2"] == pytest.approx((1 + 1 / 2) / 2)
+    with pytest.raises(ValueError, match="an unseen one, with exclude_seen"):
+        build_eval_data(extra, CATALOGUE, category_column="category_id", config=cfg)
 
 
 def test_metrics_through_retriever_hand_computed() -> None:
