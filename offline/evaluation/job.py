@@ -181,6 +181,7 @@ def evaluate(
         ),
         "users": data.n_users,
         "discovery_users": int((np.diff(data.new_truth_indptr) > 0).sum()),
+        "truth_in_trigger_category": data.truth_trigger_category_share(),
         "catalogue": len(data.catalogue),
         "seeds": list(seeds),
         "methods": results,

@@ -147,18 +147,19 @@ def coverage_at_k(candidates: IntArray, k: int, catalogue_size: int) -> float:
     return float(len(np.unique(top[top != PAD])) / catalogue_size)
 
 
-def new_category_share_at_k(new_category: BoolMatrix, candidates: IntArray, k: int) -> float:
-    """Share of returned (non-pad) top-``k`` candidates whose category is new to the user, over all users.
+def candidate_share_at_k(flags: BoolMatrix, candidates: IntArray, k: int) -> float:
+    """Share of returned (non-pad) top-``k`` candidates that are flagged, pooled over all users.
 
     Args:
-        new_category: bool ``[n_users, K]``, True where the candidate's category is not in the user's
-            recent categories (computed with :func:`row_isin` by the protocol).
+        flags: bool ``[n_users, K]``, e.g. True where the candidate's category is new to the user
+            (``NewCategoryShare``) or equals the trigger's category (``TriggerCategoryShare``); the
+            protocol computes them with :func:`row_isin`.
         candidates: the matching ``[n_users, K]`` ids, used only to ignore ``-1`` pads.
     """
-    _check_k(new_category, k)
+    _check_k(flags, k)
     real = candidates[:, :k] != PAD
     n_real = int(real.sum())
-    return 0.0 if n_real == 0 else float((new_category[:, :k] & real).sum() / n_real)
+    return 0.0 if n_real == 0 else float((flags[:, :k] & real).sum() / n_real)
 
 
 def accuracy_metrics(

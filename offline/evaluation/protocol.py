@@ -96,6 +96,19 @@ class EvalData:
     def n_users(self) -> int:
         return len(self.users)
 
+    def truth_trigger_category_share(self) -> float:
+        """Share of ground-truth items (user, item pairs) in the category of the user's latest trigger.
+
+        The ceiling of what a category-bound retriever can hit: read it against ``TriggerCategoryShare@k``
+        (the share of *candidates* in that category). Items of unknown category count as different.
+        """
+        rows = np.repeat(np.arange(self.n_users), np.diff(self.truth_indptr))
+        if len(rows) == 0:
+            return 0.0
+        trigger_cats = self.categories_of(self.triggers[:, 0])[rows]
+        truth_cats = self.categories_of(self.truth_items)
+        return float(((truth_cats >= 0) & (truth_cats == trigger_cats)).mean())
+
     def categories_of(self, items: IntArray) -> IntArray:
         """Category id of each item (any shape), ``-1`` for pads and unknown items."""
         items = np.asarray(items, dtype=np.int64)
@@ -361,7 +374,9 @@ def score_candidates(data: EvalData, candidates: IntArray, config: ProtocolConfi
     """All metrics of issue 4 for ``[n_users, max_k]`` candidates (see :mod:`metrics`).
 
     Accuracy metrics over every test user; ``New*`` metrics (discovery) over the users whose
-    discovery ground truth is non-empty; ``NewCategoryShare@k`` over every test user.
+    discovery ground truth is non-empty; ``NewCategoryShare@k`` and ``TriggerCategoryShare@k`` (share of
+    candidates in the category of the user's latest trigger, to read against
+    :meth:`EvalData.truth_trigger_category_share`) over every test user.
     """
     out = M.accuracy_metrics(
         candidates, data.truth_indptr, data.truth_items, config.ks, catalogue_size=len(data.catalogue)
@@ -375,8 +390,11 @@ def score_candidates(data: EvalData, candidates: IntArray, config: ProtocolConfi
     cand_cats = data.categories_of(candidates)
     recent = M.row_isin(cand_cats, data.recent_cats_indptr, data.recent_cats)
     new_cat = (cand_cats >= 0) & ~recent
+    trigger_cats = data.categories_of(data.triggers[:, 0])
+    same_cat = (cand_cats >= 0) & (cand_cats == trigger_cats[:, None])
     for k in config.ks:
-        out[f"NewCategoryShare@{k}"] = M.new_category_share_at_k(new_cat, candidates, k)
+        out[f"NewCategoryShare@{k}"] = M.candidate_share_at_k(new_cat, candidates, k)
+        out[f"TriggerCategoryShare@{k}"] = M.candidate_share_at_k(same_cat, candidates, k)
     out["users"] = float(data.n_users)
     out["discovery_users"] = float(has_new.sum())
     return out

@@ -84,6 +84,12 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"catalogue: {results['catalogue']} items. Seeds: {seeds}. Cells are mean ± std over seeds, in %.",
         "",
     ]
+    if "truth_in_trigger_category" in results:
+        out += [
+            f"Ground-truth items in the category of the user's trigger: {results['truth_in_trigger_category']:.1%} "
+            "(compare TriggerCategoryShare, the share of candidates in that category, in the discovery table).",
+            "",
+        ]
     for k in ks:
         out += [f"## Table 2 @{k} (every method)", ""]
         cols = [f"{m}@{k}" for m in ACCURACY] + [f"Coverage@{k}"]
@@ -93,7 +99,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"## Discovery @{mid} (ground truth = test items in categories not touched in the last days of train)",
         "",
     ]
-    cols = [f"New{m}@{mid}" for m in ("HitRate", "Recall", "Precision", "F1")] + [f"NewCategoryShare@{mid}"]
+    cols = [f"New{m}@{mid}" for m in ("HitRate", "Recall", "Precision", "F1")]
+    cols += [f"NewCategoryShare@{mid}", f"TriggerCategoryShare@{mid}"]
     out += _table(methods, all_names, cols, timing=False) + [""]
     if any(k in methods for k, _ in TABLE3 if k != "m2grl"):
         out += ["## Table 3: M2GRL loss weighting", ""]

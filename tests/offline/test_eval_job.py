@@ -45,6 +45,11 @@ def test_evaluate_writes_tables(tmp_path: Path) -> None:
     assert report["methods"]["itemcf"]["mean"]["HitRate@5"] == pytest.approx(1.0)
     assert report["methods"]["popularity"]["std"]["HitRate@5"] == pytest.approx(0.0)
     assert report["users"] == 40
+    # ... and the trigger is in that category too; the one-hot "model" only returns category-mates.
+    assert report["truth_in_trigger_category"] == pytest.approx(1.0)
+    assert m2["mean"]["TriggerCategoryShare@2"] == pytest.approx(1.0)
+    assert "Ground-truth items in the category of the user's trigger: 100.0%" in text
+    assert "TriggerCategoryShare@5" in text
 
 
 def test_evaluate_rejects_bad_arguments(tmp_path: Path) -> None:

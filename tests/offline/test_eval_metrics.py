@@ -68,8 +68,8 @@ def test_accuracy_metrics_dict_and_coverage() -> None:
 def test_new_category_share_ignores_pads() -> None:
     new = np.array([[True, False, True, True], [True, True, True, True]])
     # Real candidates: 4 + 2 = 6; new among them: 3 (row 0) + 2 (row 1) = 5.
-    assert M.new_category_share_at_k(new, CANDS, 4) == pytest.approx(5 / 6)
-    assert M.new_category_share_at_k(new, CANDS, 1) == pytest.approx(1.0)
+    assert M.candidate_share_at_k(new, CANDS, 4) == pytest.approx(5 / 6)
+    assert M.candidate_share_at_k(new, CANDS, 1) == pytest.approx(1.0)
 
 
 def test_errors_name_the_problem() -> None:

@@ -83,6 +83,12 @@ def test_metrics_through_retriever_hand_computed() -> None:
     assert out["NewHitRate@1"] == pytest.approx(0.5)
     # New categories: u1 13 (100), 10 (100) both new; u2 10 (100) recent, 11 (101) new -> 3 of 4.
     assert out["NewCategoryShare@2"] == pytest.approx(3 / 4)
+    # Trigger categories: u1 12 -> 102, u2 13 -> 100. Candidates: u1 [13 (100), 10 (100)], u2 [10 (100),
+    # 11 (101)]: only u2's 10 shares its trigger's category.
+    assert out["TriggerCategoryShare@1"] == pytest.approx(1 / 2)
+    assert out["TriggerCategoryShare@2"] == pytest.approx(1 / 4)
+    # Truth: u1 {11 (101), 13 (100)} vs 102: none; u2 {10 (100), 14 (103)} vs 100: one -> 1 of 4 pairs.
+    assert data.truth_trigger_category_share() == pytest.approx(1 / 4)
     assert out["users"] == 2
 
 
