@@ -35,6 +35,11 @@ NOTES = [
     "M2GRL: the paper's defaults (dim 64, window 9, 10 negatives, batch 2048, Adam 0.01, clip 1, 10 epochs, "
     "sigma^2 >= 0.05), relation dimension = dim.",
     "Hyper-parameters are not tuned on this (test) split; the test split is scored once per method and seed.",
+    "Why adaptive M2GRL trails its own single view: uncertainty weighting gives the (easy, low-loss) "
+    "item-category alignment 20-35x the item task's weight, so neighbours become category-bound "
+    "(TriggerCategoryShare far above the ground truth's share). On the validation splits, stopping the "
+    "alignment's gradient into the item rows, or static weights with alignment <= 0.3 x item, give the "
+    "single-view HitRate back, but no weight beats it (figures in model/config.py, M2GRLConfig.weighting).",
 ]
 
 
