@@ -152,8 +152,8 @@ def candidate_share_at_k(flags: BoolMatrix, candidates: IntArray, k: int) -> flo
 
     Args:
         flags: bool ``[n_users, K]``, e.g. True where the candidate's category is new to the user
-            (``NewCategoryShare``) or equals the trigger's category (``TriggerCategoryShare``); the
-            protocol computes them with :func:`row_isin`.
+            (``NewCategoryShare``) or equals the trigger's category (``TriggerCategoryShare``), as the
+            protocol computes them.
         candidates: the matching ``[n_users, K]`` ids, used only to ignore ``-1`` pads.
     """
     _check_k(flags, k)

@@ -99,8 +99,9 @@ class EvalData:
     def truth_trigger_category_share(self) -> float:
         """Share of ground-truth items (user, item pairs) in the category of the user's latest trigger.
 
-        The ceiling of what a category-bound retriever can hit: read it against ``TriggerCategoryShare@k``
-        (the share of *candidates* in that category). Items of unknown category count as different.
+        How category-bound the data is: read it against ``TriggerCategoryShare@k`` (the share of
+        *candidates* in that category); a retriever far above it spends its list on category-mates the
+        users do not pick. Items of unknown category count as different.
         """
         rows = np.repeat(np.arange(self.n_users), np.diff(self.truth_indptr))
         if len(rows) == 0:
