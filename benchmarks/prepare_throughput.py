@@ -80,19 +80,17 @@ def run_prepare_child(
 
 
 def _child(events_dir: Path, output: Path, engine: str, memory_limit: str | None) -> None:
-    import offline.prepare as prepare
     from offline.config import PrepareConfig
+    from offline.prepare import prepare_dataset
 
-    if memory_limit:
-        # prepare_dataset does not take an engine memory cap (yet); DuckDB's default is 80 % of RAM, far
-        # above the 8 GiB target, so the benchmark passes one to the engine session it opens.
-        session = prepare.engine_session
-
-        def capped(name: str, **kwargs: Any) -> Any:
-            return session(name, memory_limit=memory_limit, **kwargs)
-
-        prepare.engine_session = capped  # type: ignore[assignment]
-    prepare.prepare_dataset(events_dir, output, PrepareConfig(views=VIEWS), engine=engine, overwrite=True)
+    prepare_dataset(
+        events_dir,
+        output,
+        PrepareConfig(views=VIEWS),
+        engine=engine,
+        memory_limit=memory_limit or None,
+        overwrite=True,
+    )
 
 
 def report(

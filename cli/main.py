@@ -88,6 +88,13 @@ def prepare(
     ),
     engine: Annotated[str, typer.Option(help="Relational engine: duckdb (embedded) or spark.")] = "duckdb",
     spark_master: Annotated[str, typer.Option(help="Spark master URL when --engine spark.")] = "local[2]",
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="Engine memory cap, e.g. 6GB (DuckDB spills to disk beyond it; Spark driver memory). "
+            "Default: the engine's own (DuckDB: 80% of RAM)."
+        ),
+    ] = None,
     target: Annotated[
         str,
         typer.Option(help="test: hold out the test period; valid: hold out the validation period (tuning)."),
@@ -133,6 +140,7 @@ def prepare(
             column_map=_parse_mapping(column, "--column") or None,
             views=tuple(v.strip() for v in views.split(",")) if views else None,
             walks_per_node=walks_per_node,
+            memory_limit=memory_limit,
             overwrite=overwrite,
         )
     except (FileExistsError, FileNotFoundError, ValueError) as exc:

@@ -8,6 +8,7 @@ name lists the valid ones.
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -131,15 +132,30 @@ def _spark(spark_master: str, threads: int | None, memory_limit: str | None) -> 
 ENGINES: dict[str, Callable[[str, int | None, str | None], Engine]] = {"duckdb": _duckdb, "spark": _spark}
 
 
+#: A memory size both engines read the same way (DuckDB ``memory_limit``, Spark ``spark.driver.memory``).
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?(KB|MB|GB|TB)", re.IGNORECASE)
+
+
+def check_memory_limit(memory_limit: str) -> str:
+    """``memory_limit`` (e.g. ``"6GB"``) when both engines accept it; ``ValueError`` naming the format."""
+    if not _MEMORY.fullmatch(memory_limit.strip()):
+        raise ValueError(
+            f"memory limit {memory_limit!r} is not a size like 512MB or 6GB (units KB, MB, GB, TB)"
+        )
+    return memory_limit.strip()
+
+
 def connect(
     name: str, *, spark_master: str = "local[2]", threads: int | None = None, memory_limit: str | None = None
 ) -> Engine:
-    """Connect engine ``name`` (``duckdb`` or ``spark``); raises ``ValueError`` listing the valid names."""
+    """Connect engine ``name`` (``duckdb`` or ``spark``); raises ``ValueError`` listing the valid names,
+    or naming a malformed ``memory_limit`` (the engine's cap; ``None`` = its default, 80% of RAM on
+    DuckDB)."""
     try:
         factory = ENGINES[name]
     except KeyError:
         raise ValueError(f"unknown engine {name!r}; valid: {', '.join(sorted(ENGINES))}") from None
-    return factory(spark_master, threads, memory_limit)
+    return factory(spark_master, threads, check_memory_limit(memory_limit) if memory_limit else None)
 
 
 @contextmanager

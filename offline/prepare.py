@@ -257,6 +257,7 @@ def prepare_dataset(
     *,
     engine: str = "duckdb",
     spark_master: str = "local[2]",
+    memory_limit: str | None = None,
     bad_rows: BadRowReport | None = None,
     inputs: Sequence[Path] = (),
     overwrite: bool = False,
@@ -265,7 +266,9 @@ def prepare_dataset(
 ) -> Path:
     """Canonical events -> dataset folder at ``output`` (``core.layout.DatasetLayout``); returns ``output``.
 
-    ``events`` is a canonical Arrow table, a parquet file, or a folder of parquet chunks. ``bad_rows`` (the
+    ``events`` is a canonical Arrow table, a parquet file, or a folder of parquet chunks. ``memory_limit``
+    caps the engine (e.g. ``"6GB"``; ``None``: the engine's default, 80% of RAM on DuckDB, which spills
+    to its scratch folder beyond it). ``bad_rows`` (the
     adapter's report) is checked against ``config.max_bad_row_share`` first and stored in the manifest;
     ``inputs`` are raw files whose sha256 goes in the manifest; ``labels`` (``view -> Table(id, label)``)
     are written to ``labels/<view>.parquet``; ``filtered`` (rows an adapter dropped on purpose, by
@@ -279,7 +282,7 @@ def prepare_dataset(
         bad_rows.check(config.max_bad_row_share)
     timer = _Timer(stages=8 + 2 * len(config.views))
     with (
-        engine_session(engine, spark_master=spark_master) as eng,
+        engine_session(engine, spark_master=spark_master, memory_limit=memory_limit) as eng,
         atomic_dir(output, overwrite=overwrite) as tmp,
     ):
         layout = DatasetLayout(tmp)
@@ -383,7 +386,11 @@ def prepare_dataset(
             "bad_rows": bad_rows.to_dict() if bad_rows is not None else None,
             "labels": sorted(labels or {}),
             "timings_s": timer.timings,
-            "engine": {"name": eng.name, "spark_master": spark_master if eng.name == "spark" else None},
+            "engine": {
+                "name": eng.name,
+                "spark_master": spark_master if eng.name == "spark" else None,
+                "memory_limit": memory_limit,
+            },
             "versions": _versions(eng.name),
             "argv": sys.argv,
         }
@@ -428,6 +435,7 @@ def prepare_from_source(
     column_map: Mapping[str, str] | None = None,
     views: Sequence[str] | None = None,
     walks_per_node: int | None = None,
+    memory_limit: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Adapter + ``prepare_dataset``: raw log of a known format -> dataset folder; returns ``output``.
@@ -453,6 +461,7 @@ def prepare_from_source(
         config,
         engine=engine,
         spark_master=spark_master,
+        memory_limit=memory_limit,
         bad_rows=result.bad_rows,
         inputs=result.inputs,
         overwrite=overwrite,

@@ -49,6 +49,7 @@ def test_top_level_help_lists_all_commands() -> None:
         (["prepare", "--source", "generic"], "--input is required for the generic source"),
         (["prepare", "--input", "/nonexistent/ratings"], "input /nonexistent/ratings does not exist"),
         (["prepare", "--walks-per-node", "-1"], "PrepareConfig.walks_per_node: must be >= 0, got -1"),
+        (["prepare", "--memory-limit", "lots"], "memory limit 'lots' is not a size like 512MB or 6GB"),
         (["evaluate", "--ks", "20,x"], "--ks expects comma-separated integers, got '20,x'"),
         (["evaluate", "--ks", "0"], "ks must be a non-empty tuple of positive ints, got (0,)"),
         (["evaluate", "--triggers", "0"], "n_triggers must be >= 1, got 0"),

@@ -105,3 +105,23 @@ def test_existing_output_needs_overwrite(tmp_path: Path, dataset: DatasetLayout)
     prepare_dataset(ten_events(), out, ten_config(), overwrite=True)
     assert not (out / "keep.txt").exists() and DatasetLayout(out).manifest.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_engine_memory_limit_reaches_duckdb_and_the_manifest(tmp_path: Path) -> None:
+    from offline.engine import connect
+
+    engine = connect("duckdb", memory_limit="1GB")
+    try:
+        # DuckDB reads GB as 10^9 bytes and prints it in binary units: 1e9 / 2^20 = 953.67 MiB.
+        assert engine.con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0] == "953.6 MiB"
+    finally:
+        engine.close()
+    out = prepare_dataset(ten_events(), tmp_path / "d", ten_config(), memory_limit="1GB")
+    assert read_json(DatasetLayout(out).manifest)["engine"]["memory_limit"] == "1GB"
+
+
+@pytest.mark.parametrize("bad", ["lots", "6", "6GiB", "-1GB", "GB"])
+def test_malformed_memory_limit_is_refused_before_any_work(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValueError, match="is not a size like 512MB or 6GB"):
+        prepare_dataset(ten_events(), tmp_path / "d", ten_config(), memory_limit=bad)
+    assert not (tmp_path / "d").exists()
