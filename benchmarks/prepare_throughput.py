@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--memory-limit",
-        default="6GB",
+        default="4GB",
         help="engine memory cap for prepare (DuckDB syntax; empty = engine default, 80%% of RAM)",
     )
     parser.add_argument("--generate-only", action="store_true", help="stop after generating the log")
