@@ -215,6 +215,7 @@ def test_daily_chain_runs_every_stage_in_order_and_publishes(tmp_path: Path) -> 
     assert code == 0
     assert [c.split()[0] for c in calls] == ["prepare", "train", "train-metric", "evaluate", "build-index"]
     assert f"--output {root}/dataset/20240105" in calls[0] and "--source taobao" in calls[0]
+    assert "--memory-limit 10GB" in calls[0]
     assert f"--dataset {root}/dataset/20240105 --output {root}/model/20240105" in calls[1]
     assert (
         f"--model {root}/model/20240105 --metric {root}/metric/20240105 --index-root {root}/index" in calls[4]
