@@ -31,7 +31,7 @@ from core.layout import DatasetLayout
 from offline.adapters import AdapterResult, BadRowReport, read_generic, read_movielens, read_taobao
 from offline.cleaning import check_schema, clean, clean_rows, drop_counts
 from offline.config import BadInputError, PrepareConfig
-from offline.engine import Engine, engine_session
+from offline.engine import Engine, check_memory_limit, engine_session
 from offline.graphs import (
     edges_to_csr,
     item_values,
@@ -443,6 +443,8 @@ def prepare_from_source(
     ``config`` defaults to ``preset(source)``; ``target``, ``views`` and ``walks_per_node`` override it
     when given.
     """
+    if memory_limit:
+        check_memory_limit(memory_limit)  # before the adapter reads the whole log
     if config is None:
         config = preset(source)
     overrides: dict[str, Any] = {}
