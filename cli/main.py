@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NoReturn
 
 import typer
 
@@ -33,7 +33,7 @@ BUNDLED = {
 }
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     """Print a one-line error (no stack trace) and exit: the only place that exits the process."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
@@ -57,7 +57,6 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         _fail(f"{option} expects comma-separated integers, got {text!r}")
-    raise AssertionError("unreachable")  # _fail exits
 
 
 def _parse_mapping(pairs: list[str], option: str) -> dict[str, str]:
@@ -124,7 +123,6 @@ def prepare(
     path = input or BUNDLED.get(source)
     if path is None:
         _fail("--input is required for the generic source")
-    assert path is not None
     if not path.exists():
         _fail(f"input {path} does not exist")
     from offline.prepare import prepare_from_source
