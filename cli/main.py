@@ -272,6 +272,7 @@ def evaluate(
     from offline.evaluation.job import evaluate as run_evaluation
     from offline.evaluation.protocol import ProtocolConfig
 
+    chosen = [m.strip() for m in methods.split(",")] if methods else None
     try:
         protocol = ProtocolConfig(
             ks=_int_list(ks, "--ks"), n_triggers=triggers, exclude_seen=exclude_seen, recent_days=recent_days
@@ -279,11 +280,11 @@ def evaluate(
         out = run_evaluation(
             dataset,
             output,
-            methods=[m.strip() for m in methods.split(",")] if methods else None,
+            methods=chosen,
             seeds=_int_list(seeds, "--seeds"),
             model_dir=model,
             protocol=protocol,
-            diversity=diversity and (not methods or "m2grl" in methods.split(",")),
+            diversity=diversity and (chosen is None or "m2grl" in chosen),
         )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))

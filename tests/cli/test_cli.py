@@ -82,6 +82,9 @@ def test_evaluate_passes_the_protocol_options_through(
     assert result.exit_code == 0, result.output
     assert seen["protocol"] == ProtocolConfig(ks=(10, 30), n_triggers=3, exclude_seen=True, recent_days=7.0)
     assert seen["seeds"] == (4, 5) and seen["methods"] == ["itemcf"] and seen["diversity"] is False
+    spaced = runner.invoke(app, [*args[:6], "itemcf, m2grl"])
+    assert spaced.exit_code == 0, spaced.output
+    assert seen["methods"] == ["itemcf", "m2grl"] and seen["diversity"] is True
     default = runner.invoke(app, args[:7])
     assert default.exit_code == 0, default.output
     assert seen["protocol"] == ProtocolConfig()
