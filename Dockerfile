@@ -47,7 +47,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     M2GRL_INDEX_ROOT=/data/index \
     M2GRL_PORT=8000 \
     M2GRL_WORKERS=2 \
-    OMP_NUM_THREADS=1
+    OMP_NUM_THREADS=1 \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 RUN groupadd --system --gid 10001 m2grl \
     && useradd --system --no-log-init --uid 10001 --gid m2grl --home-dir /opt/m2grl --shell /usr/sbin/nologin m2grl \
     && mkdir -p /data/index \

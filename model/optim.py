@@ -9,7 +9,8 @@ On CPU the ``unique`` of the coalescing goes through numpy on the tensors' own m
 touched rows" unique, 10x faster than ``torch.unique``'s sort on 16k rows), and so do the row gathers
 and scatters (:func:`take_rows`, :func:`put_rows`) when torch runs one intra-op thread (``np.take`` /
 fancy assignment beat the single-threaded ``index_select`` / ``index_copy_``; with more threads the
-torch ops, which split the rows between threads, are used). Other devices use the torch ops.
+torch ops, which split the rows between threads, are used). On CPU the coalescing sum and the lazy
+Adam step run as compiled kernels (:mod:`model.kernels`); other devices use the torch ops.
 
 Optimisers (registry :data:`SPARSE_OPTIMIZERS`):
 
@@ -27,6 +28,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor, nn
+
+from model.kernels import coalesce_rows, cpu_kernel_ok, lazy_adam_rows
 
 # Mark-and-scan unique (O(num_rows)) while the table has at most this many rows per looked-up row,
 # a sorting unique (O(n log n)) beyond.
@@ -111,7 +114,11 @@ class SparseEmbedding(nn.Module):
         coalesced = torch.zeros(len(unique), first.shape[1], dtype=first.dtype, device=first.device)
         start = 0
         for r, g in pending:
-            coalesced.index_add_(0, inverse[start : start + len(r)], g)
+            part = inverse[start : start + len(r)]
+            if cpu_kernel_ok(coalesced, part, g):
+                coalesce_rows(coalesced, part, g)  # parallel; index_add_ runs on one thread
+            else:
+                coalesced.index_add_(0, part, g)
             start += len(r)
         return unique, coalesced
 
@@ -178,6 +185,8 @@ class LazyAdam(RowSparseOptimizer):
     ) -> None:
         self.betas = betas
         self.eps = eps
+        self.use_kernel = True
+        """Compiled CPU kernel where it applies (``False``: always the torch ops, as on other devices)."""
         super().__init__(tables, lr)
 
     def _init_state(self, table: SparseEmbedding) -> dict[str, Tensor]:
@@ -200,6 +209,12 @@ class LazyAdam(RowSparseOptimizer):
         """
         b1, b2 = self.betas
         st = self.state[name]
+        weight = self.tables[name].weight
+        tensors = (weight, st["m"], st["v"], st["t"], rows, grad)
+        if self.use_kernel and grad.dtype == weight.dtype and cpu_kernel_ok(*tensors):
+            # the same arithmetic in one compiled pass per row (model.kernels: 2.7x faster on CPU)
+            lazy_adam_rows(*tensors, lr=self.lr, betas=self.betas, eps=self.eps)
+            return
         t = take_rows(st["t"], rows).add_(1.0)
         put_rows(st["t"], rows, t)
         m = take_rows(st["m"], rows).lerp_(grad, 1 - b1)
@@ -211,7 +226,7 @@ class LazyAdam(RowSparseOptimizer):
         offset = (bias1 * (self.eps / self.lr)).unsqueeze(1)
         # m and v are copies whose rows are stored already: reuse them for the denominator and update.
         denom = torch.addcmul(offset, v.sqrt_(), scale, out=v)
-        self.tables[name].weight.index_add_(0, rows, m.div_(denom), alpha=-1.0)  # rows are unique
+        weight.index_add_(0, rows, m.div_(denom), alpha=-1.0)  # rows are unique
 
 
 class RowAdagrad(RowSparseOptimizer):

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from core.atomic import atomic_write_bytes
+from model import kernels
 from model.config import TrainerConfig
 from model.distributed import DistInfo, all_reduce_mean_, all_reduce_sum
 from model.optim import SparseEmbedding, make_sparse_optimizer
@@ -125,6 +126,7 @@ def configure_threads(config: TrainerConfig, info: DistInfo) -> int:
     """Use every usable core, split between the processes of this machine; returns the thread count."""
     threads = config.threads or max(1, usable_cores() // max(info.local_world, 1))
     torch.set_num_threads(threads)
+    kernels.set_threads(threads)
     return threads
 
 

@@ -172,3 +172,14 @@ def test_sgns_gradient_only_for_inputs_that_need_it() -> None:
     context, pool = torch.randn(3, 2), torch.randn(4, 2)
     sgns_loss(centre, context, pool).backward()
     assert centre.grad is not None and centre.grad.shape == (3, 2)
+
+
+def test_softplus_sum_from_sigmoid_matches_softplus_and_survives_underflow() -> None:
+    from model.sgns import _softplus_sum
+
+    x = torch.tensor([[-3.0, 0.0, 2.5], [40.0, -20.0, 1.0]])
+    expected = torch.nn.functional.softplus(x.double()).sum().item()
+    assert _softplus_sum(x, torch.sigmoid(x)).item() == pytest.approx(expected, rel=1e-6)
+    # sigma(-200) is 0 in float32: log would be -inf; the fallback gives softplus(-200) + softplus(1) = log(1 + e)
+    y = torch.tensor([-200.0, 1.0])
+    assert _softplus_sum(y, torch.sigmoid(y)).item() == pytest.approx(math.log1p(math.e), rel=1e-6)

@@ -129,3 +129,33 @@ def test_lazy_adam_first_step_of_a_row_moves_it_by_lr_times_the_sign() -> None:
     assert opt.state["t"]["t"].tolist() == [1.0, 2.0, 0.0]
     # Second moment of row 1 after two equal gradients: (1 - b2^2) g^2.
     assert opt.state["t"]["v"][1].tolist() == pytest.approx([4 * (1 - 0.999**2), 0.25 * (1 - 0.999**2)])
+
+
+def test_lazy_adam_kernel_matches_the_torch_ops_over_several_steps() -> None:
+    """The compiled CPU step (model.kernels) and the torch-op step (other devices) agree, rows revisited."""
+    gen = torch.Generator().manual_seed(3)
+    start = torch.randn(50, 8, generator=gen)
+    kernel, ops = SparseEmbedding(start), SparseEmbedding(start)
+    opt_k, opt_t = LazyAdam({"t": kernel}, 0.05), LazyAdam({"t": ops}, 0.05)
+    opt_t.use_kernel = False
+    for step in range(4):
+        rows = torch.unique(torch.randint(0, 50, (30,), generator=gen))
+        grad = torch.randn(len(rows), 8, generator=gen) * (step + 1)
+        opt_k.step("t", rows, grad)
+        opt_t.step("t", rows, grad)
+    assert torch.allclose(kernel.weight, ops.weight, rtol=1e-5, atol=1e-6)
+    for key in ("m", "v", "t"):
+        assert torch.allclose(opt_k.state["t"][key], opt_t.state["t"][key], rtol=1e-5, atol=1e-7)
+    assert not torch.equal(kernel.weight, start)
+
+
+def test_coalesce_kernel_sums_duplicate_rows_like_index_add() -> None:
+    from model.kernels import coalesce_rows
+
+    out = torch.ones(3, 2)
+    coalesce_rows(out, torch.tensor([2, 0, 2, 2]), torch.tensor([[1.0, 2], [3, 4], [5, 6], [7, 8]]))
+    assert out.tolist() == [[4.0, 5.0], [1.0, 1.0], [14.0, 17.0]]
+    with pytest.raises(IndexError, match=r"\[0, 3\)"):
+        coalesce_rows(out, torch.tensor([3]), torch.ones(1, 2))
+    with pytest.raises(ValueError, match="inverse has 2 rows, grad 1"):
+        coalesce_rows(out, torch.tensor([0, 1]), torch.ones(1, 2))
