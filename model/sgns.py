@@ -94,18 +94,20 @@ class _SGNSLoss(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         centre, context, negatives, d_pos, d_neg = ctx.saved_tensors
         d_pos = (d_pos * grad).unsqueeze(1)
-        d_neg = d_neg * grad
         need_c, need_x, need_n = ctx.needs_input_grad[:3]
         g_centre = g_context = g_neg = None
-        if need_c:
-            if negatives.dim() == 2:
-                g_centre = torch.addmm(context * d_pos, d_neg, negatives)
-            else:
+        if negatives.dim() == 2:
+            # the incoming gradient scales the small [S, d] factors, not the [B, S] d_neg (a pass saved)
+            if need_c:
+                g_centre = torch.addmm(context * d_pos, d_neg, negatives * grad)
+            if need_n:
+                g_neg = (centre.T @ d_neg).T.mul_(grad).contiguous()  # (d x B)(B x S): the faster GEMM
+        else:
+            d_neg = d_neg * grad
+            if need_c:
                 g_centre = torch.bmm(d_neg.unsqueeze(1), negatives).squeeze(1).add_(context * d_pos)
+            if need_n:
+                g_neg = d_neg.unsqueeze(2) * centre.unsqueeze(1)
         if need_x:
             g_context = centre * d_pos
-        if need_n and negatives.dim() == 2:
-            g_neg = d_neg.T @ centre
-        elif need_n:
-            g_neg = d_neg.unsqueeze(2) * centre.unsqueeze(1)
         return g_centre, g_context, g_neg, None
