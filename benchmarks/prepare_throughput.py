@@ -10,6 +10,11 @@
    (>= 1M events/s end to end, <= 8 GiB peak RSS), and saves the figures to
    ``artifacts/bench/prepare-<N>.json``.
 
+4. Runs the reference: bare DuckDB queries on the same log, same threads and memory cap (a scan, one
+   window over ``(user_id, timestamp)``, the events rewritten sorted by user and time). They are
+   lower bounds of the work any prepare has to do (it sorts by user and time and writes the events),
+   printed side by side with ours. ``--no-reference`` skips them.
+
 ``--generate-only`` stops after step 1 (a generator benchmark on its own).
 """
 
@@ -93,6 +98,51 @@ def _child(events_dir: Path, output: Path, engine: str, memory_limit: str | None
     )
 
 
+#: The reference queries (name, SQL over ``{log}``, the parquet parts; ``{out}``: a scratch file).
+REFERENCE_QUERIES = (
+    ("scan: sum(timestamp), distinct users", "SELECT sum(timestamp), count(DISTINCT user_id) FROM {log}"),
+    (
+        "one window: session starts (lag over user by time)",
+        "SELECT sum(CASE WHEN p IS NULL OR timestamp - p >= 3600 THEN 1 ELSE 0 END) FROM "
+        "(SELECT timestamp, lag(timestamp) OVER (PARTITION BY user_id ORDER BY timestamp) AS p FROM {log})",
+    ),
+    (
+        "rewrite sorted by user, time (parquet)",
+        "COPY (SELECT * FROM {log} ORDER BY user_id, timestamp) TO '{out}' (FORMAT parquet)",
+    ),
+)
+
+
+def run_reference(events_dir: Path, scratch: Path, memory_limit: str | None) -> list[tuple[str, float]]:
+    """Seconds of each :data:`REFERENCE_QUERIES` on bare DuckDB (its default threads: every core)."""
+    import duckdb
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    out = scratch / "sorted.parquet"
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET temp_directory = '{scratch / 'spill'}'")
+        if memory_limit:
+            con.execute(f"SET memory_limit = '{memory_limit}'")
+        log = f"read_parquet('{events_dir / 'part-*.parquet'}')"
+        timings = []
+        for name, sql in REFERENCE_QUERIES:
+            with timed() as t:
+                con.execute(sql.format(log=log, out=out)).fetchall()
+            timings.append((name, t.seconds))
+        return timings
+    finally:
+        con.close()
+        out.unlink(missing_ok=True)
+
+
+def report_reference(events: int, timings: list[tuple[str, float]]) -> dict[str, float]:
+    """Print the reference table; returns its figures."""
+    print("\nreference: bare DuckDB on the same log (lower bounds of a prepare):")
+    print_table(["query", "seconds", "events/s"], [(n, f"{s:.2f}", rate(events, s)) for n, s in timings])
+    return dict(timings)
+
+
 def report(
     events: int,
     synth: dict[str, Any],
@@ -171,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         help="engine memory cap for prepare (DuckDB syntax; empty = engine default, 80%% of RAM)",
     )
     parser.add_argument("--generate-only", action="store_true", help="stop after generating the log")
+    parser.add_argument("--no-reference", action="store_true", help="skip the bare-DuckDB reference queries")
     parser.add_argument("--child", nargs=2, metavar=("EVENTS_DIR", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -183,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         output = args.cache / f"prepared-{args.events}"
         prep = run_prepare_child(events_dir, output, args.engine, args.memory_limit or None)
     result = report(args.events, synth, reused, prep, args.memory_limit or None)
+    if not args.generate_only and not args.no_reference:
+        timings = run_reference(events_dir, args.cache / "reference-scratch", args.memory_limit or None)
+        result["reference_s"] = report_reference(args.events, timings)
     out = args.cache / f"{'synth' if args.generate_only else 'prepare'}-{args.events}.json"
     out.write_text(json.dumps(result, indent=2, default=str))
     print(f"\nfigures saved to {out}")
