@@ -38,9 +38,14 @@ def _jit(fn: F) -> F:
         return numba.njit(parallel=True, cache=False)(fn)  # type: ignore[return-value]
 
 
+def numpy_ok(*tensors: Tensor) -> bool:
+    """True when every tensor is a CPU tensor numpy can view without copying or detaching."""
+    return all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
+
+
 def cpu_kernel_ok(*tensors: Tensor) -> bool:
-    """True when every tensor is a contiguous CPU tensor without autograd history (numpy views it)."""
-    return all(t.device.type == "cpu" and t.is_contiguous() and not t.requires_grad for t in tensors)
+    """True when every tensor is a contiguous tensor that :func:`numpy_ok` accepts."""
+    return numpy_ok(*tensors) and all(t.is_contiguous() for t in tensors)
 
 
 def set_threads(n: int) -> None:

@@ -29,22 +29,17 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
-from model.kernels import coalesce_rows, cpu_kernel_ok, lazy_adam_rows
+from model.kernels import coalesce_rows, cpu_kernel_ok, lazy_adam_rows, numpy_ok
 
 # Mark-and-scan unique (O(num_rows)) while the table has at most this many rows per looked-up row,
 # a sorting unique (O(n log n)) beyond.
 _MARK_UNIQUE_MAX_RATIO = 16
 
 
-def _numpy_ok(*tensors: Tensor) -> bool:
-    """True when every tensor is a CPU tensor numpy can view without copying or detaching."""
-    return all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
-
-
 def _numpy_rows_ok(*tensors: Tensor) -> bool:
     """Row gathers/scatters through numpy: CPU tensors and one intra-op thread (numpy's take and fancy
     assignment are serial, torch's ``index_select``/``index_copy_`` split the rows between threads)."""
-    return torch.get_num_threads() == 1 and _numpy_ok(*tensors)
+    return torch.get_num_threads() == 1 and numpy_ok(*tensors)
 
 
 def take_rows(table: Tensor, rows: Tensor) -> Tensor:
@@ -126,7 +121,7 @@ class SparseEmbedding(nn.Module):
         """``(unique, inverse)`` of ``rows`` as ``torch.unique(rows, return_inverse=True)``: ``unique``
         sorted, ``unique[inverse] == rows``."""
         n = self.num_rows
-        if not _numpy_ok(rows) or n > _MARK_UNIQUE_MAX_RATIO * max(len(rows), 1):
+        if not numpy_ok(rows) or n > _MARK_UNIQUE_MAX_RATIO * max(len(rows), 1):
             unique, inverse = torch.unique(rows, return_inverse=True)
             return unique, inverse
         if self._mark is None or self._slot is None or len(self._mark) != n:
