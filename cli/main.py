@@ -157,7 +157,14 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Epochs (paper: 10).")] = None,
     dim: Annotated[int | None, typer.Option(help="Embedding dimension.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Pairs per batch (paper: 2048).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (paper: 0.01).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of the dense Adam (paper: 0.01).")] = None,
+    sparse_optimizer: Annotated[
+        str | None,
+        typer.Option(help="Optimiser of the embedding tables: row_adagrad (default) or lazy_adam."),
+    ] = None,
+    sparse_lr: Annotated[
+        float | None, typer.Option(help="Learning rate of the embedding tables (default 0.05).")
+    ] = None,
     lr_schedule: Annotated[
         str | None, typer.Option(help="constant, or linear decay to min_lr (1e-4) over the run.")
     ] = None,
@@ -188,6 +195,8 @@ def train(
             dim=dim,
             batch_size=batch_size,
             lr=lr,
+            sparse_optimizer=sparse_optimizer,
+            sparse_lr=sparse_lr,
             lr_schedule=lr_schedule,
             window=window,
             negatives=negatives,

@@ -8,6 +8,8 @@ step counts, runs about ten ``[u, dim]`` passes and scatters them back (``index_
 row, in place, rows split between threads (the rows are unique, so no two threads write one row):
 2.45 ms. :func:`coalesce_rows` sums the per-pair gradients of a gather into one row per distinct row
 (what ``index_add_`` did, serially), parallel over the distinct rows through a counting sort.
+:func:`row_adagrad_rows` is the row-wise Adagrad step (M2GRL's default optimiser of the tables) in the
+same one-pass form.
 
 Only CPU tensors that numpy can view are handed here (:func:`cpu_kernel_ok`); every other device keeps
 the torch ops. Compiled once per process (about 0.7 s per kernel) and cached on disk when the cache
@@ -99,6 +101,33 @@ def lazy_adam_rows(
 
 
 @_jit
+def _row_adagrad(w, acc, rows, grad, lr, eps):  # type: ignore[no-untyped-def]
+    dim = w.shape[1]
+    for k in prange(len(rows)):
+        r = rows[k]
+        sq = 0.0
+        for j in range(dim):
+            sq += grad[k, j] * grad[k, j]
+        total = acc[r] + sq / dim
+        acc[r] = total
+        step = lr / (np.sqrt(total) + eps)
+        for j in range(dim):
+            w[r, j] -= step * grad[k, j]
+
+
+def row_adagrad_rows(
+    weight: Tensor, acc: Tensor, rows: Tensor, grad: Tensor, *, lr: float, eps: float
+) -> None:
+    """One row-wise Adagrad step, in place, on the unique ``rows`` of ``weight`` with their gradient ``grad``.
+
+    Per row ``r``: ``G_r += mean_j(g_rj^2)``, ``w_r -= lr g_r / (sqrt(G_r) + eps)``
+    (``model.optim.RowAdagrad``'s arithmetic). Rows must be unique: threads write rows without locks.
+    """
+    dtype = weight.numpy().dtype.type
+    _row_adagrad(weight.numpy(), acc.numpy(), rows.numpy(), grad.numpy(), dtype(lr), dtype(eps))
+
+
+@_jit
 def _coalesce(out, inverse, grad):  # type: ignore[no-untyped-def]
     n_unique = out.shape[0]
     # counting sort of the pairs by their distinct row: order[offsets[u]:offsets[u + 1]] are u's pairs
@@ -137,4 +166,5 @@ def warm_up() -> None:
         w, torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2), torch.tensor([1]), torch.ones(1, 2),
         lr=0.01, betas=(0.9, 0.999), eps=1e-8,
     )  # fmt: skip
+    row_adagrad_rows(w, torch.zeros(2), torch.tensor([1]), torch.ones(1, 2), lr=0.1, eps=1e-10)
     coalesce_rows(torch.zeros(1, 2), torch.tensor([0, 0]), torch.ones(2, 2))

@@ -29,7 +29,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
-from model.kernels import coalesce_rows, cpu_kernel_ok, lazy_adam_rows, numpy_ok
+from model.kernels import coalesce_rows, cpu_kernel_ok, lazy_adam_rows, numpy_ok, row_adagrad_rows
 
 # Mark-and-scan unique (O(num_rows)) while the table has at most this many rows per looked-up row,
 # a sorting unique (O(n log n)) beyond.
@@ -229,6 +229,8 @@ class RowAdagrad(RowSparseOptimizer):
 
     def __init__(self, tables: dict[str, SparseEmbedding], lr: float, eps: float = 1e-10) -> None:
         self.eps = eps
+        self.use_kernel = True
+        """Compiled CPU kernel where it applies (``False``: always the torch ops, as on other devices)."""
         super().__init__(tables, lr)
 
     def _init_state(self, table: SparseEmbedding) -> dict[str, Tensor]:
@@ -238,10 +240,14 @@ class RowAdagrad(RowSparseOptimizer):
     @torch.no_grad()
     def step(self, name: str, rows: Tensor, grad: Tensor) -> None:
         st = self.state[name]
+        weight = self.tables[name].weight
+        tensors = (weight, st["sum"], rows, grad)
+        if self.use_kernel and grad.dtype == weight.dtype and cpu_kernel_ok(*tensors):
+            row_adagrad_rows(*tensors, lr=self.lr, eps=self.eps)  # one compiled pass per row
+            return
         acc = st["sum"].index_select(0, rows) + grad.pow(2).mean(dim=1)
         st["sum"].index_copy_(0, rows, acc)
-        w = self.tables[name].weight
-        w.index_add_(0, rows, grad / (acc.sqrt() + self.eps).unsqueeze(1), alpha=-self.lr)
+        weight.index_add_(0, rows, grad / (acc.sqrt() + self.eps).unsqueeze(1), alpha=-self.lr)
 
 
 SPARSE_OPTIMIZERS: dict[str, Callable[[dict[str, SparseEmbedding], float], RowSparseOptimizer]] = {

@@ -240,7 +240,7 @@ def train(
     tables = sparse_tables(model)
     dense = [p for p in model.parameters() if p.requires_grad]
     dense_opt = torch.optim.Adam(dense, lr=config.lr, weight_decay=config.weight_decay) if dense else None
-    sparse_opt = make_sparse_optimizer(config.sparse_optimizer, tables, config.lr) if tables else None
+    sparse_opt = make_sparse_optimizer(config.sparse_optimizer, tables, config.table_lr) if tables else None
     after_step = getattr(model, "after_step", None)
 
     result = TrainResult()
@@ -281,7 +281,10 @@ def train(
                 # per step when the epoch length is known, else per epoch
                 within = (local_step - 1) / steps_per_epoch if steps_per_epoch else 0.0
                 _set_lr(
-                    scheduled_lr(config, (epoch + min(within, 1.0)) / config.epochs), dense_opt, sparse_opt
+                    config,
+                    scheduled_lr(config, (epoch + min(within, 1.0)) / config.epochs),
+                    dense_opt,
+                    sparse_opt,
                 )
             batch = _move(raw, device)
             total, logs = _split_loss(model.loss(batch))
@@ -328,12 +331,15 @@ def scheduled_lr(config: TrainerConfig, done: float) -> float:
     return config.min_lr + (config.lr - config.min_lr) * max(0.0, 1.0 - done)
 
 
-def _set_lr(lr: float, dense_opt: torch.optim.Optimizer | None, sparse_opt: Any) -> None:
+def _set_lr(
+    config: TrainerConfig, lr: float, dense_opt: torch.optim.Optimizer | None, sparse_opt: Any
+) -> None:
+    """Dense rate ``lr``; the sparse rate scaled by the same factor (``table_lr * lr / config.lr``)."""
     if dense_opt is not None:
         for group in dense_opt.param_groups:
             group["lr"] = lr
     if sparse_opt is not None:
-        sparse_opt.lr = lr
+        sparse_opt.lr = config.table_lr * lr / config.lr
 
 
 def _optimise(

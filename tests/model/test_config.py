@@ -48,7 +48,9 @@ def test_paper_defaults() -> None:
     assert cfg.min_sigma2 == 0.05 and cfg.weighting == "adaptive" and cfg.rel_dim == 64
     assert dataclasses.replace(cfg, relation_dim=8).rel_dim == 8
     assert cfg.lr_schedule == "constant" and cfg.min_lr == 1e-4
-    assert cfg.trainer() == TrainerConfig()
+    # the tables use row-wise Adagrad at 0.05 (not the paper's Adam: see M2GRLConfig.sparse_optimizer)
+    assert cfg.trainer() == TrainerConfig(sparse_optimizer="row_adagrad", sparse_lr=0.05)
+    assert cfg.trainer().table_lr == 0.05
     linear = dataclasses.replace(cfg, lr_schedule="linear", min_lr=1e-3).trainer()
     assert (linear.lr_schedule, linear.min_lr) == ("linear", 1e-3)
 

@@ -159,3 +159,35 @@ def test_coalesce_kernel_sums_duplicate_rows_like_index_add() -> None:
         coalesce_rows(out, torch.tensor([3]), torch.ones(1, 2))
     with pytest.raises(ValueError, match="inverse has 2 rows, grad 1"):
         coalesce_rows(out, torch.tensor([0, 1]), torch.ones(1, 2))
+
+
+def test_row_adagrad_kernel_matches_the_torch_ops_over_several_steps() -> None:
+    gen = torch.Generator().manual_seed(4)
+    start = torch.randn(40, 6, generator=gen)
+    kernel, ops = SparseEmbedding(start), SparseEmbedding(start)
+    opt_k, opt_t = RowAdagrad({"t": kernel}, 0.2), RowAdagrad({"t": ops}, 0.2)
+    opt_t.use_kernel = False
+    for step in range(4):
+        rows = torch.unique(torch.randint(0, 40, (25,), generator=gen))
+        grad = torch.randn(len(rows), 6, generator=gen) * (step + 1)
+        opt_k.step("t", rows, grad)
+        opt_t.step("t", rows, grad)
+    assert torch.allclose(kernel.weight, ops.weight, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(opt_k.state["t"]["sum"], opt_t.state["t"]["sum"], rtol=1e-5)
+    assert not torch.equal(kernel.weight, start)
+
+
+@pytest.mark.parametrize("use_kernel", [True, False])
+def test_row_adagrad_steps_by_hand(use_kernel: bool) -> None:
+    """G = 0 + mean(g^2) = (9 + 16) / 2 = 12.5 at the first step, then 12.5 + (1 + 1) / 2 = 13.5."""
+    table = SparseEmbedding(torch.zeros(3, 2))
+    opt = RowAdagrad({"t": table}, 0.5)
+    opt.use_kernel = use_kernel
+    opt.step("t", torch.tensor([2]), torch.tensor([[3.0, -4.0]]))
+    assert table.weight[2].tolist() == pytest.approx([-0.5 * 3 / 12.5**0.5, 0.5 * 4 / 12.5**0.5])
+    opt.step("t", torch.tensor([0, 2]), torch.tensor([[2.0, 2.0], [1.0, -1.0]]))
+    assert opt.state["t"]["sum"].tolist() == pytest.approx([4.0, 0.0, 13.5])
+    assert table.weight[0].tolist() == pytest.approx([-0.5, -0.5])  # 0.5 * 2 / sqrt(4)
+    second = [-0.5 * 3 / 12.5**0.5 - 0.5 / 13.5**0.5, 0.5 * 4 / 12.5**0.5 + 0.5 / 13.5**0.5]
+    assert table.weight[2].tolist() == pytest.approx(second)
+    assert table.weight[1].tolist() == [0.0, 0.0]

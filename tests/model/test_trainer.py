@@ -159,19 +159,32 @@ def test_scheduled_lr_linear_and_constant() -> None:
 
 
 def test_linear_schedule_sets_both_optimisers_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    """2 epochs x 4 steps: step s of 8 runs at lr(s / 8), on the dense and the sparse optimiser alike."""
+    """2 epochs x 4 steps: step s of 8 runs at lr(s / 8) on the dense optimiser and at the same factor of
+    ``sparse_lr`` on the sparse one (0.05 / 0.01 = 5 x the dense rate)."""
     import model.trainer as trainer_module
 
     seen: list[tuple[float, list[float], float]] = []
     real = trainer_module._set_lr
 
-    def spy(lr: float, dense_opt: torch.optim.Optimizer | None, sparse_opt: object) -> None:
-        real(lr, dense_opt, sparse_opt)
+    def spy(
+        config: TrainerConfig, lr: float, dense_opt: torch.optim.Optimizer | None, sparse_opt: object
+    ) -> None:
+        real(config, lr, dense_opt, sparse_opt)
         assert dense_opt is not None
         seen.append((lr, [g["lr"] for g in dense_opt.param_groups], sparse_opt.lr))  # type: ignore[attr-defined]
 
     monkeypatch.setattr(trainer_module, "_set_lr", spy)
-    cfg = TrainerConfig(epochs=2, threads=1, device="cpu", lr=0.01, lr_schedule="linear", min_lr=0.0)
+    cfg = TrainerConfig(
+        epochs=2, threads=1, device="cpu", lr=0.01, sparse_lr=0.05, lr_schedule="linear", min_lr=0.0
+    )
     train(_model(), lambda epoch: [_batch()] * 4, cfg, progress=False, steps_per_epoch=4)
     assert [round(lr, 6) for lr, _, _ in seen] == [round(0.01 * (1 - s / 8), 6) for s in range(8)]
-    assert all(dense == [lr] * len(dense) and sparse == lr for lr, dense, sparse in seen)
+    assert all(dense == [lr] * len(dense) and sparse == pytest.approx(5 * lr) for lr, dense, sparse in seen)
+
+
+def test_sparse_lr_sets_the_table_optimiser_rate() -> None:
+    """The table optimiser's rate is ``sparse_lr``, or ``lr`` when it is ``None``; a negative one is refused."""
+    assert TrainerConfig(lr=0.01).table_lr == 0.01
+    assert TrainerConfig(lr=0.01, sparse_lr=0.2).table_lr == 0.2
+    with pytest.raises(ValueError, match="sparse_lr"):
+        TrainerConfig(sparse_lr=-1.0)
