@@ -32,8 +32,10 @@ NOTES = [
     "Node2Vec p=1, q=0.5; Item-CF co-occurrence over whole user histories with 1/log(1+|u|) user weights.",
     "LINE, EGES, GRU4Rec, YouTube-DNN and GraphSAGE: settings in each module's docstring under "
     "offline/baselines/, chosen on the MovieLens validation split (target=valid), trained with the shared trainer.",
-    "M2GRL: the paper's defaults (dim 64, window 9, 10 negatives, batch 2048, Adam 0.01, clip 1, 10 epochs, "
-    "sigma^2 >= 0.05), relation dimension = dim.",
+    "M2GRL: the paper's defaults (dim 64, window 9, 10 negatives, batch 2048, clip 1, 10 epochs, "
+    "sigma^2 >= 0.05), relation dimension = dim; Adam 0.01 on the dense parameters, row-wise Adagrad 0.05 on "
+    "the embedding tables (M2GRLConfig.sparse_optimizer; the paper's Adam on them scored lower on the "
+    "validation splits).",
     "Hyper-parameters are not tuned on this (test) split; the test split is scored once per method and seed.",
     "Why adaptive M2GRL trails its own single view: uncertainty weighting gives the (easy, low-loss) "
     "item-category alignment 20-35x the item task's weight, so neighbours become category-bound "

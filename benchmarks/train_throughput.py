@@ -132,6 +132,15 @@ def hit_rate(
 
 
 def _peak_rss_mb() -> float:
+    """This process's own peak RSS: ``VmHWM`` where Linux has it. ``ru_maxrss`` survives ``exec``, so a
+    spawned run would report the parent's peak (the corpora it holds) whenever that is larger."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

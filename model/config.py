@@ -156,15 +156,17 @@ class M2GRLConfig:
             (10 epochs) MovieLens 0.535 -> 0.577, Taobao 0.048 -> 0.046 (noise: a few hits); item view
             alone on the synthetic 10M-event log (470k items, 3 epochs) 0.207 -> 0.366, where a constant lr
             got worse with more epochs (0.118 after 10), but 1M events (10 epochs) 0.512 -> 0.466, and 2
-            epochs on MovieLens halve the share of same-genre neighbours. Hence opt-in.
+            epochs on MovieLens halve the share of same-genre neighbours. Hence opt-in. (These figures are
+            with lazy Adam on the tables; with row_adagrad, 10M: constant 0.380, linear 0.413.)
         sparse_optimizer: row-sparse optimiser of the embedding tables. "row_adagrad" (default): one
             Adagrad accumulator per row, so a row's step shrinks with its own gradient history (frequent
             rows settle, rare rows keep large steps) and keeps the gradient's direction; lazy Adam's
             first step of a row is lr * sign(g) per coordinate whatever the gradient. Validation
             HitRate@50 (seed 0, constant lr): Taobao M2GRL 0.046 -> 0.066, item view alone 0.093 -> 0.162;
             MovieLens M2GRL 0.533 -> 0.543, item view alone 0.676 -> 0.651. Item view alone against
-            gensim (benchmarks/train_throughput.py, batch 16384): synthetic 10M events 3 epochs,
-            linear lr, 0.366 (lazy Adam 0.01) -> 0.412 (gensim 0.376); 1M events 0.466 -> 0.518 (0.484).
+            gensim (benchmarks/train_throughput.py, batch 16384, reports/train_bench.md): synthetic 10M
+            events, 3 epochs, constant lr 0.207 (lazy Adam 0.01) -> 0.380, linear 0.366 -> 0.413 (gensim
+            0.376); 1M events, 10 epochs, constant 0.512 -> 0.511, linear 0.466 -> 0.506 (gensim 0.485).
         sparse_lr: learning rate of the row-sparse optimiser (0.05 for row_adagrad: at 0.1 the 10M
             figure above falls to 0.268); ``None`` = ``lr``. The dense parameters (alignment matrices,
             log sigma^2) keep Adam at ``lr``.
