@@ -21,7 +21,19 @@ GIB = 1 << 30
 
 def peak_rss_bytes(children: bool = False) -> int:
     """Peak RSS in bytes of this process, or (``children=True``) the largest of its terminated,
-    waited-for child processes. Linux reports ``ru_maxrss`` in KiB, macOS in bytes."""
+    waited-for child processes. Linux reports ``ru_maxrss`` in KiB, macOS in bytes.
+
+    For this process Linux's ``VmHWM`` is read when present: ``ru_maxrss`` survives ``exec``, so a
+    spawned process would otherwise report its parent's peak whenever that is larger. (The children's
+    figure has the same limit: a child's peak is at least its parent's at the fork.)"""
+    if not children:
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     maxrss = resource.getrusage(who).ru_maxrss
     return int(maxrss if sys.platform == "darwin" else maxrss * 1024)

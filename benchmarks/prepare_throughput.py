@@ -11,9 +11,10 @@
    ``artifacts/bench/prepare-<N>.json``.
 
 4. Runs the reference: bare DuckDB queries on the same log, same threads and memory cap (a scan, one
-   window over ``(user_id, timestamp)``, the events rewritten sorted by user and time). They are
-   lower bounds of the work any prepare has to do (it sorts by user and time and writes the events),
-   printed side by side with ours. ``--no-reference`` skips them.
+   window over ``(user_id, timestamp)``, the two windows of session ids, the events rewritten sorted
+   by user and time, and a minimal prepare in bare SQL; see :data:`REFERENCE_QUERIES`). They are
+   lower bounds of the work any prepare has to do, printed side by side with ours.
+   ``--no-reference`` skips them.
 
 ``--generate-only`` stops after step 1 (a generator benchmark on its own).
 """

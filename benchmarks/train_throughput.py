@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import multiprocessing as mp
-import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +30,9 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import peak_rss_bytes  # noqa: E402
+
 TAOBAO = REPO / "data" / "taobao-sample" / "UserBehavior_head_sample.csv.gz"
 if not TAOBAO.exists():
     TAOBAO = Path("/work/shared/data/taobao-userbehavior-sample/UserBehavior_head_sample.csv.gz")
@@ -132,16 +135,7 @@ def hit_rate(
 
 
 def _peak_rss_mb() -> float:
-    """This process's own peak RSS: ``VmHWM`` where Linux has it. ``ru_maxrss`` survives ``exec``, so a
-    spawned run would report the parent's peak (the corpora it holds) whenever that is larger."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_bytes() / (1 << 20)
 
 
 def run_gensim(path: str, args: dict[str, Any]) -> dict[str, Any]:
