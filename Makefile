@@ -37,6 +37,7 @@ test: lint typecheck pytest
 
 bench-quality: install
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/quality.py --exclude-seen
 
 bench-prepare: install
 	$(BIN)/python benchmarks/prepare_throughput.py

@@ -6,6 +6,7 @@ Heavy libraries (torch, faiss, ibis) are imported inside each command so ``m2grl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -111,6 +112,19 @@ def prepare(
             help="Augmentation random walks per node of every view graph (default from the preset: 0)."
         ),
     ] = None,
+    session_gap: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds of idleness that end a session (default from the preset: MovieLens one year, "
+            "Taobao and generic one week, i.e. a user's history is one sequence unless they pause longer)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML file of PrepareConfig fields over the preset (e.g. `m2grl tune`'s best_prepare.toml)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
 ) -> None:
     """Raw behaviour logs -> cleaned events, sessions, one graph per view, sequences, splits."""
@@ -126,12 +140,24 @@ def prepare(
     if not path.exists():
         _fail(f"input {path} does not exist")
     from offline.prepare import prepare_from_source
+    from offline.presets import preset
+    from offline.tune import read_toml_overrides
 
     try:
+        prepare_config = preset(source)  # type: ignore[arg-type]
+        if config is not None:
+            prepare_config = read_toml_overrides(config, prepare_config)
+        if session_gap is not None:
+            prepare_config = dataclasses.replace(
+                prepare_config,
+                session_gap_s=session_gap,
+                session_merge_gap_s=min(prepare_config.session_merge_gap_s, session_gap),
+            )
         out = prepare_from_source(
             source,  # type: ignore[arg-type]
             path,
             output,
+            config=prepare_config,
             engine=engine,
             spark_master=spark_master,
             target=target,
@@ -171,7 +197,26 @@ def train(
     window: Annotated[int | None, typer.Option(help="Skip-gram window c (paper: 9).")] = None,
     negatives: Annotated[int | None, typer.Option(help="Negatives per positive k (paper: 10).")] = None,
     weighting: Annotated[
-        str | None, typer.Option(help="Task weighting: adaptive (eq. 10), uniform or static.")
+        str | None,
+        typer.Option(
+            help="Task weighting: adaptive (eq. 10), bounded (adaptive, capped ratio), uniform or static."
+        ),
+    ] = None,
+    max_weight_ratio: Annotated[
+        float | None, typer.Option(help="bounded: cap of another task's weight over the item task's.")
+    ] = None,
+    align_item_grad: Annotated[
+        bool | None,
+        typer.Option(
+            help="Let the alignment's gradient reach the item rows (the paper). Default: no, the item "
+            "space is the item view's own and side views are aligned into it."
+        ),
+    ] = None,
+    scoring: Annotated[
+        str | None, typer.Option(help="Item-to-item score served: cosine (default) or ip (inner product).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file of M2GRLConfig fields (e.g. `m2grl tune`'s best.toml).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
@@ -201,15 +246,21 @@ def train(
             window=window,
             negatives=negatives,
             weighting=weighting,
+            max_weight_ratio=max_weight_ratio,
+            align_item_grad=align_item_grad,
+            scoring=scoring,
             seed=seed,
             device=device,
             walks=walks,
         ).items()
         if v is not None
     }
+    from offline.tune import read_toml_overrides
+
     try:
-        config = M2GRLConfig(**overrides)
-        out = train_m2grl(dataset, output, config, resume=resume, overwrite=overwrite)
+        base = read_toml_overrides(config, M2GRLConfig()) if config is not None else M2GRLConfig()
+        train_config = dataclasses.replace(base, **overrides)
+        out = train_m2grl(dataset, output, train_config, resume=resume, overwrite=overwrite)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"model written to {out}")
@@ -235,6 +286,40 @@ def train_metric(
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"metric model written to {out}")
+
+
+@app.command()
+def tune(
+    dataset: Annotated[
+        Path, typer.Option(help="Dataset folder; trials are scored on its validation split, never its test.")
+    ] = Path("artifacts/dataset"),
+    output: Annotated[
+        Path, typer.Option(help="Folder for trials.md/json, best.toml, best_prepare.toml.")
+    ] = Path("artifacts/tune"),
+    trials: Annotated[int, typer.Option(help="Optuna trials (each trains M2GRL once).")] = 30,
+    epochs: Annotated[
+        str | None, typer.Option(help="Range of epochs searched, LO,HI (default 3,15).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting trials after this many seconds.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler and of every trial's training.")] = 0,
+) -> None:
+    """Search task balancing, scoring, alignment, window, epochs and session gap on the validation split."""
+    from offline.tune import TuneSpace
+    from offline.tune import tune as run_tune
+
+    space = TuneSpace()
+    if epochs is not None:
+        bounds = _int_list(epochs, "--epochs")
+        if len(bounds) != 2 or not 1 <= bounds[0] <= bounds[1]:
+            _fail(f"--epochs expects LO,HI with 1 <= LO <= HI, got {epochs!r}")
+        space = dataclasses.replace(space, epochs=(bounds[0], bounds[1]))
+    try:
+        best = run_tune(dataset, output, trials=trials, seed=seed, space=space, timeout_s=timeout)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"trials in {output / 'trials.md'}; chosen config {best} (m2grl train --config {best})")
 
 
 @app.command()

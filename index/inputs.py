@@ -120,9 +120,32 @@ def _item_view(layout: ModelLayout) -> str:
     return DEFAULT_ITEM_VIEW
 
 
+def model_scoring(layout: ModelLayout) -> str:
+    """The general mode's score the model was trained for (manifest ``config.scoring``): ``"cosine"`` or
+    ``"ip"``; models written before the option existed are ``"ip"``."""
+    if not layout.manifest.is_file():
+        return "ip"
+    try:
+        manifest = read_json(layout.manifest)
+    except ValueError as exc:
+        raise InvalidArtifact(f"{layout.manifest}: manifest is not valid JSON: {exc}") from exc
+    config = manifest.get("config") if isinstance(manifest, dict) else None
+    scoring = config.get("scoring", "ip") if isinstance(config, dict) else "ip"
+    if scoring not in ("ip", "cosine"):
+        raise InvalidArtifact(f"{layout.manifest}: config.scoring must be ip or cosine, got {scoring!r}")
+    return str(scoring)
+
+
+def l2_normalised(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Rows scaled to unit length (all-zero rows stay zero): cosine served as inner product."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
 def read_inputs(model_dir: Path, metric_dir: Path | None = None) -> BuildInputs:
-    """Read ``model_dir`` (instance-view embeddings -> mode ``general``, inner product) and, when given,
-    ``metric_dir`` (``diversity.npy`` -> mode ``diversity``, L2). Raises ``InvalidArtifact``."""
+    """Read ``model_dir`` (instance-view embeddings -> mode ``general``, inner product; L2-normalised first
+    when the model's scoring is cosine) and, when given, ``metric_dir`` (``diversity.npy`` -> mode
+    ``diversity``, L2). Raises ``InvalidArtifact``."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise InvalidArtifact(f"{model_dir}: model folder does not exist")
@@ -141,7 +164,10 @@ def read_inputs(model_dir: Path, metric_dir: Path | None = None) -> BuildInputs:
         raise InvalidArtifact(f"{vocab_path}: item id {int(uniq[counts > 1][0])} appears more than once")
 
     emb_path = layout.embeddings(item_view)
-    modes = {Mode.GENERAL.value: ModeInput(check_vectors(emb_path, _load(emb_path), n), "ip", str(emb_path))}
+    general = check_vectors(emb_path, _load(emb_path), n)
+    if model_scoring(layout) == "cosine":
+        general = l2_normalised(general)
+    modes = {Mode.GENERAL.value: ModeInput(general, "ip", str(emb_path))}
     attributes: dict[str, npt.NDArray[np.int64]] = {}
     attr_dir = layout.attributes(item_view).parent
     if attr_dir.is_dir():

@@ -11,12 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Weighting = Literal["adaptive", "uniform", "static"]
+Weighting = Literal["adaptive", "bounded", "uniform", "static"]
+Scoring = Literal["ip", "cosine"]
 Device = Literal["auto", "cpu", "cuda"]
 SparseOptimizer = Literal["lazy_adam", "row_adagrad"]
 LrSchedule = Literal["constant", "linear"]
 
-WEIGHTINGS: tuple[str, ...] = ("adaptive", "uniform", "static")
+WEIGHTINGS: tuple[str, ...] = ("adaptive", "bounded", "uniform", "static")
+SCORINGS: tuple[str, ...] = ("ip", "cosine")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 SPARSE_OPTIMIZERS: tuple[str, ...] = ("lazy_adam", "row_adagrad")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "linear")
@@ -128,17 +130,18 @@ class M2GRLConfig:
             state it). Smaller values raise the validation HitRate@50 of the instance view (MovieLens
             0.538 with 64 rows, 0.660 with 8) only because the alignment then stops being learned (top-1
             category from the relational space 0.94 -> 0.18), i.e. M2GRL degrades to one view: rejected.
-        weighting: task weighting strategy, "adaptive" (eq. 10), "uniform" or "static". Adaptive settles
-            at sigma^2 ~ L_t, a weight ~ 1/L_t: the alignment loss is small (a separable classification),
-            so it ends with 6-11x weight against ~0.3 for the item task. On the validation splits that
-            makes item neighbours category-bound (Taobao: 55% of the top 50 in the trigger's category vs
-            11% for the item view alone, while 8.4% of test items are) and costs HitRate@50 (MovieLens
-            0.52 vs 0.64-0.68 over 3 seeds, Taobao 0.046 vs 0.093). Stopping the alignment's gradient into the item
-            rows gives the single-view figure back (MovieLens 0.641), so the alignment weight is the cause.
-            Static weights item 1 / alignment w: MovieLens w = 0.01, 0.03, 0.1, 0.3 -> 0.645, 0.669,
-            0.669, 0.678 (top-1 category from the relational space 0.40 -> 0.89); Taobao 0.100, 0.099,
-            0.103, 0.087 (top-1 0.06 -> 0.47). So a small alignment weight matches the single view but
-            does not beat it. Adaptive stays the default because it is the paper's method.
+        weighting: task weighting strategy, "adaptive" (eq. 10), "bounded", "uniform" or "static".
+            Adaptive settles at sigma^2 ~ L_t, a weight ~ 1 / L_t, so the easy alignment task outweighs
+            the item task; "bounded" is adaptive with every other task's weight capped at
+            ``max_weight_ratio`` times the item task's. Validation figures: reports/quality-research.md.
+        max_weight_ratio: the cap of "bounded".
+        scoring: the general mode's item-to-item score, "cosine" (vectors L2-normalised and served by
+            inner product) or "ip" (the raw inner product, the paper's). Read by the index builder and the
+            harness from the model's manifest.
+        align_item_grad: let the alignment's gradient reach the item-view rows (the paper). ``False``
+            (default) trains ``W``, ``b`` and the side-view rows only: the item space stays the item
+            view's own and the side views are aligned into it, so the multi-view model ranks warm items
+            as its single view does while its side views are trained into that space.
         static_weights: task name -> weight for "static"; tasks not listed use the paper's rule
             (section 5.3): 0.05 for the instance-view intra task, 1 for every other task.
         min_sigma2: floor of sigma^2 (section 5.3: 0.05, i.e. a weight of at most 20).
@@ -181,6 +184,9 @@ class M2GRLConfig:
     shared_negatives: int = 64
     relation_dim: int | None = None
     weighting: Weighting = "adaptive"
+    max_weight_ratio: float = 0.1
+    scoring: Scoring = "cosine"
+    align_item_grad: bool = False
     static_weights: Mapping[str, float] = field(default_factory=dict)
     min_sigma2: float = 0.05
     init_log_sigma2: float = 0.0
@@ -213,6 +219,10 @@ class M2GRLConfig:
         if self.relation_dim is not None:
             _positive_int("relation_dim", self.relation_dim)
         _choice("weighting", self.weighting, WEIGHTINGS)
+        _positive_float("max_weight_ratio", self.max_weight_ratio)
+        _choice("scoring", self.scoring, SCORINGS)
+        if not isinstance(self.align_item_grad, bool):
+            raise ConfigError("align_item_grad", f"must be a bool, got {self.align_item_grad!r}")
         if not isinstance(self.static_weights, Mapping):
             raise ConfigError(
                 "static_weights", f"must be a mapping task -> weight, got {self.static_weights!r}"

@@ -88,6 +88,9 @@ class M2GRL(nn.Module):
         dim: embedding dimension of every view.
         relation_dim: rows of every alignment matrix ``W``.
         negatives: k of equation 3 (used to scale a shared negative pool, see ``sgns_loss``).
+        align_item_grad: the alignment's gradient reaches the item-view rows (the paper). ``False`` trains
+            ``W``, ``b`` and the other view's rows only: the item space is the item view's own and the
+            side views are aligned into it.
         seed: seeds the initialisation.
 
     Parameters: per view an input table ``v`` (uniform in ``+-0.5/dim``, as word2vec) and an output
@@ -106,9 +109,11 @@ class M2GRL(nn.Module):
         dim: int = 64,
         relation_dim: int | None = None,
         negatives: int = 10,
+        align_item_grad: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__()
+        self.align_item_grad = align_item_grad
         if not view_sizes:
             raise ValueError("view_sizes must name at least one view")
         for view, size in view_sizes.items():
@@ -174,10 +179,11 @@ class M2GRL(nn.Module):
             inp_a, inp_b = self._table(self.inputs, a), self._table(self.inputs, b)
             # the distinct negative rows, each projected once (see model.alignment)
             rows, index = inp_b.unique_rows(rb.negatives.reshape(-1))
+            items = inp_a.gather(rb.items)
             losses[inter_task(rel)] = alignment_loss(
                 self.W[rel],
                 self.bias[rel],
-                inp_a.gather(rb.items),
+                items if self.align_item_grad else items.detach(),
                 inp_b.gather(rb.others),
                 inp_b.gather(rows),
                 rb.mask,

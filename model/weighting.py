@@ -5,6 +5,10 @@ Every strategy is an ``nn.Module`` with ``combine(losses) -> total``:
 - ``adaptive``: one learned ``log sigma_t^2`` per task, ``total = sum_t L_t / sigma_t^2 + log sigma_t^2``
   (equation 10). After every optimiser step :meth:`clamp_` sets ``log sigma^2 := max(log sigma^2,
   log min_sigma2)`` (section 5.3: "similar to gradient clipping", weights at most ``1 / 0.05 = 20``).
+- ``bounded``: ``adaptive`` whose every other task's weight is capped at ``max_weight_ratio`` times the
+  instance-view task's current weight. Uncertainty weighting gives a task the weight ``~1 / L_t``, so an
+  easy task (the alignment, a near-separable classification) ends up outweighing the item task it is
+  meant to help; the cap keeps the learned weights but bounds how far an auxiliary task can lead.
 - ``uniform``: ``total = sum_t L_t``.
 - ``static``: ``total = sum_t w_t L_t`` with fixed weights (section 5.3: 0.05 for the instance-view task,
   1 for the others).
@@ -88,6 +92,49 @@ class AdaptiveWeighting(TaskWeighting):
         return dict(zip(self.tasks, values, strict=True))
 
 
+class BoundedWeighting(AdaptiveWeighting):
+    """:class:`AdaptiveWeighting` with ``w_t <= max_weight_ratio * w_instance`` for every other task.
+
+    The cap uses the instance task's weight without its gradient, so the cap never pushes the instance
+    task's own ``log sigma^2``; a capped task's ``L_t`` term has no gradient into its ``log sigma^2``.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        *,
+        instance_task: str,
+        max_weight_ratio: float,
+        min_sigma2: float = 0.05,
+        init_log_sigma2: float = 0.0,
+    ) -> None:
+        super().__init__(tasks, min_sigma2=min_sigma2, init_log_sigma2=init_log_sigma2)
+        if instance_task not in self.tasks:
+            raise ValueError(f"instance task {instance_task!r} is not among {self.tasks}")
+        if not max_weight_ratio > 0:
+            raise ValueError(f"max_weight_ratio must be > 0, got {max_weight_ratio}")
+        self.instance_index = self.tasks.index(instance_task)
+        self.max_weight_ratio = float(max_weight_ratio)
+
+    def _effective(self) -> Tensor:
+        """Weights of every task after the cap, ``[n_tasks]``."""
+        weights = torch.exp(-self.log_sigma2_param)
+        cap = self.max_weight_ratio * weights[self.instance_index].detach()
+        is_other = torch.ones_like(weights, dtype=torch.bool)
+        is_other[self.instance_index] = False
+        return torch.where(is_other, torch.minimum(weights, cap), weights)
+
+    def combine(self, losses: Mapping[str, Tensor]) -> Tensor:
+        stacked, idx = self._stack(losses)
+        return (stacked * self._effective()[idx] + self.log_sigma2_param[idx]).sum()
+
+    def weights(self) -> dict[str, float]:
+        return dict(zip(self.tasks, self._effective().detach().tolist(), strict=True))
+
+    def sigma2(self) -> dict[str, float]:
+        return {t: 1.0 / w for t, w in self.weights().items()}
+
+
 class FixedWeighting(TaskWeighting):
     """``sum_t w_t L_t`` with constant weights (``uniform``: all 1; ``static``: from config)."""
 
@@ -129,6 +176,24 @@ def _adaptive(
     return AdaptiveWeighting(tasks, min_sigma2=min_sigma2, init_log_sigma2=init_log_sigma2)
 
 
+def _bounded(
+    tasks: Sequence[str],
+    *,
+    instance_task: str,
+    max_weight_ratio: float,
+    min_sigma2: float,
+    init_log_sigma2: float,
+    **_: object,
+) -> TaskWeighting:
+    return BoundedWeighting(
+        tasks,
+        instance_task=instance_task,
+        max_weight_ratio=max_weight_ratio,
+        min_sigma2=min_sigma2,
+        init_log_sigma2=init_log_sigma2,
+    )
+
+
 def _uniform(tasks: Sequence[str], **_: object) -> TaskWeighting:
     return FixedWeighting(tasks, {t: 1.0 for t in tasks})
 
@@ -139,7 +204,12 @@ def _static(
     return FixedWeighting(tasks, paper_static_weights(tasks, instance_task, static_weights))
 
 
-WEIGHTINGS: dict[str, WeightingFactory] = {"adaptive": _adaptive, "uniform": _uniform, "static": _static}
+WEIGHTINGS: dict[str, WeightingFactory] = {
+    "adaptive": _adaptive,
+    "bounded": _bounded,
+    "uniform": _uniform,
+    "static": _static,
+}
 
 
 def make_weighting(
@@ -150,6 +220,7 @@ def make_weighting(
     static_weights: Mapping[str, float] | None = None,
     min_sigma2: float = 0.05,
     init_log_sigma2: float = 0.0,
+    max_weight_ratio: float = 0.1,
 ) -> TaskWeighting:
     """Build the strategy registered as ``name``; an unknown name lists the valid ones."""
     if name not in WEIGHTINGS:
@@ -160,4 +231,5 @@ def make_weighting(
         static_weights=dict(static_weights or {}),
         min_sigma2=min_sigma2,
         init_log_sigma2=init_log_sigma2,
+        max_weight_ratio=max_weight_ratio,
     )

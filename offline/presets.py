@@ -10,6 +10,9 @@ from offline.config import PrepareConfig
 PresetName = Literal["movielens", "taobao", "generic"]
 
 YEAR_S = 365 * 86_400
+#: Generic and Taobao logs: a user's visits less than a week apart form one sequence, so the item graph
+#: links items across a user's sessions (what Item-CF's whole-history co-occurrence sees).
+WEEK_S = 7 * 86_400
 #: Official UserBehavior window, 2017-11-25 00:00 to 2017-12-04 00:00 China time (UTC+8), half-open.
 TAOBAO_WINDOW = (1_511_539_200, 1_512_316_800)
 
@@ -39,13 +42,14 @@ def _taobao() -> PrepareConfig:
         views=("item", "category"),
         behaviors=("view", "cart", "fav", "buy"),
         time_window=TAOBAO_WINDOW,
+        session_gap_s=WEEK_S,
         split="global_time",
         test_days=1.0,
     )
 
 
 def _generic() -> PrepareConfig:
-    return PrepareConfig()
+    return PrepareConfig(session_gap_s=WEEK_S)
 
 
 PRESETS: dict[str, Callable[[], PrepareConfig]] = {

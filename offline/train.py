@@ -150,6 +150,7 @@ def build_model(config: M2GRLConfig, inputs: M2GRLInputs) -> M2GRL:
         static_weights=config.static_weights,
         min_sigma2=config.min_sigma2,
         init_log_sigma2=config.init_log_sigma2,
+        max_weight_ratio=config.max_weight_ratio,
     )
     return M2GRL(
         inputs.view_sizes(),
@@ -158,6 +159,7 @@ def build_model(config: M2GRLConfig, inputs: M2GRLInputs) -> M2GRL:
         dim=config.dim,
         relation_dim=config.rel_dim,
         negatives=config.negatives,
+        align_item_grad=config.align_item_grad,
         seed=config.seed,
     )
 
@@ -320,7 +322,7 @@ def _plots(layout: ModelLayout, artifact: M2GRLArtifact, result: TrainResult, co
     plot_training_curves(
         result.steps,
         result.losses,
-        result.sigma2 if config.weighting == "adaptive" else {},
+        result.sigma2 if config.weighting in ("adaptive", "bounded") else {},
         layout.plots / "training_curves.png",
         min_sigma2=config.min_sigma2,
     )

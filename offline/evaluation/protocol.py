@@ -51,6 +51,7 @@ class ProtocolConfig:
     exclude_seen: bool = False
     recent_days: float = 15.0
     block_size: int = 4096
+    freq_buckets: tuple[tuple[int, int | None], ...] = ((1, 2), (3, 10), (11, None))
 
     def __post_init__(self) -> None:
         if not self.ks or any(k < 1 for k in self.ks):
@@ -61,10 +62,18 @@ class ProtocolConfig:
             raise ValueError(f"recent_days must be >= 0, got {self.recent_days}")
         if self.block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {self.block_size}")
+        for lo, hi in self.freq_buckets:
+            if lo < 1 or (hi is not None and hi < lo):
+                raise ValueError(f"freq_buckets: ({lo}, {hi}) is not a range of train counts >= 1")
 
     @property
     def max_k(self) -> int:
         return max(self.ks)
+
+
+def bucket_name(lo: int, hi: int | None) -> str:
+    """Metric prefix of a train-frequency bucket: ``"Freq1-2:"``, ``"Freq11+:"``."""
+    return f"Freq{lo}+:" if hi is None else f"Freq{lo}-{hi}:"
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,8 @@ class EvalData:
     - CSR sets (``*_indptr`` ``[n + 1]``, values sorted per user): ``truth`` (test items), ``seen``
       (train items), ``recent_cats`` (recent categories), ``new_truth`` (discovery ground truth).
     - ``cat_items``/``cat_values``: item id -> category id lookup (``cat_items`` sorted), -1 unknown.
+    - ``truth_train_counts``: train events of each ``truth_items`` entry (0 for an item unseen in train),
+      for the long-tail buckets of :func:`score_candidates`.
     """
 
     catalogue: IntArray
@@ -91,6 +102,7 @@ class EvalData:
     new_truth_items: IntArray
     cat_items: IntArray
     cat_values: IntArray
+    truth_train_counts: IntArray
 
     @property
     def n_users(self) -> int:
@@ -198,6 +210,12 @@ def build_eval_data(
     te_u = test[np.isin(test["user_id"].to_numpy(), users)]
     te_pos = np.searchsorted(users, te_u["user_id"].to_numpy())
     truth_indptr, truth_items = _csr(te_pos, te_u["item_id"].to_numpy(np.int64), n)
+    counted_items, item_counts = np.unique(train["item_id"].to_numpy(np.int64), return_counts=True)
+    truth_train_counts = np.zeros(len(truth_items), dtype=np.int64)
+    if len(counted_items):
+        at = np.clip(np.searchsorted(counted_items, truth_items), 0, len(counted_items) - 1)
+        found = counted_items[at] == truth_items
+        truth_train_counts[found] = item_counts[at[found]]
 
     # Item -> category lookup over every event (test items may be cold, so not in the vocabulary).
     item_cat = ev.loc[ev["category"] >= 0, ["item_id", "category"]].drop_duplicates("item_id")
@@ -225,6 +243,7 @@ def build_eval_data(
         new_truth_items=np.zeros(0, dtype=np.int64),
         cat_items=cat_items,
         cat_values=cat_values,
+        truth_train_counts=truth_train_counts,
     )
     truth_cats = data.categories_of(truth_items)
     is_recent = M.row_isin(truth_cats[:, None], *_row_view(truth_indptr, recent_indptr, recent_cats))[:, 0]
@@ -396,8 +415,34 @@ def score_candidates(data: EvalData, candidates: IntArray, config: ProtocolConfi
     for k in config.ks:
         out[f"NewCategoryShare@{k}"] = M.candidate_share_at_k(new_cat, candidates, k)
         out[f"TriggerCategoryShare@{k}"] = M.candidate_share_at_k(same_cat, candidates, k)
+    out |= _bucket_metrics(data, candidates, config)
     out["users"] = float(data.n_users)
     out["discovery_users"] = float(has_new.sum())
+    return out
+
+
+def _bucket_metrics(data: EvalData, candidates: IntArray, config: ProtocolConfig) -> dict[str, float]:
+    """HitRate and Recall per train-frequency bucket of the ground truth (the long tail).
+
+    Each bucket keeps the ground-truth items whose train count is in its range, and scores the users
+    left with at least one; ``<bucket>users`` says how many, so a reader can weigh the figure.
+    """
+    out: dict[str, float] = {}
+    counts = data.truth_train_counts
+    for lo, hi in config.freq_buckets:
+        inside = (counts >= lo) & (counts <= (hi if hi is not None else np.iinfo(np.int64).max))
+        indptr, items = _filter_csr(data.truth_indptr, data.truth_items, inside)
+        users = np.flatnonzero(np.diff(indptr) > 0)
+        prefix = bucket_name(lo, hi)
+        out[f"{prefix}users"] = float(len(users))
+        if len(users) == 0:
+            continue
+        ip, vals = _subset_csr(indptr, items, users)
+        hits = M.hit_matrix(candidates[users], ip, vals)
+        sizes = M.truth_sizes(ip)
+        for k in config.ks:
+            out[f"{prefix}HitRate@{k}"] = M.hit_rate_at_k(hits, k)
+            out[f"{prefix}Recall@{k}"] = M.recall_at_k(hits, sizes, k)
     return out
 
 

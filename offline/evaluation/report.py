@@ -14,8 +14,19 @@ from typing import Any
 from core.atomic import atomic_write_bytes, atomic_write_json
 
 ACCURACY = ("HitRate", "Recall", "Precision", "F1", "NDCG")
-TABLE3 = (("m2grl-uniform", "uniform"), ("m2grl-static", "static"), ("m2grl", "adaptive"))
-VIEWS = (("m2grl-single-view", "single-view (item graph only)"), ("m2grl", "multi-view"))
+TABLE3 = (
+    ("m2grl-paper", "paper: adaptive (eq. 10), alignment into item rows, inner product"),
+    ("m2grl-uniform", "paper, uniform weights"),
+    ("m2grl-static", "paper, static weights (5.3)"),
+    ("m2grl-bounded", "bounded weights (ratio 0.1), alignment into item rows, cosine"),
+    ("m2grl-ip", "default, inner product"),
+    ("m2grl", "default: adaptive, side views aligned into the item space, cosine"),
+)
+VIEWS = (
+    ("m2grl-single-view", "single-view (item graph only)"),
+    ("m2grl", "multi-view (default)"),
+    ("m2grl-paper", "multi-view (paper's setting)"),
+)
 
 
 def _cell(entry: dict[str, Any], metric: str, percent: bool = True) -> str:
@@ -69,6 +80,30 @@ def _diversity_table(diversity: dict[str, Any]) -> list[str]:
     ]
 
 
+def _long_tail_table(methods: dict[str, Any], k: int) -> list[str]:
+    """HitRate and Recall@k per train-count bucket of the ground truth (``Freq<lo>-<hi>:`` metrics)."""
+    first = next(iter(methods.values()), None)
+    if first is None:
+        return []
+    suffix = f":HitRate@{k}"
+    buckets = [m[: -len(suffix) + 1] for m in first["mean"] if m.startswith("Freq") and m.endswith(suffix)]
+    if not buckets:
+        return []
+    users = "; ".join(
+        f"train count {b[4:-1]}: {int(first['mean'].get(f'{b}users', 0))} users" for b in buckets
+    )
+    cols = [f"{b}{m}@{k}" for b in buckets for m in ("HitRate", "Recall")]
+    return [
+        f"## Long tail @{k}: ground truth by its train count",
+        "",
+        "Each bucket keeps the test items seen that many times in train, and the users left with one "
+        f"({users}); items unseen in train (cold) are in no bucket.",
+        "",
+        *_table(methods, [(m, m) for m in methods], cols, timing=False),
+        "",
+    ]
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The human report: one table-2-like table per K, discovery table, table 3, views, notes."""
     methods: dict[str, Any] = results["methods"]
@@ -109,6 +144,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         out += ["## Single-view vs multi-view M2GRL", ""]
         out += _table(methods, list(VIEWS), [f"HitRate@{mid}", f"Recall@{mid}", f"NDCG@{mid}"], timing=False)
         out += [""]
+    out += _long_tail_table(methods, mid)
     if results.get("diversity"):
         out += _diversity_table(results["diversity"])
     if results.get("notes"):

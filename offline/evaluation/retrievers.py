@@ -27,6 +27,7 @@ def serving_retriever(
     """Build a ``ServingIndex`` in memory for ``model`` (mode ``"general"``) with ``topn`` neighbours per item."""
     # Imported here, not at module top: index/serving.py is developed concurrently and the metric and
     # protocol code (and their tests) must not depend on it being importable.
+    from index.inputs import l2_normalised
     from index.serving import ServingIndex
 
     if model.topn_ids is not None and model.topn_scores is not None:
@@ -36,9 +37,7 @@ def serving_retriever(
     vectors = np.ascontiguousarray(model.vectors, dtype=np.float32)
     metric = model.metric
     if metric == "cosine":
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.maximum(norms, 1e-12)
-        metric = "ip"
+        vectors, metric = l2_normalised(vectors), "ip"
     return ServingIndex.from_vectors(
         items, attributes, vectors={"general": vectors}, metrics={"general": metric}, topn=topn
     )

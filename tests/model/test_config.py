@@ -56,5 +56,5 @@ def test_paper_defaults() -> None:
 
 
 def test_unknown_choice_lists_valid_values() -> None:
-    with pytest.raises(ConfigError, match="valid: adaptive, uniform, static"):
+    with pytest.raises(ConfigError, match="valid: adaptive, bounded, uniform, static"):
         M2GRLConfig(weighting="nope")  # type: ignore[arg-type]

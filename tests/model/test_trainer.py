@@ -188,3 +188,38 @@ def test_sparse_lr_sets_the_table_optimiser_rate() -> None:
     assert TrainerConfig(lr=0.01, sparse_lr=0.2).table_lr == 0.2
     with pytest.raises(ValueError, match="sparse_lr"):
         TrainerConfig(sparse_lr=-1.0)
+
+
+@pytest.mark.parametrize("align_item_grad", [True, False])
+def test_alignment_reaches_item_rows_only_when_asked(align_item_grad: bool) -> None:
+    weighting = make_weighting(
+        "adaptive", ["intra:item", "intra:category", "inter:item-category"], instance_task="intra:item"
+    )
+    model = M2GRL(
+        {"item": 10, "category": 4},
+        [("item", "category")],
+        weighting,
+        dim=4,
+        align_item_grad=align_item_grad,
+        seed=0,
+    )
+    batch = M2GRLBatch(
+        relations={
+            "item-category": RelationBatch(
+                items=torch.tensor([1, 2]),
+                others=torch.tensor([0, 3]),
+                negatives=torch.tensor([[1, 2], [0, 1]]),
+                mask=torch.ones(2, 2),
+            )
+        }
+    )
+    total, _ = model.loss(batch)
+    total.backward()
+    item_grad = model.inputs["item"].take_grad()
+    category_grad = model.inputs["category"].take_grad()
+    assert category_grad is not None and float(category_grad[1].abs().sum()) > 0
+    assert model.W["item-category"].grad is not None
+    if align_item_grad:
+        assert item_grad is not None and item_grad[0].tolist() == [1, 2]
+    else:
+        assert item_grad is None

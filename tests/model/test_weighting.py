@@ -66,5 +66,37 @@ def test_uniform_sums_and_has_no_parameters() -> None:
 
 
 def test_unknown_strategy_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match="adaptive, uniform, static"):
+    with pytest.raises(ValueError, match="adaptive, bounded, uniform, static"):
         make_weighting("fancy", TASKS, instance_task="intra:item")
+
+
+def test_bounded_caps_other_tasks_at_the_ratio_of_the_item_weight() -> None:
+    w = make_weighting("bounded", TASKS, instance_task="intra:item", max_weight_ratio=0.1)
+    with torch.no_grad():
+        # item weight 2, category weight 0.1 (under the cap 0.2), alignment weight 20 (capped at 0.2)
+        w.log_sigma2_param.copy_(torch.tensor([math.log(0.5), math.log(10.0), math.log(0.05)]))
+    losses = {
+        "intra:item": torch.tensor(3.0),
+        "intra:category": torch.tensor(1.0),
+        "inter:item-category": torch.tensor(4.0),
+    }
+    total = w.combine(losses)
+    expected = 3.0 * 2 + math.log(0.5) + 1.0 * 0.1 + math.log(10.0) + 4.0 * 0.2 + math.log(0.05)
+    assert total.item() == pytest.approx(expected, rel=1e-6)
+    assert w.weights() == pytest.approx(
+        {"intra:item": 2.0, "intra:category": 0.1, "inter:item-category": 0.2}
+    )
+    total.backward()
+    grad = w.log_sigma2_param.grad
+    assert grad is not None
+    # capped task: only its log sigma^2 term has a gradient; the cap does not reach the item's parameter
+    assert grad[2].item() == pytest.approx(1.0)
+    assert grad[0].item() == pytest.approx(1.0 - 3.0 * 2.0)
+    assert grad[1].item() == pytest.approx(1.0 - 1.0 * 0.1)
+
+
+def test_bounded_rejects_a_bad_ratio_or_instance_task() -> None:
+    with pytest.raises(ValueError, match="max_weight_ratio"):
+        make_weighting("bounded", TASKS, instance_task="intra:item", max_weight_ratio=0.0)
+    with pytest.raises(ValueError, match="instance task"):
+        make_weighting("bounded", TASKS, instance_task="intra:shop", max_weight_ratio=0.1)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from offline.baselines.base import ItemModel
@@ -50,6 +51,16 @@ def test_evaluate_writes_tables(tmp_path: Path) -> None:
     assert m2["mean"]["TriggerCategoryShare@2"] == pytest.approx(1.0)
     assert "Ground-truth items in the category of the user's trigger: 100.0%" in text
     assert "TriggerCategoryShare@5" in text
+    # long tail: users per train-count bucket, recounted here from the events
+    assert "## Long tail @5: ground truth by its train count" in text
+    events = pd.read_parquet(ds / "events.parquet")
+    counts = events[events["split"] == "train"]["item_id"].value_counts()
+    test = events[events["split"] == "test"]
+    test_counts = test["item_id"].map(counts).fillna(0)
+    for lo, hi, name in ((1, 2, "Freq1-2:"), (3, 10, "Freq3-10:"), (11, 10**9, "Freq11+:")):
+        users = test.loc[test_counts.between(lo, hi), "user_id"].nunique()
+        assert m2["mean"][f"{name}users"] == users
+    assert m2["mean"]["Freq3-10:Recall@5"] == pytest.approx(1.0)  # the one-hot model finds every test item
 
 
 def test_evaluate_rejects_bad_arguments(tmp_path: Path) -> None:

@@ -143,3 +143,26 @@ def test_config_and_input_errors() -> None:
     events["split"] = "train"
     with pytest.raises(ValueError, match="no test user"):
         build_eval_data(events, CATALOGUE, category_column=None, config=ProtocolConfig())
+
+
+def test_long_tail_buckets_score_ground_truth_by_train_count() -> None:
+    from offline.evaluation.protocol import score_candidates
+
+    rows = [  # (user, item, day, split): train counts 10 -> 2, 11 -> 3, 12 -> 1, 13 -> 1; 14 unseen
+        (1, 10, 1, "train"), (1, 11, 2, "train"), (1, 10, 3, "train"),
+        (2, 11, 1, "train"), (2, 12, 2, "train"), (2, 13, 3, "train"), (2, 11, 4, "train"),
+        (1, 12, 9, "test"), (1, 14, 9, "test"), (2, 10, 9, "test"), (2, 13, 9, "test"),
+    ]  # fmt: skip
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "split"])
+    events["timestamp"] *= DAY
+    cfg = ProtocolConfig(ks=(2,), freq_buckets=((1, 1), (2, None)))
+    data = build_eval_data(events, np.array([10, 11, 12, 13]), category_column=None, config=cfg)
+    assert data.truth_train_counts.tolist() == [1, 0, 2, 1]  # truths [12, 14] and [10, 13]
+    scores = score_candidates(data, np.array([[12, 11], [10, 11]]), cfg)
+    # count 1: user 1 {12} hit, user 2 {13} missed; count >= 2: user 2 {10} hit; 14 is in no bucket
+    assert scores["Freq1-1:users"] == 2 and scores["Freq1-1:HitRate@2"] == pytest.approx(0.5)
+    assert scores["Freq1-1:Recall@2"] == pytest.approx(0.5)
+    assert scores["Freq2+:users"] == 1 and scores["Freq2+:HitRate@2"] == pytest.approx(1.0)
+    assert scores["Freq2+:Recall@2"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="freq_buckets"):
+        ProtocolConfig(freq_buckets=((0, 2),))

@@ -1,0 +1,267 @@
+"""``m2grl tune``: search the few M2GRL settings that differ by dataset on its validation split (Optuna).
+
+The dataset folder given is re-prepared from its own cleaned events with ``target`` moved one period back
+(a ``test`` dataset gives its validation split; a ``valid`` dataset is scored on its own held-out period),
+once per session gap tried, so the test split is never read. Each trial trains M2GRL on the train part
+and scores HitRate@50 of the served general mode (``offline.evaluation``) on the held-out part.
+
+Writes into the output folder: ``trials.md`` and ``trials.json`` (every trial: settings, HitRate@50,
+Recall@50, seconds), ``best.toml`` (the chosen ``M2GRLConfig`` fields, read by ``m2grl train --config``)
+and ``best_prepare.toml`` (the chosen ``PrepareConfig`` fields, read by ``m2grl prepare --config``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
+import pyarrow.parquet as pq
+
+from core.atomic import atomic_write_bytes, atomic_write_json, read_json
+from core.layout import DatasetLayout, ModelLayout
+from model.config import M2GRLConfig
+from offline.config import PrepareConfig
+
+log = logging.getLogger(__name__)
+
+#: Derived columns of a dataset's events table that ``prepare_dataset`` computes again.
+_DERIVED = ("session", "split")
+OBJECTIVE = "HitRate@50"
+
+
+@dataclass(frozen=True)
+class TuneSpace:
+    """What a trial may choose. Session gaps are seconds (the dataset's own gap is always a candidate)."""
+
+    weightings: tuple[str, ...] = ("adaptive", "bounded")
+    max_weight_ratio: tuple[float, float] = (0.01, 1.0)
+    align_item_grad: tuple[bool, ...] = (False, True)
+    scorings: tuple[str, ...] = ("cosine", "ip")
+    window: tuple[int, int] = (3, 10)
+    epochs: tuple[int, int] = (3, 15)
+    session_gaps_s: tuple[int, ...] = (3_600, 86_400, 7 * 86_400)
+
+
+def prepare_config_from_manifest(manifest: Mapping[str, Any]) -> PrepareConfig:
+    """The ``PrepareConfig`` a dataset folder was prepared with (as stored in its manifest)."""
+    fields = {f.name for f in dataclasses.fields(PrepareConfig)}
+    stored = {k: v for k, v in dict(manifest["config"]).items() if k in fields}
+    return PrepareConfig(**stored)
+
+
+def read_toml_overrides(path: Path, base: Any) -> Any:
+    """``base`` (a frozen config dataclass: ``M2GRLConfig``, ``PrepareConfig``) with the fields a TOML file
+    sets; unknown keys and bad values raise ``ValueError`` naming the file and the field."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    kind = type(base)
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown {kind.__name__} fields {unknown}; valid: {sorted(known)}")
+    values = {k: _tuples(v) for k, v in data.items()}
+    try:
+        return dataclasses.replace(base, **values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _tuples(value: Any) -> Any:
+    """TOML arrays (lists) as the tuples the frozen configs hold."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def toml_text(values: Mapping[str, Any], comment: str = "") -> str:
+    """Flat TOML of scalar values (bool, int, float, str), keys sorted; ``comment`` heads the file."""
+    lines = [f"# {line}" for line in comment.splitlines()]
+    for key in sorted(values):
+        value = values[key]
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int | float):
+            text = repr(value)
+        elif isinstance(value, str):
+            text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        else:
+            raise TypeError(f"{key}: only scalars are written, got {type(value).__name__}")
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:
+    """The dataset re-prepared with session gap ``gap_s`` and its target one period back (cached)."""
+    from offline.prepare import prepare_dataset
+
+    out = workdir / f"valid-gap{gap_s}"
+    if (out / "manifest.json").exists():
+        return out
+    layout = DatasetLayout(dataset_dir)
+    manifest = read_json(layout.manifest)
+    config = prepare_config_from_manifest(manifest)
+    events = pq.read_table(layout.events)
+    events = events.drop_columns([c for c in _DERIVED if c in events.column_names])
+    changes: dict[str, Any] = {"target": "valid"}
+    if manifest.get("target", "test") == "valid":
+        # Its events end where the validation period does: that period becomes the held-out one.
+        changes["target"] = "test"
+        end = (manifest.get("split") or {}).get("end")
+        if config.split == "global_time" and end is not None:
+            start = int(pa.compute.min(events["timestamp"]).as_py())
+            changes["time_window"] = (min(start, int(end) - 1), int(end) - round(config.test_days * 86_400))
+    config = dataclasses.replace(
+        config,
+        session_gap_s=gap_s,
+        session_merge_gap_s=min(config.session_merge_gap_s, gap_s),
+        **changes,
+    )
+    return prepare_dataset(events, out, config, overwrite=True)
+
+
+def _score(dataset_dir: Path, model_dir: Path, scoring: str) -> dict[str, float]:
+    from offline.baselines.base import ItemModel, load_train_data
+    from offline.evaluation.job import load_eval_data, views_of
+    from offline.evaluation.protocol import ProtocolConfig, evaluate_retriever
+    from offline.evaluation.retrievers import serving_retriever
+
+    protocol = ProtocolConfig(ks=(50,))
+    data = load_eval_data(dataset_dir, protocol)
+    train = load_train_data(dataset_dir)
+    vectors = np.load(ModelLayout(model_dir).embeddings(views_of(dataset_dir)[0])).astype(np.float32)
+    model = ItemModel(vectors=vectors, metric="cosine" if scoring == "cosine" else "ip")
+    scores = evaluate_retriever(
+        data, serving_retriever(train.items, train.attributes, model, 50), "general", protocol
+    )
+    return {"HitRate@50": scores["HitRate@50"], "Recall@50": scores["Recall@50"]}
+
+
+def tune(
+    dataset_dir: Path,
+    output_dir: Path,
+    *,
+    trials: int = 30,
+    seed: int = 0,
+    space: TuneSpace | None = None,
+    base: M2GRLConfig | None = None,
+    timeout_s: float | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run the search; returns the path of ``best.toml``. ``base`` holds the fields no trial changes."""
+    import optuna
+
+    from offline.train import train_m2grl
+
+    space = space or TuneSpace()
+    base = base or M2GRLConfig()
+    dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    if not DatasetLayout(dataset_dir).manifest.exists():
+        raise FileNotFoundError(f"{dataset_dir}: no manifest.json: is it a prepared dataset folder?")
+    own_gap = prepare_config_from_manifest(read_json(DatasetLayout(dataset_dir).manifest)).session_gap_s
+    gaps = sorted({*space.session_gaps_s, own_gap})
+    workdir = output_dir / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        gap = trial.suggest_categorical("session_gap_s", gaps)
+        changes: dict[str, Any] = {
+            "weighting": trial.suggest_categorical("weighting", list(space.weightings)),
+            "align_item_grad": trial.suggest_categorical("align_item_grad", list(space.align_item_grad)),
+            "scoring": trial.suggest_categorical("scoring", list(space.scorings)),
+            "window": trial.suggest_int("window", *space.window),
+            "epochs": trial.suggest_int("epochs", *space.epochs),
+        }
+        if changes["weighting"] == "bounded":
+            changes["max_weight_ratio"] = trial.suggest_float(
+                "max_weight_ratio", *space.max_weight_ratio, log=True
+            )
+        config = dataclasses.replace(base, seed=seed, **changes)
+        t0 = time.perf_counter()
+        held_out = _held_out_dataset(dataset_dir, gap, workdir)
+        model_dir = train_m2grl(held_out, workdir / "model", config, overwrite=True)
+        scores = _score(held_out, Path(model_dir), config.scoring)
+        rows.append(
+            {
+                "trial": trial.number,
+                "session_gap_s": gap,
+                **changes,
+                **scores,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        trial.set_user_attr("recall", scores["Recall@50"])
+        return scores[OBJECTIVE]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=trials, timeout=timeout_s, show_progress_bar=progress)
+    best = dict(study.best_trial.params)
+    gap = int(best.pop("session_gap_s"))
+    chosen = {k: v for k, v in best.items() if k != "max_weight_ratio" or best.get("weighting") == "bounded"}
+    shutil.rmtree(workdir, ignore_errors=True)  # the re-prepared datasets and the last trial's model
+    header = (
+        f"m2grl tune on {dataset_dir} ({len(rows)} trials, seed {seed}): best {OBJECTIVE} "
+        f"{study.best_value:.4f} on the validation split (trial {study.best_trial.number})."
+    )
+    best_path = output_dir / "best.toml"
+    atomic_write_bytes(
+        best_path, toml_text(chosen, header + "\nUse: m2grl train --config best.toml").encode()
+    )
+    atomic_write_bytes(
+        output_dir / "best_prepare.toml",
+        toml_text(
+            {"session_gap_s": gap}, header + "\nUse: m2grl prepare --config best_prepare.toml"
+        ).encode(),
+    )
+    atomic_write_json(
+        output_dir / "trials.json",
+        {"objective": OBJECTIVE, "best": best | {"session_gap_s": gap}, "trials": rows},
+    )
+    atomic_write_bytes(output_dir / "trials.md", trials_markdown(rows, header).encode())
+    return best_path
+
+
+def trials_markdown(rows: Sequence[Mapping[str, Any]], header: str) -> str:
+    """One line per trial, best first."""
+    cols = [
+        "trial",
+        "session_gap_s",
+        "weighting",
+        "max_weight_ratio",
+        "align_item_grad",
+        "scoring",
+        "window",
+        "epochs",
+        "HitRate@50",
+        "Recall@50",
+        "seconds",
+    ]
+    lines = [f"# {header}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in sorted(rows, key=lambda r: -float(r["HitRate@50"])):
+        cells = []
+        for c in cols:
+            v = row.get(c, "")
+            if not isinstance(v, float):
+                cells.append(str(v))
+            else:
+                cells.append(
+                    f"{v:.3g}" if c == "max_weight_ratio" else f"{v:.1f}" if c == "seconds" else f"{v:.4f}"
+                )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,119 @@
+"""``m2grl tune``: a tiny Optuna budget on the bundled Taobao sample, its files, and the TOML round trip
+into ``m2grl train --config`` / ``prepare --config``."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from model.config import M2GRLConfig
+from offline.config import PrepareConfig
+from offline.tune import TuneSpace, read_toml_overrides, toml_text, tune
+
+TAOBAO = Path(__file__).resolve().parents[2] / "data" / "taobao-sample" / "UserBehavior_head_sample.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def taobao(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from offline.prepare import prepare_from_source
+
+    return prepare_from_source("taobao", TAOBAO, tmp_path_factory.mktemp("tune") / "taobao")
+
+
+def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, tmp_path: Path) -> None:
+    space = TuneSpace(epochs=(1, 1), window=(2, 3), session_gaps_s=(3_600,))
+    best = tune(taobao, tmp_path / "tune", trials=2, space=space, progress=False)
+    trials = json.loads((tmp_path / "tune" / "trials.json").read_text())
+    assert len(trials["trials"]) == 2
+    assert {row["session_gap_s"] for row in trials["trials"]} <= {3_600, 7 * 86_400}  # the preset's gap too
+    for row in trials["trials"]:
+        assert 0.0 <= row["Recall@50"] <= 1.0 and 0.0 <= row["HitRate@50"] <= 1.0
+        assert row["epochs"] == 1 and 2 <= row["window"] <= 3
+    best_row = max(trials["trials"], key=lambda r: r["HitRate@50"])
+    chosen = tomllib.loads(best.read_text())
+    assert chosen["window"] == best_row["window"] and chosen["scoring"] == best_row["scoring"]
+    config = read_toml_overrides(best, M2GRLConfig())
+    assert config.window == best_row["window"] and config.epochs == 1
+    prepare = read_toml_overrides(tmp_path / "tune" / "best_prepare.toml", PrepareConfig())
+    assert prepare.session_gap_s == best_row["session_gap_s"]
+    md = (tmp_path / "tune" / "trials.md").read_text()
+    assert md.count("\n| ") == 3  # header + 2 trials
+    assert not (tmp_path / "tune" / "work").exists()  # the re-prepared datasets are removed
+
+
+def test_toml_overrides_name_the_file_and_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml_text({"window": 4, "scoring": "ip", "align_item_grad": True}))
+    config = read_toml_overrides(path, M2GRLConfig())
+    assert (config.window, config.scoring, config.align_item_grad) == (4, "ip", True)
+    path.write_text("windw = 4\n")
+    with pytest.raises(ValueError, match=r"c.toml: unknown M2GRLConfig fields \['windw'\]"):
+        read_toml_overrides(path, M2GRLConfig())
+    path.write_text("window = 0\n")
+    with pytest.raises(ValueError, match="c.toml: window"):
+        read_toml_overrides(path, M2GRLConfig())
+    path.write_text("window = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        read_toml_overrides(path, M2GRLConfig())
+    path.write_text('views = ["item"]\n')
+    assert read_toml_overrides(path, M2GRLConfig()).views == ("item",)
+
+
+def test_cli_train_config_and_bad_options_fail_in_one_line(taobao: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("scoring = 'l1'\n")
+    result = runner.invoke(
+        app, ["train", "--dataset", str(taobao), "--output", str(tmp_path / "m"), "--config", str(bad)]
+    )
+    assert result.exit_code == 2
+    assert "scoring" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["tune", "--dataset", str(taobao), "--epochs", "3"])
+    assert result.exit_code == 2 and "--epochs expects LO,HI" in result.output
+    good = tmp_path / "good.toml"
+    good.write_text(toml_text({"epochs": 1, "window": 2, "scoring": "ip"}))
+    out = tmp_path / "model"
+    result = runner.invoke(
+        app, ["train", "--dataset", str(taobao), "--output", str(out), "--config", str(good), "--window", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    stored = json.loads((out / "manifest.json").read_text())["config"]
+    assert (stored["epochs"], stored["window"], stored["scoring"]) == (
+        1,
+        3,
+        "ip",
+    )  # the flag wins over the file
+
+
+def test_prepare_session_gap_option_and_preset(taobao: Path, tmp_path: Path) -> None:
+    from offline.presets import preset
+
+    assert preset("taobao").session_gap_s == 7 * 86_400 and preset("generic").session_gap_s == 7 * 86_400
+    runner = CliRunner()
+    out = tmp_path / "ds"
+    result = runner.invoke(
+        app,
+        [
+            "prepare",
+            "--source",
+            "taobao",
+            "--input",
+            str(TAOBAO),
+            "--output",
+            str(out),
+            "--session-gap",
+            "3600",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["session_gap_s"] == 3600
+    weekly = json.loads((taobao / "manifest.json").read_text())
+    assert weekly["config"]["session_gap_s"] == 7 * 86_400
+    # one sequence per visit instead of one per user history: many more, shorter sequences
+    assert manifest["counts"]["sequences"]["item"] > 2 * weekly["counts"]["sequences"]["item"]
