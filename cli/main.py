@@ -212,8 +212,11 @@ def train(
             "space is the item view's own and side views are aligned into it."
         ),
     ] = None,
-    scoring: Annotated[
-        str | None, typer.Option(help="Item-to-item score served: cosine (default) or ip (inner product).")
+    norm_exponent: Annotated[
+        float | None,
+        typer.Option(
+            help="Served vectors are e / |e|^a: 0 = inner product (the paper's), 1 = cosine (default)."
+        ),
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file of M2GRLConfig fields (e.g. `m2grl tune`'s best.toml).")
@@ -248,7 +251,7 @@ def train(
             weighting=weighting,
             max_weight_ratio=max_weight_ratio,
             align_item_grad=align_item_grad,
-            scoring=scoring,
+            norm_exponent=norm_exponent,
             seed=seed,
             device=device,
             walks=walks,
@@ -305,7 +308,7 @@ def tune(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of every trial's training.")] = 0,
 ) -> None:
-    """Search task balancing, scoring, alignment, window, epochs and session gap on the validation split."""
+    """Search task balancing, norm exponent, alignment, window, epochs and session gap on the validation split."""
     from offline.tune import TuneSpace
     from offline.tune import tune as run_tune
 

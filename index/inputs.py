@@ -120,32 +120,35 @@ def _item_view(layout: ModelLayout) -> str:
     return DEFAULT_ITEM_VIEW
 
 
-def model_scoring(layout: ModelLayout) -> str:
-    """The general mode's score the model was trained for (manifest ``config.scoring``): ``"cosine"`` or
-    ``"ip"``; models written before the option existed are ``"ip"``."""
+def model_norm_exponent(layout: ModelLayout) -> float:
+    """The exponent ``a`` of the general mode's served vectors ``e / |e|^a`` (manifest
+    ``config.norm_exponent``); models written before the option existed are served raw (0)."""
     if not layout.manifest.is_file():
-        return "ip"
+        return 0.0
     try:
         manifest = read_json(layout.manifest)
     except ValueError as exc:
         raise InvalidArtifact(f"{layout.manifest}: manifest is not valid JSON: {exc}") from exc
     config = manifest.get("config") if isinstance(manifest, dict) else None
-    scoring = config.get("scoring", "ip") if isinstance(config, dict) else "ip"
-    if scoring not in ("ip", "cosine"):
-        raise InvalidArtifact(f"{layout.manifest}: config.scoring must be ip or cosine, got {scoring!r}")
-    return str(scoring)
+    exponent = config.get("norm_exponent", 0.0) if isinstance(config, dict) else 0.0
+    if isinstance(exponent, bool) or not isinstance(exponent, int | float) or not 0 <= exponent <= 1:
+        raise InvalidArtifact(f"{layout.manifest}: config.norm_exponent must be in [0, 1], got {exponent!r}")
+    return float(exponent)
 
 
-def l2_normalised(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Rows scaled to unit length (all-zero rows stay zero): cosine served as inner product."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+def norm_scaled(vectors: npt.NDArray[np.float32], exponent: float) -> npt.NDArray[np.float32]:
+    """Rows divided by their length to the power ``exponent`` (1: unit rows, cosine served as inner
+    product; 0: unchanged); all-zero rows stay zero."""
+    if exponent == 0:
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(vectors / norms**exponent, dtype=np.float32)
 
 
 def read_inputs(model_dir: Path, metric_dir: Path | None = None) -> BuildInputs:
-    """Read ``model_dir`` (instance-view embeddings -> mode ``general``, inner product; L2-normalised first
-    when the model's scoring is cosine) and, when given, ``metric_dir`` (``diversity.npy`` -> mode
-    ``diversity``, L2). Raises ``InvalidArtifact``."""
+    """Read ``model_dir`` (instance-view embeddings scaled by :func:`norm_scaled` with the model's
+    ``norm_exponent`` -> mode ``general``, inner product) and, when given, ``metric_dir`` (``diversity.npy``
+    -> mode ``diversity``, L2). Raises ``InvalidArtifact``."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise InvalidArtifact(f"{model_dir}: model folder does not exist")
@@ -164,9 +167,7 @@ def read_inputs(model_dir: Path, metric_dir: Path | None = None) -> BuildInputs:
         raise InvalidArtifact(f"{vocab_path}: item id {int(uniq[counts > 1][0])} appears more than once")
 
     emb_path = layout.embeddings(item_view)
-    general = check_vectors(emb_path, _load(emb_path), n)
-    if model_scoring(layout) == "cosine":
-        general = l2_normalised(general)
+    general = norm_scaled(check_vectors(emb_path, _load(emb_path), n), model_norm_exponent(layout))
     modes = {Mode.GENERAL.value: ModeInput(general, "ip", str(emb_path))}
     attributes: dict[str, npt.NDArray[np.int64]] = {}
     attr_dir = layout.attributes(item_view).parent

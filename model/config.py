@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Weighting = Literal["adaptive", "bounded", "uniform", "static"]
-Scoring = Literal["ip", "cosine"]
 Device = Literal["auto", "cpu", "cuda"]
 SparseOptimizer = Literal["lazy_adam", "row_adagrad"]
 LrSchedule = Literal["constant", "linear"]
 
 WEIGHTINGS: tuple[str, ...] = ("adaptive", "bounded", "uniform", "static")
-SCORINGS: tuple[str, ...] = ("ip", "cosine")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 SPARSE_OPTIMIZERS: tuple[str, ...] = ("lazy_adam", "row_adagrad")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "linear")
@@ -135,9 +133,10 @@ class M2GRLConfig:
             the item task; "bounded" is adaptive with every other task's weight capped at
             ``max_weight_ratio`` times the item task's. Validation figures: reports/quality-research.md.
         max_weight_ratio: the cap of "bounded".
-        scoring: the general mode's item-to-item score, "cosine" (vectors L2-normalised and served by
-            inner product) or "ip" (the raw inner product, the paper's). Read by the index builder and the
-            harness from the model's manifest.
+        norm_exponent: the general mode serves ``e / |e|^a`` by inner product, so a trigger ranks
+            candidates by ``e_t . e_j / |e_j|^a``: 0 is the paper's raw inner product (long, frequent rows
+            win), 1 is cosine (the norm, which grows with a row's training signal, is ignored). Read by
+            the index builder and the harness from the model's manifest (missing: 0).
         align_item_grad: let the alignment's gradient reach the item-view rows (the paper). ``False``
             (default) trains ``W``, ``b`` and the side-view rows only: the item space stays the item
             view's own and the side views are aligned into it, so the multi-view model ranks warm items
@@ -185,7 +184,7 @@ class M2GRLConfig:
     relation_dim: int | None = None
     weighting: Weighting = "adaptive"
     max_weight_ratio: float = 0.1
-    scoring: Scoring = "cosine"
+    norm_exponent: float = 1.0
     align_item_grad: bool = False
     static_weights: Mapping[str, float] = field(default_factory=dict)
     min_sigma2: float = 0.05
@@ -220,7 +219,9 @@ class M2GRLConfig:
             _positive_int("relation_dim", self.relation_dim)
         _choice("weighting", self.weighting, WEIGHTINGS)
         _positive_float("max_weight_ratio", self.max_weight_ratio)
-        _choice("scoring", self.scoring, SCORINGS)
+        _positive_float("norm_exponent", self.norm_exponent, allow_zero=True)
+        if self.norm_exponent > 1:
+            raise ConfigError("norm_exponent", f"must be in [0, 1], got {self.norm_exponent!r}")
         if not isinstance(self.align_item_grad, bool):
             raise ConfigError("align_item_grad", f"must be a bool, got {self.align_item_grad!r}")
         if not isinstance(self.static_weights, Mapping):

@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.parquet as pq
 
 from core.atomic import atomic_write_bytes, atomic_write_json, read_json
-from core.layout import DatasetLayout, ModelLayout
+from core.layout import DatasetLayout
 from model.config import M2GRLConfig
 from offline.config import PrepareConfig
 
@@ -46,7 +45,7 @@ class TuneSpace:
     weightings: tuple[str, ...] = ("adaptive", "bounded")
     max_weight_ratio: tuple[float, float] = (0.01, 1.0)
     align_item_grad: tuple[bool, ...] = (False, True)
-    scorings: tuple[str, ...] = ("cosine", "ip")
+    norm_exponent: tuple[float, float] = (0.0, 1.0)
     window: tuple[int, int] = (3, 10)
     epochs: tuple[int, int] = (3, 15)
     session_gaps_s: tuple[int, ...] = (3_600, 86_400, 7 * 86_400)
@@ -132,17 +131,16 @@ def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:
     return prepare_dataset(events, out, config, overwrite=True)
 
 
-def _score(dataset_dir: Path, model_dir: Path, scoring: str) -> dict[str, float]:
-    from offline.baselines.base import ItemModel, load_train_data
-    from offline.evaluation.job import load_eval_data, views_of
+def _score(dataset_dir: Path, model_dir: Path, norm_exponent: float) -> dict[str, float]:
+    from offline.baselines.base import load_train_data
+    from offline.evaluation.job import load_eval_data, served_m2grl, views_of
     from offline.evaluation.protocol import ProtocolConfig, evaluate_retriever
     from offline.evaluation.retrievers import serving_retriever
 
     protocol = ProtocolConfig(ks=(50,))
     data = load_eval_data(dataset_dir, protocol)
     train = load_train_data(dataset_dir)
-    vectors = np.load(ModelLayout(model_dir).embeddings(views_of(dataset_dir)[0])).astype(np.float32)
-    model = ItemModel(vectors=vectors, metric="cosine" if scoring == "cosine" else "ip")
+    model = served_m2grl(model_dir, views_of(dataset_dir)[0], norm_exponent)
     scores = evaluate_retriever(
         data, serving_retriever(train.items, train.attributes, model, 50), "general", protocol
     )
@@ -183,7 +181,7 @@ def tune(
         changes: dict[str, Any] = {
             "weighting": trial.suggest_categorical("weighting", list(space.weightings)),
             "align_item_grad": trial.suggest_categorical("align_item_grad", list(space.align_item_grad)),
-            "scoring": trial.suggest_categorical("scoring", list(space.scorings)),
+            "norm_exponent": trial.suggest_float("norm_exponent", *space.norm_exponent),
             "window": trial.suggest_int("window", *space.window),
             "epochs": trial.suggest_int("epochs", *space.epochs),
         }
@@ -195,7 +193,7 @@ def tune(
         t0 = time.perf_counter()
         held_out = _held_out_dataset(dataset_dir, gap, workdir)
         model_dir = train_m2grl(held_out, workdir / "model", config, overwrite=True)
-        scores = _score(held_out, Path(model_dir), config.scoring)
+        scores = _score(held_out, Path(model_dir), config.norm_exponent)
         rows.append(
             {
                 "trial": trial.number,
@@ -245,7 +243,7 @@ def trials_markdown(rows: Sequence[Mapping[str, Any]], header: str) -> str:
         "weighting",
         "max_weight_ratio",
         "align_item_grad",
-        "scoring",
+        "norm_exponent",
         "window",
         "epochs",
         "HitRate@50",
@@ -261,7 +259,11 @@ def trials_markdown(rows: Sequence[Mapping[str, Any]], header: str) -> str:
                 cells.append(str(v))
             else:
                 cells.append(
-                    f"{v:.3g}" if c == "max_weight_ratio" else f"{v:.1f}" if c == "seconds" else f"{v:.4f}"
+                    f"{v:.3g}"
+                    if c in ("max_weight_ratio", "norm_exponent")
+                    else f"{v:.1f}"
+                    if c == "seconds"
+                    else f"{v:.4f}"
                 )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -32,12 +32,13 @@ from offline.train import train_m2grl
 log = logging.getLogger(__name__)
 
 #: M2GRL variants: method -> changes to the default ``M2GRLConfig`` (table 3 has a row for each option,
-#: the paper's setting included). ``m2grl-ip`` is the ``m2grl`` model of the same seed scored by inner
-#: product (no second training).
-PAPER = {"weighting": "adaptive", "align_item_grad": True, "scoring": "ip"}
+#: the paper's setting included). ``m2grl-ip`` and ``m2grl-norm0.75`` are the ``m2grl`` model of the same
+#: seed served with another norm exponent (no second training).
+PAPER = {"weighting": "adaptive", "align_item_grad": True, "norm_exponent": 0.0}
 M2GRL_VARIANTS: dict[str, dict[str, Any]] = {
     "m2grl": {},
-    "m2grl-ip": {"scoring": "ip"},
+    "m2grl-ip": {"norm_exponent": 0.0},
+    "m2grl-norm0.75": {"norm_exponent": 0.75},
     "m2grl-paper": PAPER,
     "m2grl-uniform": {**PAPER, "weighting": "uniform"},
     "m2grl-static": {**PAPER, "weighting": "static"},
@@ -76,12 +77,19 @@ def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> It
     if method == "m2grl-single-view":
         changes["views"] = tuple(views_of(dataset_dir)[:1])
     config = dataclasses.replace(M2GRLConfig(), **changes)
-    source = "m2grl" if method == "m2grl-ip" else method
-    out = m2grl_model_dir(workdir, source, seed)
-    if not (method == "m2grl-ip" and (out / "manifest.json").exists()):
+    reuse = method in ("m2grl-ip", "m2grl-norm0.75")
+    out = m2grl_model_dir(workdir, "m2grl" if reuse else method, seed)
+    if not (reuse and (out / "manifest.json").exists()):
         out = train_m2grl(dataset_dir, out, config, overwrite=True)
-    vectors = np.load(ModelLayout(Path(out)).embeddings(views_of(dataset_dir)[0])).astype(np.float32)
-    return ItemModel(vectors=vectors, metric=config.scoring)
+    return served_m2grl(Path(out), views_of(dataset_dir)[0], config.norm_exponent)
+
+
+def served_m2grl(model_dir: Path, item_view: str, norm_exponent: float) -> ItemModel:
+    """The instance-view vectors of a model folder as the index serves them (``e / |e|^a``)."""
+    from index.inputs import norm_scaled
+
+    vectors = np.load(ModelLayout(model_dir).embeddings(item_view)).astype(np.float32)
+    return ItemModel(vectors=norm_scaled(vectors, norm_exponent), metric="ip")
 
 
 def views_of(dataset_dir: Path) -> list[str]:
@@ -145,9 +153,8 @@ def evaluate(
         t0 = time.perf_counter()
         if method == "m2grl" and model_dir is not None:
             layout = ModelLayout(Path(model_dir))
-            vectors = np.load(layout.embeddings(views_of(dataset_dir)[0])).astype(np.float32)
-            scoring = read_json(layout.manifest).get("config", {}).get("scoring", "ip")
-            model = ItemModel(vectors=vectors, metric=scoring)
+            exponent = read_json(layout.manifest).get("config", {}).get("norm_exponent", 0.0)
+            model = served_m2grl(Path(model_dir), views_of(dataset_dir)[0], float(exponent))
         elif method in M2GRL_METHODS:
             model = m2grl_fit(dataset_dir, method, seed, workdir)
         else:

@@ -19,8 +19,9 @@ TABLE3 = (
     ("m2grl-uniform", "paper, uniform weights"),
     ("m2grl-static", "paper, static weights (5.3)"),
     ("m2grl-bounded", "bounded weights (ratio 0.1), alignment into item rows, cosine"),
-    ("m2grl-ip", "default, inner product"),
-    ("m2grl", "default: adaptive, side views aligned into the item space, cosine"),
+    ("m2grl-ip", "default, inner product (norm exponent 0)"),
+    ("m2grl-norm0.75", "default, norm exponent 0.75"),
+    ("m2grl", "default: adaptive, side views aligned into the item space, cosine (norm exponent 1)"),
 )
 VIEWS = (
     ("m2grl-single-view", "single-view (item graph only)"),

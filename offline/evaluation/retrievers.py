@@ -27,7 +27,7 @@ def serving_retriever(
     """Build a ``ServingIndex`` in memory for ``model`` (mode ``"general"``) with ``topn`` neighbours per item."""
     # Imported here, not at module top: index/serving.py is developed concurrently and the metric and
     # protocol code (and their tests) must not depend on it being importable.
-    from index.inputs import l2_normalised
+    from index.inputs import norm_scaled
     from index.serving import ServingIndex
 
     if model.topn_ids is not None and model.topn_scores is not None:
@@ -37,7 +37,7 @@ def serving_retriever(
     vectors = np.ascontiguousarray(model.vectors, dtype=np.float32)
     metric = model.metric
     if metric == "cosine":
-        vectors, metric = l2_normalised(vectors), "ip"
+        vectors, metric = norm_scaled(vectors, 1.0), "ip"
     return ServingIndex.from_vectors(
         items, attributes, vectors={"general": vectors}, metrics={"general": metric}, topn=topn
     )

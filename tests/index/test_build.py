@@ -197,24 +197,34 @@ def test_catalogue_smaller_than_topn_pads_the_map(tmp_path: Path, make_model) ->
     assert [c.item_id for c in result.candidates] == [6] and result.exhausted and result.filtered_out == 2
 
 
-def test_cosine_model_is_served_by_inner_product_over_unit_vectors(tmp_path: Path, make_model) -> None:  # type: ignore[no-untyped-def]
+def test_model_norm_exponent_scales_the_served_vectors(tmp_path: Path, make_model) -> None:  # type: ignore[no-untyped-def]
     from index.inputs import read_inputs
 
     # item 0 is short and points along x; item 1 is long and points at 45 degrees; item 2 along y
     vectors = np.array([[0.1, 0.0], [3.0, 3.0], [0.0, 1.0], [1.0, 0.2]], dtype=np.float32)
-    manifest = {"version": "m", "views": ["item", "category"], "config": {"scoring": "cosine"}}
-    cosine = read_inputs(make_model(vectors, manifest=manifest)).modes["general"]
+
+    def manifest(exponent: object) -> dict[str, object]:
+        return {"version": "m", "views": ["item", "category"], "config": {"norm_exponent": exponent}}
+
+    cosine = read_inputs(make_model(vectors, manifest=manifest(1.0))).modes["general"]
     assert cosine.metric == "ip"
     np.testing.assert_allclose(np.linalg.norm(cosine.vectors, axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(cosine.vectors[1], [2**-0.5, 2**-0.5], rtol=1e-6)
-    raw = read_inputs(make_model(vectors)).modes["general"]  # no config.scoring: the paper's inner product
+    half = read_inputs(make_model(vectors, manifest=manifest(0.5))).modes["general"]
+    # |(3, 3)| = sqrt(18): divided by 18 ** 0.25, its length becomes 18 ** 0.25
+    np.testing.assert_allclose(np.linalg.norm(half.vectors, axis=1)[1], 18**0.25, rtol=1e-6)
+    raw = read_inputs(make_model(vectors)).modes[
+        "general"
+    ]  # no config.norm_exponent: the paper's inner product
     np.testing.assert_array_equal(raw.vectors, vectors)
-    # served: from item 0, cosine ranks item 3 first; the inner product ranks the long item 1 first
-    root = tmp_path / "cos"
-    version = build_index(make_model(vectors, manifest=manifest), root, FAST, version="v1", progress=False)
-    served = ServingIndex.load(IndexRoot(root).version(version).root)
-    ids, _ = served.batch_neighbours(np.array([1]), "general", 1)
-    assert ids.tolist() == [[31]]
-    bad = {"version": "m", "views": ["item"], "config": {"scoring": "l1"}}
-    with pytest.raises(InvalidArtifact, match="config.scoring"):
-        read_inputs(make_model(vectors, manifest=bad))
+    # served: from item 0, cosine ranks item 3 (id 31) first; the raw inner product ranks the long item 1
+    for exponent, expected in ((1.0, 31), (0.0, 11)):
+        root = tmp_path / f"a{exponent}"
+        version = build_index(
+            make_model(vectors, manifest=manifest(exponent)), root, FAST, version="v1", progress=False
+        )
+        served = ServingIndex.load(IndexRoot(root).version(version).root)
+        assert served.batch_neighbours(np.array([1]), "general", 1)[0].tolist() == [[expected]]
+    for bad in (1.5, -0.1, "cosine", True):
+        with pytest.raises(InvalidArtifact, match="config.norm_exponent"):
+            read_inputs(make_model(vectors, manifest=manifest(bad)))

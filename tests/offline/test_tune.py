@@ -36,7 +36,7 @@ def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, t
         assert row["epochs"] == 1 and 2 <= row["window"] <= 3
     best_row = max(trials["trials"], key=lambda r: r["HitRate@50"])
     chosen = tomllib.loads(best.read_text())
-    assert chosen["window"] == best_row["window"] and chosen["scoring"] == best_row["scoring"]
+    assert chosen["window"] == best_row["window"] and chosen["norm_exponent"] == best_row["norm_exponent"]
     config = read_toml_overrides(best, M2GRLConfig())
     assert config.window == best_row["window"] and config.epochs == 1
     prepare = read_toml_overrides(tmp_path / "tune" / "best_prepare.toml", PrepareConfig())
@@ -48,9 +48,9 @@ def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, t
 
 def test_toml_overrides_name_the_file_and_the_field(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text(toml_text({"window": 4, "scoring": "ip", "align_item_grad": True}))
+    path.write_text(toml_text({"window": 4, "norm_exponent": 0.5, "align_item_grad": True}))
     config = read_toml_overrides(path, M2GRLConfig())
-    assert (config.window, config.scoring, config.align_item_grad) == (4, "ip", True)
+    assert (config.window, config.norm_exponent, config.align_item_grad) == (4, 0.5, True)
     path.write_text("windw = 4\n")
     with pytest.raises(ValueError, match=r"c.toml: unknown M2GRLConfig fields \['windw'\]"):
         read_toml_overrides(path, M2GRLConfig())
@@ -67,27 +67,24 @@ def test_toml_overrides_name_the_file_and_the_field(tmp_path: Path) -> None:
 def test_cli_train_config_and_bad_options_fail_in_one_line(taobao: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     bad = tmp_path / "bad.toml"
-    bad.write_text("scoring = 'l1'\n")
+    bad.write_text("norm_exponent = 2.0\n")
     result = runner.invoke(
         app, ["train", "--dataset", str(taobao), "--output", str(tmp_path / "m"), "--config", str(bad)]
     )
     assert result.exit_code == 2
-    assert "scoring" in result.output and "Traceback" not in result.output
+    assert "norm_exponent" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["tune", "--dataset", str(taobao), "--epochs", "3"])
     assert result.exit_code == 2 and "--epochs expects LO,HI" in result.output
     good = tmp_path / "good.toml"
-    good.write_text(toml_text({"epochs": 1, "window": 2, "scoring": "ip"}))
+    good.write_text(toml_text({"epochs": 1, "window": 2, "norm_exponent": 0.0}))
     out = tmp_path / "model"
     result = runner.invoke(
         app, ["train", "--dataset", str(taobao), "--output", str(out), "--config", str(good), "--window", "3"]
     )
     assert result.exit_code == 0, result.output
     stored = json.loads((out / "manifest.json").read_text())["config"]
-    assert (stored["epochs"], stored["window"], stored["scoring"]) == (
-        1,
-        3,
-        "ip",
-    )  # the flag wins over the file
+    # the flag wins over the file
+    assert (stored["epochs"], stored["window"], stored["norm_exponent"]) == (1, 3, 0.0)
 
 
 def test_prepare_session_gap_option_and_preset(taobao: Path, tmp_path: Path) -> None:
