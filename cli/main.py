@@ -139,9 +139,9 @@ def prepare(
         _fail("--input is required for the generic source")
     if not path.exists():
         _fail(f"input {path} does not exist")
+    from core.config_files import read_toml_overrides
     from offline.prepare import prepare_from_source
     from offline.presets import preset
-    from offline.tune import read_toml_overrides
 
     try:
         prepare_config = preset(source)  # type: ignore[arg-type]
@@ -258,7 +258,7 @@ def train(
         ).items()
         if v is not None
     }
-    from offline.tune import read_toml_overrides
+    from core.config_files import read_toml_overrides
 
     try:
         base = read_toml_overrides(config, M2GRLConfig()) if config is not None else M2GRLConfig()

@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import shutil
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.parquet as pq
 
 from core.atomic import atomic_write_bytes, atomic_write_json, read_json
+from core.config_files import toml_text
 from core.layout import DatasetLayout
 from model.config import M2GRLConfig
 from offline.config import PrepareConfig
@@ -56,50 +56,6 @@ def prepare_config_from_manifest(manifest: Mapping[str, Any]) -> PrepareConfig:
     fields = {f.name for f in dataclasses.fields(PrepareConfig)}
     stored = {k: v for k, v in dict(manifest["config"]).items() if k in fields}
     return PrepareConfig(**stored)
-
-
-def read_toml_overrides(path: Path, base: Any) -> Any:
-    """``base`` (a frozen config dataclass: ``M2GRLConfig``, ``PrepareConfig``) with the fields a TOML file
-    sets; unknown keys and bad values raise ``ValueError`` naming the file and the field."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: config file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    kind = type(base)
-    known = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown {kind.__name__} fields {unknown}; valid: {sorted(known)}")
-    values = {k: _tuples(v) for k, v in data.items()}
-    try:
-        return dataclasses.replace(base, **values)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
-
-
-def _tuples(value: Any) -> Any:
-    """TOML arrays (lists) as the tuples the frozen configs hold."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
-def toml_text(values: Mapping[str, Any], comment: str = "") -> str:
-    """Flat TOML of scalar values (bool, int, float, str), keys sorted; ``comment`` heads the file."""
-    lines = [f"# {line}" for line in comment.splitlines()]
-    for key in sorted(values):
-        value = values[key]
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, int | float):
-            text = repr(value)
-        elif isinstance(value, str):
-            text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        else:
-            raise TypeError(f"{key}: only scalars are written, got {type(value).__name__}")
-        lines.append(f"{key} = {text}")
-    return "\n".join(lines) + "\n"
 
 
 def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:

@@ -43,7 +43,7 @@ M2GRL_VARIANTS: dict[str, dict[str, Any]] = {
     "m2grl-uniform": {**PAPER, "weighting": "uniform"},
     "m2grl-static": {**PAPER, "weighting": "static"},
     "m2grl-bounded": {"weighting": "bounded", "align_item_grad": True},
-    "m2grl-single-view": {"views": "item view only"},
+    "m2grl-single-view": {},  # views: the dataset's item view only, set by the fitter
 }
 M2GRL_METHODS = tuple(M2GRL_VARIANTS)
 DEFAULT_METHODS = (*M2GRL_METHODS, *BASELINES)

@@ -11,9 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from core.config_files import read_toml_overrides, toml_text
 from model.config import M2GRLConfig
 from offline.config import PrepareConfig
-from offline.tune import TuneSpace, read_toml_overrides, toml_text, tune
+from offline.tune import TuneSpace, tune
 
 TAOBAO = Path(__file__).resolve().parents[2] / "data" / "taobao-sample" / "UserBehavior_head_sample.csv.gz"
 
@@ -44,24 +45,6 @@ def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, t
     md = (tmp_path / "tune" / "trials.md").read_text()
     assert md.count("\n| ") == 3  # header + 2 trials
     assert not (tmp_path / "tune" / "work").exists()  # the re-prepared datasets are removed
-
-
-def test_toml_overrides_name_the_file_and_the_field(tmp_path: Path) -> None:
-    path = tmp_path / "c.toml"
-    path.write_text(toml_text({"window": 4, "norm_exponent": 0.5, "align_item_grad": True}))
-    config = read_toml_overrides(path, M2GRLConfig())
-    assert (config.window, config.norm_exponent, config.align_item_grad) == (4, 0.5, True)
-    path.write_text("windw = 4\n")
-    with pytest.raises(ValueError, match=r"c.toml: unknown M2GRLConfig fields \['windw'\]"):
-        read_toml_overrides(path, M2GRLConfig())
-    path.write_text("window = 0\n")
-    with pytest.raises(ValueError, match="c.toml: window"):
-        read_toml_overrides(path, M2GRLConfig())
-    path.write_text("window = \n")
-    with pytest.raises(ValueError, match="not valid TOML"):
-        read_toml_overrides(path, M2GRLConfig())
-    path.write_text('views = ["item"]\n')
-    assert read_toml_overrides(path, M2GRLConfig()).views == ("item",)
 
 
 def test_cli_train_config_and_bad_options_fail_in_one_line(taobao: Path, tmp_path: Path) -> None:

@@ -1,0 +1,40 @@
+"""TOML config files: fields over a base config, errors naming the file and the field, a round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config_files import read_toml_overrides, toml_text
+from model.config import M2GRLConfig
+from offline.config import PrepareConfig
+
+
+def test_toml_overrides_name_the_file_and_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml_text({"window": 4, "norm_exponent": 0.5, "align_item_grad": True}))
+    config = read_toml_overrides(path, M2GRLConfig())
+    assert (config.window, config.norm_exponent, config.align_item_grad) == (4, 0.5, True)
+    path.write_text("windw = 4\n")
+    with pytest.raises(ValueError, match=r"c.toml: unknown M2GRLConfig fields \['windw'\]"):
+        read_toml_overrides(path, M2GRLConfig())
+    path.write_text("window = 0\n")
+    with pytest.raises(ValueError, match="c.toml: window"):
+        read_toml_overrides(path, M2GRLConfig())
+    path.write_text("window = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        read_toml_overrides(path, M2GRLConfig())
+    path.write_text('views = ["item"]\n')
+    assert read_toml_overrides(path, M2GRLConfig()).views == ("item",)
+
+
+def test_toml_text_round_trips_scalars_through_a_prepare_config(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(toml_text({"session_gap_s": 86_400, "split": "per_user", "test_fraction": 0.25}, "a\nb"))
+    assert path.read_text().startswith("# a\n# b\n")
+    config = read_toml_overrides(path, PrepareConfig())
+    assert (config.session_gap_s, config.split, config.test_fraction) == (86_400, "per_user", 0.25)
+    assert config.views == PrepareConfig().views  # fields the file does not set keep the base's
+    with pytest.raises(TypeError, match="only scalars"):
+        toml_text({"views": ["item"]})
