@@ -87,7 +87,8 @@ def _long_tail_table(methods: dict[str, Any], k: int) -> list[str]:
     if first is None:
         return []
     suffix = f":HitRate@{k}"
-    buckets = [m[: -len(suffix) + 1] for m in first["mean"] if m.startswith("Freq") and m.endswith(suffix)]
+    found = [m[: -len(suffix) + 1] for m in first["mean"] if m.startswith("Freq") and m.endswith(suffix)]
+    buckets = sorted(found, key=lambda b: int(b[4:].split("-")[0].rstrip("+:")))  # by the bucket's low end
     if not buckets:
         return []
     users = "; ".join(
