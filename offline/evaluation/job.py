@@ -184,7 +184,11 @@ def evaluate(
             if model_dir is not None
             else {s: m2grl_model_dir(workdir, "m2grl", s) for s in seeds}
         )
-        diversity_report = evaluate_diversity(dataset_dir, model_dirs, workdir, data, topn=topn)
+        # the same protocol options as table 2 (exclude_seen drops seen items from the candidates too)
+        div_protocol = dataclasses.replace(protocol, ks=(50,))
+        diversity_report = evaluate_diversity(
+            dataset_dir, model_dirs, workdir, data, config=div_protocol, topn=topn
+        )
     for entry in results.values():
         entry["mean"], entry["std"] = _summarise(entry["seeds"])
         entry["fit_seconds"] = float(np.mean(entry["fit_seconds_all"]))

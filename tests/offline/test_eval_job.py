@@ -71,3 +71,29 @@ def test_evaluate_rejects_bad_arguments(tmp_path: Path) -> None:
         evaluate(ds, tmp_path / "r", methods=["itemcf"], topn=10, retriever_factory=exact_factory)
     with pytest.raises(FileNotFoundError, match="prepared dataset"):
         evaluate(tmp_path / "missing", tmp_path / "r", methods=["itemcf"], retriever_factory=exact_factory)
+
+
+def test_diversity_table_uses_the_reports_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import offline.evaluation.job as job
+
+    seen: dict[str, object] = {}
+
+    def fake_diversity(dataset_dir, model_dirs, workdir, data, *, config, topn):  # type: ignore[no-untyped-def]
+        seen["config"] = config
+        return {"summary": {"general": {"HitRate@50": [0.5, 0.0]}}, "seeds": {}, "fit_seconds": []}
+
+    monkeypatch.setattr(job, "evaluate_diversity", fake_diversity)
+    ds = write_tiny_dataset(tmp_path / "ds")
+    evaluate(
+        ds,
+        tmp_path / "report",
+        methods=["m2grl"],
+        seeds=(0,),
+        protocol=ProtocolConfig(ks=(2, 5, 10), exclude_seen=True),
+        topn=10,
+        retriever_factory=exact_factory,
+        m2grl_fit=_fake_m2grl,
+        diversity=True,
+    )
+    config = seen["config"]
+    assert isinstance(config, ProtocolConfig) and config.exclude_seen and config.ks == (50,)
