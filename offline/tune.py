@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.atomic import atomic_write_bytes, atomic_write_json, read_json
@@ -76,7 +75,7 @@ def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:
         changes["target"] = "test"
         end = (manifest.get("split") or {}).get("end")
         if config.split == "global_time" and end is not None:
-            start = int(pa.compute.min(events["timestamp"]).as_py())
+            start = int(pc.min(events["timestamp"]).as_py())
             changes["time_window"] = (min(start, int(end) - 1), int(end) - round(config.test_days * 86_400))
     config = dataclasses.replace(
         config,
@@ -159,7 +158,6 @@ def tune(
                 "seconds": time.perf_counter() - t0,
             }
         )
-        trial.set_user_attr("recall", scores["Recall@50"])
         return scores[OBJECTIVE]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -97,3 +97,25 @@ def test_prepare_session_gap_option_and_preset(taobao: Path, tmp_path: Path) -> 
     assert weekly["config"]["session_gap_s"] == 7 * 86_400
     # one sequence per visit instead of one per user history: many more, shorter sequences
     assert manifest["counts"]["sequences"]["item"] > 2 * weekly["counts"]["sequences"]["item"]
+
+
+@pytest.mark.parametrize("target", ["test", "valid"])
+def test_held_out_dataset_is_the_validation_period_and_never_the_test(target: str, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from offline.prepare import prepare_from_source
+    from offline.tune import _held_out_dataset
+
+    source = prepare_from_source("taobao", TAOBAO, tmp_path / "src", target=target)  # type: ignore[arg-type]
+    valid = prepare_from_source("taobao", TAOBAO, tmp_path / "valid", target="valid")
+    held = _held_out_dataset(source, 3_600, tmp_path / "work")
+    assert json.loads((held / "manifest.json").read_text())["config"]["session_gap_s"] == 3_600
+
+    def period(root: Path, split: str) -> tuple[int, int, int]:
+        ev = pq.read_table(root / "events.parquet").to_pandas()
+        ts = ev.loc[ev["split"] == split, "timestamp"]
+        return int(ts.min()), int(ts.max()), len(ts)
+
+    # from a test dataset or from its validation dataset: the held-out part is the validation period
+    assert period(held, "test") == period(valid, "test")
+    assert period(held, "train") == period(valid, "train")
