@@ -46,6 +46,8 @@ M2GRL_VARIANTS: dict[str, dict[str, Any]] = {
     "m2grl-single-view": {},  # views: the dataset's item view only, set by the fitter
 }
 M2GRL_METHODS = tuple(M2GRL_VARIANTS)
+#: Variants that serve the ``m2grl`` model itself (another norm exponent), never a training of their own.
+SERVED_FROM_M2GRL = ("m2grl-ip", "m2grl-norm0.75")
 DEFAULT_METHODS = (*M2GRL_METHODS, *BASELINES)
 #: ``(dataset_dir, method, seed, workdir) -> ItemModel`` for the M2GRL variants; swapped in tests.
 M2GRLFitter = Callable[[Path, str, int, Path], ItemModel]
@@ -77,7 +79,7 @@ def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> It
     if method == "m2grl-single-view":
         changes["views"] = tuple(views_of(dataset_dir)[:1])
     config = dataclasses.replace(M2GRLConfig(), **changes)
-    reuse = method in ("m2grl-ip", "m2grl-norm0.75")
+    reuse = method in SERVED_FROM_M2GRL
     out = m2grl_model_dir(workdir, "m2grl" if reuse else method, seed)
     if not (reuse and (out / "manifest.json").exists()):
         out = train_m2grl(dataset_dir, out, config, overwrite=True)
@@ -125,8 +127,9 @@ def evaluate(
         output_dir: report folder (created).
         methods: names among :data:`DEFAULT_METHODS` (default: all of them).
         seeds: one fit per seed; tables show mean and std over seeds.
-        model_dir: an already trained M2GRL ``ModelLayout``: ``m2grl`` is then read from it (one row, no
-            retraining, seeds ignored for it).
+        model_dir: an already trained M2GRL ``ModelLayout``: ``m2grl`` (and ``m2grl-ip``, ``m2grl-norm0.75``,
+            the same vectors under another norm exponent) is then read from it (one row each, no
+            retraining, seeds ignored for them).
         topn: neighbours per item kept by the serving index (>= the largest K).
         diversity: also train the metric model of section 6.1 on each seed's ``m2grl`` model and add the
             diversity table (general / general+filter / diversity, ``offline.diversity_eval``). Needs the
@@ -148,13 +151,17 @@ def evaluate(
     data = load_eval_data(dataset_dir, protocol)
     train: TrainData = load_train_data(dataset_dir)
     results: dict[str, Any] = {}
-    runs = [(m, s) for m in methods for s in ((0,) if (m == "m2grl" and model_dir) else seeds)]
+    from_model_dir = ("m2grl", *SERVED_FROM_M2GRL) if model_dir is not None else ()
+    runs = [(m, s) for m in methods for s in ((0,) if m in from_model_dir else seeds)]
     for method, seed in tqdm(runs, desc="evaluate", disable=None):
         t0 = time.perf_counter()
-        if method == "m2grl" and model_dir is not None:
-            layout = ModelLayout(Path(model_dir))
-            exponent = read_json(layout.manifest).get("config", {}).get("norm_exponent", 0.0)
-            model = served_m2grl(Path(model_dir), views_of(dataset_dir)[0], float(exponent))
+        if method in from_model_dir:
+            assert model_dir is not None  # from_model_dir is empty without it
+            stored = (
+                read_json(ModelLayout(Path(model_dir)).manifest).get("config", {}).get("norm_exponent", 0.0)
+            )
+            exponent = float(M2GRL_VARIANTS[method].get("norm_exponent", stored))
+            model = served_m2grl(Path(model_dir), views_of(dataset_dir)[0], exponent)
         elif method in M2GRL_METHODS:
             model = m2grl_fit(dataset_dir, method, seed, workdir)
         else:

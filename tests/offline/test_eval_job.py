@@ -97,3 +97,48 @@ def test_diversity_table_uses_the_reports_protocol(tmp_path: Path, monkeypatch: 
     )
     config = seen["config"]
     assert isinstance(config, ProtocolConfig) and config.exclude_seen and config.ks == (50,)
+
+
+def test_a_given_model_serves_m2grl_and_its_norm_exponent_rows_without_training(tmp_path: Path) -> None:
+    from core.atomic import atomic_write_json
+    from core.layout import ModelLayout
+
+    ds = write_tiny_dataset(tmp_path / "ds")
+    layout = ModelLayout(tmp_path / "model")
+    layout.embeddings("item").parent.mkdir(parents=True)
+    cats = np.load(ds / "attributes" / "category.npy")
+    # one-hot category vectors, item 0's scaled up: its length only matters to the inner product
+    vectors = np.eye(4, dtype=np.float32)[cats] * np.linspace(1.0, 3.0, len(cats), dtype=np.float32)[:, None]
+    np.save(layout.embeddings("item"), vectors)
+    atomic_write_json(layout.manifest, {"views": ["item", "category"], "config": {"norm_exponent": 1.0}})
+
+    def no_training(*args: object) -> ItemModel:
+        raise AssertionError("a variant served from the given model must not train")
+
+    norms: list[np.ndarray] = []
+
+    def recording_factory(items, attributes, model, topn):  # type: ignore[no-untyped-def]
+        norms.append(np.linalg.norm(model.vectors, axis=1))
+        return exact_factory(items, attributes, model, topn)
+
+    evaluate(
+        ds,
+        tmp_path / "report",
+        methods=["m2grl", "m2grl-ip", "m2grl-norm0.75"],
+        seeds=(0, 1),
+        model_dir=layout.root,
+        protocol=ProtocolConfig(ks=(2, 5, 10)),
+        topn=10,
+        retriever_factory=recording_factory,
+        m2grl_fit=no_training,
+    )
+    scale = np.linalg.norm(vectors, axis=1)
+    # the model's own exponent (1: unit rows), then 0 (raw), then 0.75 (length scale ** 0.25)
+    np.testing.assert_allclose(norms[0], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(norms[1], scale, rtol=1e-6)
+    np.testing.assert_allclose(norms[2], scale**0.25, rtol=1e-5)
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    for method in ("m2grl", "m2grl-ip", "m2grl-norm0.75"):
+        assert set(report["methods"][method]["seeds"]) == {"0"}
+        # every scaling keeps a category's items together, so each finds the user's test items
+        assert report["methods"][method]["mean"]["Recall@5"] == pytest.approx(1.0)
