@@ -1,6 +1,6 @@
 """Retrieval logic behind the routes: exclusion rules, strategy -> index mode, answer shaping.
 
-Exclusion rules (issue 7):
+Exclusion rules:
 - ``diversity`` always excludes the trigger's own category and the user's recent categories;
 - ``general`` excludes the user's recent categories only when asked (``exclude_recent=true``);
 - explicit ``exclude_categories`` are always excluded.

@@ -1,4 +1,4 @@
-"""Index benchmark on synthetic clustered embeddings (issue 6): per index type and size, build time,
+"""Index benchmark on synthetic clustered embeddings: per index type and size, build time,
 memory, single-query latency p50/p99 at k=50, batched QPS, recall@50 against exact search, and the
 (extrapolated) time to build the precomputed top-200 map for every item.
 

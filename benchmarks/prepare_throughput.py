@@ -1,6 +1,6 @@
-"""Benchmark: events/s and peak memory of ``m2grl prepare`` on a synthetic log (issue 2, "Performance").
+"""Benchmark: events/s and peak memory of ``m2grl prepare`` on a synthetic log.
 
-    python benchmarks/prepare_throughput.py                 # 100M events (the issue's size)
+    python benchmarks/prepare_throughput.py                 # 100M events (the target size)
     python benchmarks/prepare_throughput.py --events 10000000
 
 1. Generates the log with ``offline.synth`` into ``artifacts/bench/synth-<N>/`` once; reruns reuse it.

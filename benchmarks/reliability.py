@@ -1,11 +1,11 @@
-"""Reliability benchmark (reliability issue): the long versions of the CI tests in ``tests/reliability/``,
+"""Reliability benchmark: the long versions of the CI tests in ``tests/reliability/``,
 on a real uvicorn process on loopback, driven by a paced thread pool of ``httpx`` clients.
 
 - hot swap: load for ``--swap-seconds`` (default 30) while a new index version is published every
   2 s (``index.publish.publish``; every other swap also forced with ``POST /admin/reload``): failed
   requests, and answers not wholly one version's (``X-Index-Version`` = body ``index_version``,
   candidates = that version's known answer);
-- corruption: each broken version of issue 3 pointed at by CURRENT and reloaded through the admin route
+- corruption: each kind of broken version pointed at by CURRENT and reloaded through the admin route
   of a serving process: refused (409), counted in ``m2grl_index_reloads_total{result="failure"}``, the
   old version still answering;
 - Redis outage: load while Redis is SIGSTOPped, resumed, SIGKILLed and restarted on the same port:
@@ -55,7 +55,7 @@ from tests.reliability.conftest import (  # noqa: E402
     soak,
 )
 
-#: broken versions of issue 3: (kind, checksums recomputed so that the deeper check refuses it)
+#: broken index versions, one per kind of damage: (kind, checksums recomputed so that the deeper check refuses it)
 CORRUPTIONS = [
     ("missing_marker", False),
     ("wrong_dimension", True),

@@ -1,4 +1,4 @@
-"""Serving benchmark (issue 7): the real service under uvicorn (1 and 2 workers) on loopback, driven by
+"""Serving benchmark: the real service under uvicorn (1 and 2 workers) on loopback, driven by
 ``wrk``, next to a bare FastAPI endpoint returning a constant list, measured in the same run.
 
 Indexes:

@@ -1,4 +1,4 @@
-"""Index building, validation, publishing and retrieval (issue 6).
+"""Index building, validation, publishing and retrieval.
 
 - ``index.config.IndexConfig`` and ``index.registry`` (index types by name) configure a build;
 - ``index.build.build_index`` turns a model (+ metric) folder into a validated version folder;

@@ -435,7 +435,7 @@ def _fit(
 ) -> list[float]:
     """Optimise the factors with Adam; returns the mean loss of every epoch.
 
-    TEMPORARY: ``model.trainer.train`` (the shared loop, issue 2) did not exist when this job was written.
+    TEMPORARY: ``model.trainer.train`` (the shared loop) did not exist when this job was written.
     This is the only place to change when it lands: hand it ``model`` (``model(batch)`` returns the
     equation-12 loss) and ``epoch_batches(inputs, config)`` (epoch -> batches), and pass ``checkpoints``.
     """

@@ -1,4 +1,4 @@
-"""Discovery rows of the evaluation report for section 6.1 (issue 5), through the harness's API.
+"""Discovery rows of the evaluation report for section 6.1, through the harness's API.
 
 Three rows per (dataset, seed), all retrieved through ``offline.evaluation.protocol`` (hence through
 ``ServingIndex.batch_neighbours`` when the caller passes the served index):
@@ -31,7 +31,7 @@ DIVERSITY_ROWS: dict[str, tuple[str, bool]] = {
     "general+filter": ("general", True),
     "diversity": ("diversity", True),
 }
-#: The columns the diversity table reports (issue 5).
+#: The columns the diversity table reports.
 DIVERSITY_METRICS = ("HitRate@50", "NewHitRate@50", "NewRecall@50", "NewCategoryShare@50")
 
 

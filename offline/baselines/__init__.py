@@ -1,1 +1,1 @@
-"""Baselines of table 2 (issue 4), one module each, behind one registry (:mod:`offline.baselines.registry`)."""
+"""Baselines of table 2, one module each, behind one registry (:mod:`offline.baselines.registry`)."""

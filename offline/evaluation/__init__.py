@@ -1,1 +1,1 @@
-"""Offline evaluation harness (issue 4): metrics, protocol, reports and the ``evaluate`` job."""
+"""Offline evaluation harness: metrics, protocol, reports and the ``evaluate`` job."""

@@ -1,4 +1,4 @@
-"""The evaluation protocol of issue 4: test users, triggers, ground truth, and running a retriever.
+"""The evaluation protocol: test users, triggers, ground truth, and running a retriever.
 
 - Full-catalogue item-to-item retrieval: the catalogue is the dataset's item vocabulary (train items).
 - Test user: has at least one catalogue item in train and at least one event in the test split (with
@@ -391,7 +391,7 @@ def _subset_csr(indptr: IntArray, values: IntArray, rows: IntArray) -> tuple[Int
 
 
 def score_candidates(data: EvalData, candidates: IntArray, config: ProtocolConfig) -> dict[str, float]:
-    """All metrics of issue 4 for ``[n_users, max_k]`` candidates (see :mod:`metrics`).
+    """All metrics of the protocol for ``[n_users, max_k]`` candidates (see :mod:`metrics`).
 
     Accuracy metrics over every test user; ``New*`` metrics (discovery) over the users whose
     discovery ground truth is non-empty; ``NewCategoryShare@k`` and ``TriggerCategoryShare@k`` (share of

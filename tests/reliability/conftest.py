@@ -5,7 +5,7 @@
 - ``drive_load``: paced load from a thread pool of ``httpx`` clients on loopback, every answer checked
   in the sending thread;
 - ``rss_bytes`` of a process, ``RedisProcess`` (a redis-server we may stop, kill and restart on the same
-  port), ``m2grl`` (the CLI as a subprocess) and ``corrupt`` (the broken index versions of issue 3).
+  port), ``m2grl`` (the CLI as a subprocess) and ``corrupt`` (broken index versions, one per kind of damage).
 """
 
 from __future__ import annotations

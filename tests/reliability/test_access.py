@@ -1,4 +1,4 @@
-"""Access (reliability issue, point 7).
+"""Access: who may call which route.
 
 ``tests/app/test_routes.py::test_admin_auth`` covers a missing or wrong bearer token (403) and admin
 routes off without a token (404). Added here: other ways of presenting a token, a blank configured

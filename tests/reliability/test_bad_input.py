@@ -1,4 +1,4 @@
-"""Bad input everywhere (reliability issue, point 6).
+"""Bad input everywhere: what the service and the jobs answer to malformed requests and files.
 
 HTTP (``tests/app/test_routes.py`` has k=0/501, an unknown mode, bad lists, the batch size and a
 Content-Length over the body limit): negative, huge and fractional k, out-of-int64 ids in queries and

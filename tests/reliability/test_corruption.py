@@ -1,4 +1,4 @@
-"""Corrupted or partial artifacts (reliability issue, point 3).
+"""Corrupted or partial artifacts: broken index versions and model folders are refused.
 
 Service side: ``tests/index/test_publish.py`` already proves ``ServingIndex.load`` / ``publish`` refuse
 every corruption, and ``tests/app/test_reload.py`` that the service refuses a truncated FAISS file and a

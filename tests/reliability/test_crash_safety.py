@@ -1,4 +1,4 @@
-"""Crash safety (reliability issue, point 4): ``kill -9`` of the offline jobs at random points.
+"""Crash safety: ``kill -9`` of the offline jobs at random points.
 
 ``m2grl prepare`` (bundled MovieLens sample, item view), ``m2grl train`` (small settings) and
 ``m2grl build-index`` run as CLI subprocesses and are SIGKILLed after seeded random delays, or at seeded

@@ -1,4 +1,4 @@
-"""Fuzzing (reliability issue, point 1): schemathesis generates requests from the service's own OpenAPI
+"""Fuzzing: schemathesis generates requests from the service's own OpenAPI
 schema (``/openapi.json``) for every route, valid ones and schema-violating ones, with random user and
 variant headers, and checks each answer: never a 5xx, status code, content type, headers and body as
 the schema documents them, and schema-violating input refused with a 4xx.

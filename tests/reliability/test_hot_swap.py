@@ -1,4 +1,4 @@
-"""Hot swap under load (reliability issue, point 2): a real uvicorn process answers a few hundred
+"""Hot swap under load: a real uvicorn process answers a few hundred
 requests per second while a new index version is published every 2 seconds (``index.publish.publish``,
 the function ``m2grl build-index`` ends with), some swaps also forced through ``POST /admin/reload``.
 

@@ -1,4 +1,4 @@
-"""Dependency failure (reliability issue, point 5): the Redis recent store stopped and killed under load.
+"""Dependency failure: the Redis recent store stopped and killed under load.
 
 ``tests/app/test_e2e.py::test_redis_store_degrades_and_recovers`` covers a SIGSTOP between sequential
 requests. Added here: the same under concurrent load, with the latency of every answer while Redis

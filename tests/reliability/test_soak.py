@@ -1,4 +1,4 @@
-"""Soak (reliability issue, point 8), the short CI version: 20 seconds of steady mixed load on a real
+"""Soak, the short CI version: 20 seconds of steady mixed load on a real
 uvicorn process, no failed request, and resident memory after warm-up and at the end within a loose
 bound. ``benchmarks/reliability.py`` runs 2 minutes and holds growth under 5%.
 """
