@@ -148,11 +148,7 @@ def prepare(
         if config is not None:
             prepare_config = read_toml_overrides(config, prepare_config)
         if session_gap is not None:
-            prepare_config = dataclasses.replace(
-                prepare_config,
-                session_gap_s=session_gap,
-                session_merge_gap_s=min(prepare_config.session_merge_gap_s, session_gap),
-            )
+            prepare_config = prepare_config.with_session_gap(session_gap)
         out = prepare_from_source(
             source,  # type: ignore[arg-type]
             path,

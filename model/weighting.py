@@ -131,8 +131,8 @@ class BoundedWeighting(AdaptiveWeighting):
     def weights(self) -> dict[str, float]:
         return dict(zip(self.tasks, self._effective().detach().tolist(), strict=True))
 
-    def sigma2(self) -> dict[str, float]:
-        return {t: 1.0 / w for t, w in self.weights().items()}
+    # sigma^2 of the effective (capped) weights, as for fixed strategies
+    sigma2 = TaskWeighting.sigma2
 
 
 class FixedWeighting(TaskWeighting):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -170,6 +170,11 @@ class PrepareConfig:
     def column(self, view: str) -> str:
         """Event-table column of ``view``: ``item_id`` for the item view, else ``f"{view}_id"``."""
         return "item_id" if view == self.item_view else f"{view}_id"
+
+    def with_session_gap(self, gap_s: int) -> PrepareConfig:
+        """This config with ``session_gap_s = gap_s``; the app-session merge gap is lowered to it when
+        larger (a merge gap above the split gap is refused)."""
+        return replace(self, session_gap_s=gap_s, session_merge_gap_s=min(self.session_merge_gap_s, gap_s))
 
     @property
     def side_views(self) -> tuple[str, ...]:

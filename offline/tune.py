@@ -77,12 +77,7 @@ def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:
         if config.split == "global_time" and end is not None:
             start = int(pc.min(events["timestamp"]).as_py())
             changes["time_window"] = (min(start, int(end) - 1), int(end) - round(config.test_days * 86_400))
-    config = dataclasses.replace(
-        config,
-        session_gap_s=gap_s,
-        session_merge_gap_s=min(config.session_merge_gap_s, gap_s),
-        **changes,
-    )
+    config = dataclasses.replace(config.with_session_gap(gap_s), **changes)
     return prepare_dataset(events, out, config, overwrite=True)
 
 

@@ -48,6 +48,13 @@ M2GRL_VARIANTS: dict[str, dict[str, Any]] = {
 M2GRL_METHODS = tuple(M2GRL_VARIANTS)
 #: Variants that serve the ``m2grl`` model itself (another norm exponent), never a training of their own.
 SERVED_FROM_M2GRL = ("m2grl-ip", "m2grl-norm0.75")
+
+
+def served_exponent(method: str, trained: float) -> float:
+    """The norm exponent ``method`` is served with: its own, else the one its model was trained for."""
+    return float(M2GRL_VARIANTS[method].get("norm_exponent", trained))
+
+
 DEFAULT_METHODS = (*M2GRL_METHODS, *BASELINES)
 #: ``(dataset_dir, method, seed, workdir) -> ItemModel`` for the M2GRL variants; swapped in tests.
 M2GRLFitter = Callable[[Path, str, int, Path], ItemModel]
@@ -75,15 +82,16 @@ def m2grl_model_dir(workdir: Path, method: str, seed: int) -> Path:
 def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> ItemModel:
     """Train one M2GRL variant (:data:`M2GRL_VARIANTS`) with ``offline.train.train_m2grl`` and return its
     instance-view vectors scored as its config says."""
-    changes: dict[str, Any] = {"seed": seed, **M2GRL_VARIANTS[method]}
+    reuse = method in SERVED_FROM_M2GRL
+    # a served-from-m2grl variant trains (when it must) the m2grl model itself, not a copy with its exponent
+    changes: dict[str, Any] = {"seed": seed, **({} if reuse else M2GRL_VARIANTS[method])}
     if method == "m2grl-single-view":
         changes["views"] = tuple(views_of(dataset_dir)[:1])
     config = dataclasses.replace(M2GRLConfig(), **changes)
-    reuse = method in SERVED_FROM_M2GRL
     out = m2grl_model_dir(workdir, "m2grl" if reuse else method, seed)
     if not (reuse and (out / "manifest.json").exists()):
         out = train_m2grl(dataset_dir, out, config, overwrite=True)
-    return served_m2grl(Path(out), views_of(dataset_dir)[0], config.norm_exponent)
+    return served_m2grl(Path(out), views_of(dataset_dir)[0], served_exponent(method, config.norm_exponent))
 
 
 def served_m2grl(model_dir: Path, item_view: str, norm_exponent: float) -> ItemModel:
@@ -151,17 +159,15 @@ def evaluate(
     data = load_eval_data(dataset_dir, protocol)
     train: TrainData = load_train_data(dataset_dir)
     results: dict[str, Any] = {}
-    from_model_dir = ("m2grl", *SERVED_FROM_M2GRL) if model_dir is not None else ()
-    runs = [(m, s) for m in methods for s in ((0,) if m in from_model_dir else seeds)]
+    given: dict[str, float] = {}  # method -> norm exponent, for the rows read from model_dir
+    if model_dir is not None:
+        trained = read_json(ModelLayout(Path(model_dir)).manifest).get("config", {}).get("norm_exponent", 0.0)
+        given = {m: served_exponent(m, trained) for m in ("m2grl", *SERVED_FROM_M2GRL)}
+    runs = [(m, s) for m in methods for s in ((0,) if m in given else seeds)]
     for method, seed in tqdm(runs, desc="evaluate", disable=None):
         t0 = time.perf_counter()
-        if method in from_model_dir:
-            assert model_dir is not None  # from_model_dir is empty without it
-            stored = (
-                read_json(ModelLayout(Path(model_dir)).manifest).get("config", {}).get("norm_exponent", 0.0)
-            )
-            exponent = float(M2GRL_VARIANTS[method].get("norm_exponent", stored))
-            model = served_m2grl(Path(model_dir), views_of(dataset_dir)[0], exponent)
+        if method in given:
+            model = served_m2grl(Path(model_dir), views_of(dataset_dir)[0], given[method])  # type: ignore[arg-type]
         elif method in M2GRL_METHODS:
             model = m2grl_fit(dataset_dir, method, seed, workdir)
         else:

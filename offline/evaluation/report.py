@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import atomic_write_bytes, atomic_write_json
+from offline.evaluation.protocol import bucket_name
 
 ACCURACY = ("HitRate", "Recall", "Precision", "F1", "NDCG")
 TABLE3 = (
@@ -81,14 +82,12 @@ def _diversity_table(diversity: dict[str, Any]) -> list[str]:
     ]
 
 
-def _long_tail_table(methods: dict[str, Any], k: int) -> list[str]:
-    """HitRate and Recall@k per train-count bucket of the ground truth (``Freq<lo>-<hi>:`` metrics)."""
+def _long_tail_table(methods: dict[str, Any], k: int, freq_buckets: Sequence[Sequence[Any]]) -> list[str]:
+    """HitRate and Recall@k per train-count bucket of the ground truth (the protocol's ``freq_buckets``)."""
     first = next(iter(methods.values()), None)
     if first is None:
         return []
-    suffix = f":HitRate@{k}"
-    found = [m[: -len(suffix) + 1] for m in first["mean"] if m.startswith("Freq") and m.endswith(suffix)]
-    buckets = sorted(found, key=lambda b: int(b[4:].split("-")[0].rstrip("+:")))  # by the bucket's low end
+    buckets = [b for lo, hi in freq_buckets if f"{(b := bucket_name(lo, hi))}HitRate@{k}" in first["mean"]]
     if not buckets:
         return []
     users = "; ".join(
@@ -146,7 +145,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         out += ["## Single-view vs multi-view M2GRL", ""]
         out += _table(methods, list(VIEWS), [f"HitRate@{mid}", f"Recall@{mid}", f"NDCG@{mid}"], timing=False)
         out += [""]
-    out += _long_tail_table(methods, mid)
+    out += _long_tail_table(methods, mid, results["protocol"].get("freq_buckets", ()))
     if results.get("diversity"):
         out += _diversity_table(results["diversity"])
     if results.get("notes"):

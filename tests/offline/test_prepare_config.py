@@ -65,3 +65,15 @@ def test_presets() -> None:
     assert set(PRESETS) == {"movielens", "taobao", "generic"}
     with pytest.raises(ValueError, match="valid: generic, movielens, taobao"):
         preset("netflix")  # type: ignore[arg-type]
+
+
+def test_with_session_gap_lowers_the_merge_gap_only_when_above_it() -> None:
+    from offline.config import PrepareConfig
+
+    base = PrepareConfig(session_gap_s=3_600, session_merge_gap_s=1_800)
+    assert (base.with_session_gap(600).session_gap_s, base.with_session_gap(600).session_merge_gap_s) == (
+        600,
+        600,
+    )
+    week = base.with_session_gap(7 * 86_400)
+    assert (week.session_gap_s, week.session_merge_gap_s) == (7 * 86_400, 1_800)
