@@ -108,31 +108,31 @@ def require_complete(model_dir: Path, metric_dir: Path | None = None) -> None:
             )
 
 
-def _item_view(layout: ModelLayout) -> str:
-    if layout.manifest.is_file():
-        try:
-            manifest = read_json(layout.manifest)
-        except ValueError as exc:
-            raise InvalidArtifact(f"{layout.manifest}: manifest is not valid JSON: {exc}") from exc
-        views = manifest.get("views") if isinstance(manifest, dict) else None
-        if isinstance(views, list) and views and isinstance(views[0], str):
-            return views[0]
-    return DEFAULT_ITEM_VIEW
-
-
-def model_norm_exponent(layout: ModelLayout) -> float:
-    """The exponent ``a`` of the general mode's served vectors ``e / |e|^a`` (manifest
-    ``config.norm_exponent``); models written before the option existed are served raw (0)."""
+def _model_manifest(layout: ModelLayout) -> dict[str, Any]:
+    """The model manifest as a dict (``{}`` when the folder has none); invalid JSON is ``InvalidArtifact``."""
     if not layout.manifest.is_file():
-        return 0.0
+        return {}
     try:
         manifest = read_json(layout.manifest)
     except ValueError as exc:
         raise InvalidArtifact(f"{layout.manifest}: manifest is not valid JSON: {exc}") from exc
-    config = manifest.get("config") if isinstance(manifest, dict) else None
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def _item_view(manifest: dict[str, Any]) -> str:
+    views = manifest.get("views")
+    if isinstance(views, list) and views and isinstance(views[0], str):
+        return views[0]
+    return DEFAULT_ITEM_VIEW
+
+
+def _norm_exponent(manifest: dict[str, Any], where: Path) -> float:
+    """The exponent ``a`` of the general mode's served vectors ``e / |e|^a`` (manifest
+    ``config.norm_exponent``); models written before the option existed are served raw (0)."""
+    config = manifest.get("config")
     exponent = config.get("norm_exponent", 0.0) if isinstance(config, dict) else 0.0
     if isinstance(exponent, bool) or not isinstance(exponent, int | float) or not 0 <= exponent <= 1:
-        raise InvalidArtifact(f"{layout.manifest}: config.norm_exponent must be in [0, 1], got {exponent!r}")
+        raise InvalidArtifact(f"{where}: config.norm_exponent must be in [0, 1], got {exponent!r}")
     return float(exponent)
 
 
@@ -153,7 +153,8 @@ def read_inputs(model_dir: Path, metric_dir: Path | None = None) -> BuildInputs:
     if not model_dir.is_dir():
         raise InvalidArtifact(f"{model_dir}: model folder does not exist")
     layout = ModelLayout(model_dir)
-    item_view = _item_view(layout)
+    manifest = _model_manifest(layout)
+    item_view = _item_view(manifest)
     vocab_path = layout.vocab(item_view)
     vocab = _load(vocab_path)
     if vocab.ndim != 1 or not np.issubdtype(vocab.dtype, np.integer):
@@ -167,7 +168,9 @@ def read_inputs(model_dir: Path, metric_dir: Path | None = None) -> BuildInputs:
         raise InvalidArtifact(f"{vocab_path}: item id {int(uniq[counts > 1][0])} appears more than once")
 
     emb_path = layout.embeddings(item_view)
-    general = norm_scaled(check_vectors(emb_path, _load(emb_path), n), model_norm_exponent(layout))
+    general = norm_scaled(
+        check_vectors(emb_path, _load(emb_path), n), _norm_exponent(manifest, layout.manifest)
+    )
     modes = {Mode.GENERAL.value: ModeInput(general, "ip", str(emb_path))}
     attributes: dict[str, npt.NDArray[np.int64]] = {}
     attr_dir = layout.attributes(item_view).parent
