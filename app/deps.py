@@ -1,4 +1,4 @@
-"""Request dependencies: the app context, the variant of a request and the admin guard.
+"""Request dependencies: the app context, the variant of a request, request ids and the bearer guards.
 
 The hot retrieval routes call ``context_of(request)`` directly instead of declaring ``Ctx``: FastAPI's
 dependency solving costs tens of microseconds per request even for one trivial dependency."""
@@ -6,11 +6,14 @@ dependency solving costs tens of microseconds per request even for one trivial d
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.errors import ApiError
+from app.feedback import issue_request_id
 from app.metrics import LABELS_KEY
 from app.query import RetrievalQuery, parse_retrieval_query, query_params
 from app.schemas import MAX_USER_ID_CHARS
@@ -74,3 +77,39 @@ async def require_admin(request: Request, ctx: Ctx) -> None:
 
 
 AdminGuard = Depends(require_admin)
+
+#: documents the bearer scheme of POST /feedback in OpenAPI; the check itself is ``require_ingest``
+ingest_bearer = HTTPBearer(
+    auto_error=False, scheme_name="ingest_token", description="The service's ingest_token setting."
+)
+
+
+async def require_ingest(
+    ctx: Ctx, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ingest_bearer)]
+) -> None:
+    """Feedback: 403 when no ``ingest_token`` is configured, 401 on a missing or wrong bearer token."""
+    token = ctx.settings.ingest_token
+    if token is None:
+        raise ApiError(403, "forbidden", "feedback is off (no ingest_token configured)")
+    given = credentials.credentials if credentials is not None else ""
+    if not secrets.compare_digest(given.strip().encode(), token.encode()):
+        raise ApiError(
+            401, "unauthorized", "POST /feedback needs 'Authorization: Bearer <ingest_token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+
+
+IngestGuard = Depends(require_ingest)
+
+
+def feedback_secret_of(ctx: AppContext) -> str:
+    """The key of request ids (``create_app`` always sets one, see ``app.feedback.with_feedback_secret``)."""
+    secret = ctx.settings.feedback_secret
+    if secret is None:
+        raise RuntimeError("feedback_secret is unset: build the app with app.main.create_app")
+    return secret
+
+
+def request_id_for(ctx: AppContext, variant: str, mode: str) -> str:
+    """A signed id for an answer served by ``variant`` in ``mode`` (``app.feedback``), now."""
+    return issue_request_id(feedback_secret_of(ctx), variant, mode, time.time())

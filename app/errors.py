@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from app.ab import UnknownVariant
 from app.metrics import Metrics
-from index.errors import IndexNotReady, UnknownItem, UnknownMode
+from index.errors import IndexNotReady, UnknownChannel, UnknownItem, UnknownMode
 
 log = logging.getLogger("m2grl.app")
 
@@ -26,12 +26,20 @@ log = logging.getLogger("m2grl.app")
 class ApiError(Exception):
     """An error answer: HTTP ``status``, machine-readable ``code``, human ``detail``, ``allowed`` values."""
 
-    def __init__(self, status: int, code: str, detail: str, allowed: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        allowed: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
         self.allowed = allowed
+        self.headers = headers
 
 
 class OrjsonResponse(Response):
@@ -70,7 +78,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     async def api_error(_: Request, exc: Exception) -> Response:
         err = cast(ApiError, exc)  # registered for ApiError only
         metrics.error(err.code)
-        return error_response(err.status, err.code, err.detail, err.allowed)
+        return error_response(err.status, err.code, err.detail, err.allowed, err.headers)
 
     async def unknown_item(_: Request, exc: Exception) -> Response:
         metrics.error("unknown_item")
@@ -111,6 +119,8 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     app.add_exception_handler(UnknownItem, unknown_item)
     app.add_exception_handler(UnknownMode, unknown_mode)
     app.add_exception_handler(IndexNotReady, not_ready)
+    # a version without a variant's channel is refused at reload; this covers a race with that check
+    app.add_exception_handler(UnknownChannel, not_ready)
     app.add_exception_handler(UnknownVariant, unknown_variant)
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -10,15 +10,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import get_args
 
 from fastapi import FastAPI
 
 from app.ab import Assigner
 from app.errors import install_error_handlers
+from app.feedback import with_feedback_secret
 from app.limits import BodySizeLimit
 from app.metrics import Metrics, MetricsMiddleware
 from app.reload import IndexManager, Loader, load_serving_index
 from app.routes import HOT_ROUTES, ROUTERS
+from app.schemas import ModeName
 from app.service import AppContext
 from app.settings import Settings
 from app.stores import make_store
@@ -38,7 +41,9 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_servin
     and are validated here, so a bad value stops start-up. ``loader`` opens one index version
     folder (tests may wrap it)."""
     settings = settings if settings is not None else Settings()  # type: ignore[call-arg]
+    settings = with_feedback_secret(settings)
     metrics = Metrics()
+    metrics.init_feedback(settings.variant_names, get_args(ModeName))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,6 +51,7 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_servin
             settings.index_root,
             category_view=settings.category_view,
             pinned_versions=settings.pinned_versions,
+            required_channels=settings.required_channels,
             metrics=metrics,
             loader=loader,
         )

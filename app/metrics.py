@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from prometheus_client import (
@@ -85,6 +85,13 @@ class Metrics:
         self.candidates_filtered = Counter(
             "m2grl_candidates_filtered", "Candidates removed by exclusions.", ["mode", "variant"], registry=r
         )
+        self.candidates_by_channel = Counter(
+            "m2grl_candidates_by_channel",
+            "General-mode candidates served, by the retrieval channel that listed them and variant "
+            "(a candidate listed by two channels counts for both).",
+            ["channel", "variant"],
+            registry=r,
+        )
         # gauges: with several workers "max" shows what any live worker serves, "min" the oldest build
         self.index_items = Gauge(
             "m2grl_index_items",
@@ -112,6 +119,14 @@ class Metrics:
         self.recent_store_errors = Counter(
             "m2grl_recent_store_errors", "Recent-store failures (request answered without it).", ["store"],
             registry=r,
+        )  # fmt: skip
+        self.feedback_impressions = Counter(
+            "m2grl_feedback_impressions", "Impressions posted to /feedback, by the answer's variant and mode.",
+            ["variant", "mode"], registry=r,
+        )  # fmt: skip
+        self.feedback_clicks = Counter(
+            "m2grl_feedback_clicks", "Clicks posted to /feedback, by the answer's variant and mode.",
+            ["variant", "mode"], registry=r,
         )  # fmt: skip
         self._info_labels: tuple[str, str] | None = None
         # label children cached: .labels() takes a lock and builds a tuple on every call
@@ -146,6 +161,29 @@ class Metrics:
         children[1].observe(returned)
         if filtered:
             children[2].inc(filtered)
+
+    def observe_channels(self, variant: str, channels: Iterable[Iterable[str]]) -> None:
+        """Count each candidate once per channel that listed it (``NeighbourResult.channels``)."""
+        counts: dict[str, int] = {}
+        for names in channels:
+            for name in names:
+                counts[name] = counts.get(name, 0) + 1
+        for name, count in counts.items():
+            self.candidates_by_channel.labels(name, variant).inc(count)
+
+    def init_feedback(self, variants: Iterable[str], modes: Iterable[str]) -> None:
+        """Create the feedback series at 0: ``increase()`` misses the first value of a new series, so
+        a counter born at its first event would lose the events before Prometheus's first scrape."""
+        for variant in variants:
+            for mode in modes:
+                self.feedback_impressions.labels(variant, mode)
+                self.feedback_clicks.labels(variant, mode)
+
+    def count_feedback(self, variant: str, mode: str, impressions: int, clicks: int) -> None:
+        if impressions:
+            self.feedback_impressions.labels(variant, mode).inc(impressions)
+        if clicks:
+            self.feedback_clicks.labels(variant, mode).inc(clicks)
 
     def error(self, reason: str) -> None:
         self.errors.labels(reason).inc()

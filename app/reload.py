@@ -69,9 +69,20 @@ def model_version(index: ServingIndex) -> str:
     return str(value) if value is not None else "unknown"
 
 
-def validate(index: ServingIndex, layout: IndexVersionLayout, category_view: str) -> None:
-    """Checks beyond ``ServingIndex.load``: what this service needs to answer. Raises
-    ``InvalidIndexVersion`` naming the problem."""
+def validate(
+    index: ServingIndex,
+    layout: IndexVersionLayout,
+    category_view: str,
+    channels: frozenset[str] = frozenset(),
+) -> None:
+    """Checks beyond ``ServingIndex.load``: what this service needs to answer (the ``channels`` its
+    variants name included). Raises ``InvalidIndexVersion`` naming the problem."""
+    missing = sorted(channels - set(index.channels))
+    if missing:
+        raise InvalidIndexVersion(
+            f"{layout.root.name}: holds no channel {missing} that a variant's mix names "
+            f"(available: {list(index.channels)}; build it with --cooc)"
+        )
     if not index.modes:
         raise InvalidIndexVersion(f"{layout.root.name}: serves no mode")
     if index.num_items <= 0:
@@ -129,10 +140,12 @@ class IndexManager:
         pinned_versions: tuple[str, ...],
         metrics: Metrics,
         loader: Loader = load_serving_index,
+        required_channels: Mapping[str | None, frozenset[str]] | None = None,
     ) -> None:
         self.root = IndexRoot(Path(index_root))
         self.category_view = category_view
         self.pinned_versions = pinned_versions
+        self.required_channels = dict(required_channels or {})
         self.metrics = metrics
         self.loader = loader
         self.served = Served()
@@ -149,15 +162,16 @@ class IndexManager:
     def ready(self) -> bool:
         return self.served.ready(self.pinned_versions)
 
-    def _load(self, version: str) -> ServingIndex:
-        """Load and validate one version (blocking; run in a thread)."""
+    def _load(self, version: str, *, pinned: bool = False) -> ServingIndex:
+        """Load and validate one version as CURRENT or as a ``pinned`` one (blocking; run in a thread)."""
         check_version_name(version)  # CURRENT is a plain file: a name like "../x" must not leave the root
         layout = self.root.version(version)
         if not layout.complete_marker.exists():
             raise InvalidIndexVersion(f"{version}: no {layout.complete_marker.name} marker (incomplete)")
         index = self.loader(layout.root)
         try:
-            validate(index, layout, self.category_view)
+            channels = self.required_channels.get(version if pinned else None, frozenset())
+            validate(index, layout, self.category_view, channels)
         except Exception:
             index.close()
             raise
@@ -195,7 +209,7 @@ class IndexManager:
         missing = [v for v in self.pinned_versions if v not in self.served.pinned]
         for version in missing:
             try:
-                index = await asyncio.to_thread(self._load, version)
+                index = await asyncio.to_thread(self._load, version, pinned=True)
             except Exception as exc:
                 if version not in self._refused:
                     self.metrics.index_reloads.labels("failure").inc()

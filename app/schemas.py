@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.feedback import MAX_REQUEST_ID_CHARS
 from core.types import Behavior
 
 #: the values of core.types.Mode, as a Literal so OpenAPI lists them
@@ -16,12 +17,24 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 #: longest user id (body or header) accepted: stores key users by id, so ids must stay small
 MAX_USER_ID_CHARS = 256
+#: most events in one POST /feedback (more is a 413)
+MAX_FEEDBACK_EVENTS = 1000
+REQUEST_ID_DOC = (
+    "Signed id of this answer (also the X-Request-Id header): post it back with the answer's "
+    "impressions and clicks to POST /feedback."
+)
 
 
 class CandidateOut(BaseModel):
     item_id: int = Field(description="Original item id.")
-    score: float = Field(description="Similarity, higher is closer.")
+    score: float = Field(
+        description="Higher is closer: the similarity (diversity mode, one-channel mixes) or the fused "
+        "reciprocal-rank score of a multi-channel general-mode mix."
+    )
     attributes: dict[str, int] = Field(description="Side attributes (category, shop...), -1 unknown.")
+    channels: list[str] | None = Field(
+        default=None, description="General mode: the retrieval channel(s) that listed it (m2grl, cooc)."
+    )
 
 
 class I2IResponse(BaseModel):
@@ -41,6 +54,7 @@ class I2IResponse(BaseModel):
                     {"item_id": 2355, "score": 0.91, "attributes": {"category": 5, "shop": 12}},
                     {"item_id": 1, "score": 0.88, "attributes": {"category": 9, "shop": 4}},
                 ],
+                "request_id": "Y29udHJvbHxkaXZlcnNpdHl8MTcwMDAwMDAwMHxhYmNkZWYwMTIzNDU.c2lnbmF0dXJl",
             }
         }
     )
@@ -55,6 +69,7 @@ class I2IResponse(BaseModel):
     exhausted: bool = Field(description="True when fewer than k candidates survive the exclusions.")
     excluded_categories: list[int]
     candidates: list[CandidateOut]
+    request_id: str = Field(description=REQUEST_ID_DOC)
 
 
 class BatchRequest(BaseModel):
@@ -86,6 +101,7 @@ class BatchResponse(BaseModel):
     index_version: str
     k: int
     results: list[BatchItem]
+    request_id: str = Field(description=REQUEST_ID_DOC)
 
 
 class U2IResponse(BaseModel):
@@ -99,6 +115,7 @@ class U2IResponse(BaseModel):
     returned: int
     exhausted: bool
     candidates: list[CandidateOut]
+    request_id: str = Field(description=REQUEST_ID_DOC)
 
 
 class EventIn(BaseModel):
@@ -135,6 +152,46 @@ class EventsResponse(BaseModel):
     recorded: int
     unknown_items: list[int] = Field(description="Items not in the served index (not recorded).")
     categories: list[int] = Field(description="Categories now remembered for these events.")
+
+
+class FeedbackEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    item_id: Int64 = Field(description="A candidate of the answer named by request_id.")
+    kind: Literal["impression", "click"]
+    timestamp: float | None = Field(
+        default=None, allow_inf_nan=False, description="Unix seconds; now when omitted."
+    )
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "example": {
+                "request_id": "Y29udHJvbHxnZW5lcmFsfDE3MDAwMDAwMDB8YWJjZGVmMDEyMzQ1.c2lnbmF0dXJl",
+                "events": [
+                    {"item_id": 2355, "kind": "impression", "timestamp": 1.7e9},
+                    {"item_id": 2355, "kind": "click", "timestamp": 1.7e9 + 4},
+                ],
+            }
+        },
+    )
+
+    request_id: str = Field(
+        min_length=1, max_length=MAX_REQUEST_ID_CHARS, description="request_id of a retrieval answer."
+    )
+    events: list[FeedbackEvent] = Field(
+        min_length=1, description=f"What the user saw and clicked (at most {MAX_FEEDBACK_EVENTS}, else 413)."
+    )
+
+
+class FeedbackResponse(BaseModel):
+    variant: str = Field(description="Variant that served the answer (read from request_id).")
+    mode: str
+    impressions: int = Field(description="Impressions counted.")
+    clicks: int = Field(description="Clicks counted.")
 
 
 class ErrorBody(BaseModel):

@@ -80,6 +80,39 @@ def exclusions(
     return frozenset(out)
 
 
+def lookup(
+    index: ServingIndex,
+    item_id: int,
+    mode: str,
+    variant: VariantConfig,
+    k: int,
+    *,
+    excluded: Iterable[int],
+    category_view: str,
+    exclude_items: Iterable[int] = (),
+) -> NeighbourResult:
+    """One trigger's candidates as ``variant`` serves ``mode``: general mode merges the variant's
+    channel mix (the version's default mix when it names none), diversity mode reads its index mode."""
+    if mode == "general":
+        return index.mixed_neighbours(
+            item_id, variant.channels, k, exclude_categories=tuple(excluded),
+            exclude_items=tuple(exclude_items), category_view=category_view,
+        )  # fmt: skip
+    return index.neighbours(
+        item_id, index_mode(mode, variant), k, exclude_categories=tuple(excluded),
+        exclude_items=tuple(exclude_items), category_view=category_view,
+    )  # fmt: skip
+
+
+def observe(
+    ctx: AppContext, mode: str, variant: str, returned: int, filtered: int, channels: Iterable[list[str]] = ()
+) -> None:
+    """Count an answer's candidates per mode and variant, and per channel (``channels``: the served
+    candidates' channel lists, general mode)."""
+    ctx.metrics.observe_candidates(mode, variant, returned, filtered)
+    ctx.metrics.observe_channels(variant, channels)
+
+
 def merge_candidates(results: Sequence[NeighbourResult], k: int) -> list[dict[str, Any]]:
     """Union of several triggers' candidates (as ``NeighbourResult.records()``), each item kept once at
     its best score, best ``k`` first."""

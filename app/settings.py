@@ -20,6 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from index.channels import check_mix
 from index.publish import check_version_name
 
 CONFIG_FILE_ENV = "M2GRL_CONFIG_FILE"
@@ -41,6 +42,17 @@ class VariantConfig(BaseModel):
         description="How mode=diversity is served: 'metric' = the metric model's diversity index "
         "(section 6.1), 'filter' = the general index with category filters.",
     )
+
+    channels: dict[str, float] | None = Field(
+        default=None,
+        description="General-mode channel mix, e.g. {m2grl: 0.5, cooc: 0.5}, merged by weighted "
+        "reciprocal-rank fusion (index.channels); None = the index version's default mix.",
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return None if value is None else check_mix(value)
 
     @field_validator("index_version")
     @classmethod
@@ -100,6 +112,20 @@ class Settings(BaseSettings):
     u2i_triggers: int = Field(default=5, ge=1, le=100, description="How many recent items /u2i merges.")
     reload_poll_s: float = Field(default=5.0, gt=0, description="Seconds between checks of CURRENT.")
     admin_token: str | None = Field(default=None, description="Bearer token of /admin/*; None = routes off.")
+    ingest_token: str | None = Field(
+        default=None, description="Bearer token of POST /feedback; None = feedback off (403)."
+    )
+    feedback_secret: str | None = Field(
+        default=None,
+        min_length=16,
+        description="HMAC key of request ids, the same on every replica; None = a random one per worker.",
+    )
+    feedback_max_skew_s: float = Field(
+        default=300.0, ge=0, description="Clock skew tolerated on feedback timestamps and request ids."
+    )
+    feedback_max_age_s: float = Field(
+        default=86_400.0, gt=0, description="Oldest request id and feedback event accepted (seconds)."
+    )
     max_batch: int = Field(default=256, ge=1, description="Most triggers in one POST /i2i:batch.")
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body accepted.")
     category_view: str = Field(default="category", min_length=1, description="Attribute view of categories.")
@@ -111,6 +137,13 @@ class Settings(BaseSettings):
         # a blank token would let "Authorization: Bearer " in: refuse it rather than guess "off"
         if value is not None and not value.strip():
             raise ValueError("must not be blank (leave it unset to turn the admin routes off)")
+        return value
+
+    @field_validator("ingest_token")
+    @classmethod
+    def _ingest_token_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank (leave it unset to turn feedback off)")
         return value
 
     @field_validator("user_header", "variant_header")
@@ -159,6 +192,15 @@ class Settings(BaseSettings):
     @property
     def variant_names(self) -> list[str]:
         return [v.name for v in self.experiment.variants]
+
+    @property
+    def required_channels(self) -> dict[str | None, frozenset[str]]:
+        """Channels each served version must hold (None = CURRENT): those the variants on it name.
+        Variants without a mix take the version's own default, which the version always holds."""
+        out: dict[str | None, set[str]] = {}
+        for v in self.experiment.variants:
+            out.setdefault(v.index_version, set()).update(v.channels or ())
+        return {version: frozenset(names) for version, names in out.items()}
 
     @property
     def pinned_versions(self) -> tuple[str, ...]:

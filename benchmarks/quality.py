@@ -46,6 +46,14 @@ NOTES = [
     "Taobao item view alone (cosine, seed 0): 1 h .209, 1 day .335, 1 week .381, so the Taobao and generic "
     "presets link a user's sessions less than a week apart (every method reads the same prepared data). "
     "Details and what did not win: reports/quality-research.md.",
+    "served-control is what the service answers in general mode by default: the m2grl row's model (same "
+    "seed) merged with the co-occurrence channel (the itemcf row's map, built by `m2grl build-index`) by "
+    "weighted reciprocal-rank fusion, weights 0.5/0.5 (index/channels.py), scored through the service's own "
+    "ServingIndex.mixed_neighbours. Why this rule and weights (validation split, HitRate@50 / Recall@50 in %, "
+    "3 seeds): MovieLens m2grl 65.13/19.75, Item-CF 59.87/18.05, fused 67.22/21.51; Taobao 38.31/10.63, "
+    "44.99/12.79, fused 45.61/13.04; the only weights above both single channels on both datasets (cooc 0.25: "
+    "Taobao 39.56; 0.75: MovieLens 62.12); scores divided by the channel's top score instead of ranks: "
+    "67.38/21.73 and 44.53/12.68 (reports/quality-research.md).",
     "Hyper-parameters are not tuned on this (test) split; the test split is scored once per method and seed.",
 ]
 

@@ -44,6 +44,7 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
     from index.build import build_index
     from index.config import IndexConfig
     from model.config import M2GRLConfig
+    from offline.channels import cooc_build_inputs
     from offline.diversity import MetricConfig, train_metric_model
     from offline.prepare import prepare_from_source
     from offline.train import train_m2grl
@@ -61,7 +62,8 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
     if _stage("train-metric", metric, fresh):
         train_metric_model(dataset, model, metric, MetricConfig(), overwrite=True)
     if fresh or not IndexRoot(index_root).current.exists():
-        build_index(model, index_root, IndexConfig(), metric_dir=metric)
+        channels, mix = cooc_build_inputs(model, dataset)
+        build_index(model, index_root, IndexConfig(), metric_dir=metric, channels=channels, default_mix=mix)
 
     if not serve:
         print(

@@ -23,6 +23,10 @@ app = typer.Typer(
 )
 index_app = typer.Typer(help="Manage published index versions (list, rollback).", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+ab_app = typer.Typer(
+    help="Read out the A/B experiment (CTR per variant from Prometheus).", no_args_is_help=True
+)
+app.add_typer(ab_app, name="ab")
 
 log = logging.getLogger("m2grl")
 
@@ -360,13 +364,34 @@ def evaluate(
             help="Discovery window: a category the user touched this many days before the split is not new."
         ),
     ] = 15.0,
+    served: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A variant's general-mode mix scored through the serving code as row served-<variant>, "
+            "VARIANT:MIX (e.g. 'control:m2grl=0.5,cooc=0.5'); repeatable; the first is the default variant. "
+            "Default: control with the mix build-index serves by default. 'none' for no served row."
+        ),
+    ] = None,
 ) -> None:
     """Compare M2GRL with the baselines on HitRate/Recall/Precision/F1/NDCG@K (tables 2 and 3 of the paper)."""
+    from index.channels import parse_mix
     from offline.evaluation.job import evaluate as run_evaluation
     from offline.evaluation.protocol import ProtocolConfig
 
     chosen = [m.strip() for m in methods.split(",")] if methods else None
     try:
+        mixes: dict[str, dict[str, float]] | None = None
+        if served:
+            mixes = {}
+            for spec in served:
+                if spec.strip().lower() == "none":
+                    continue
+                variant, sep, mix = spec.partition(":")
+                if not sep or not variant.strip():
+                    raise ValueError(
+                        f"--served: expected VARIANT:MIX like 'control:m2grl=0.5,cooc=0.5', got {spec!r}"
+                    )
+                mixes[variant.strip()] = parse_mix(mix, f"--served {variant.strip()}")
         protocol = ProtocolConfig(
             ks=_int_list(ks, "--ks"), n_triggers=triggers, exclude_seen=exclude_seen, recent_days=recent_days
         )
@@ -378,6 +403,7 @@ def evaluate(
             model_dir=model,
             protocol=protocol,
             diversity=diversity and (chosen is None or "m2grl" in chosen),
+            served=mixes,
         )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
@@ -401,16 +427,39 @@ def build_index(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (faiss-gpu when present).")] = "auto",
     retention: Annotated[int, typer.Option(help="Versions kept for rollback.")] = 5,
     publish: Annotated[bool, typer.Option(help="Move CURRENT to the new version once it validates.")] = True,
+    cooc: Annotated[
+        bool, typer.Option(help="Also build the co-occurrence (Item-CF) channel from the training data.")
+    ] = True,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(help="Dataset folder of the cooc channel (default: the one the model was trained on)."),
+    ] = None,
+    default_mix: Annotated[
+        str | None,
+        typer.Option(
+            help="Mix served when a variant names none, e.g. 'm2grl=0.5,cooc=0.5' (default: that "
+            "with --cooc, else 'm2grl=1')."
+        ),
+    ] = None,  # fmt: skip
 ) -> None:
-    """Build a versioned FAISS index + precomputed item-to-item maps; publish atomically."""
+    """Build a versioned FAISS index + precomputed item-to-item maps (and the cooc channel); publish
+    atomically."""
     from index.build import build_index as run_build
+    from index.channels import parse_mix
     from index.config import IndexConfig
+    from offline.channels import cooc_build_inputs
 
     try:
         config = IndexConfig(
             index_type=index_type, topn=topn, recall_floor=recall_floor, device=device, retention=retention
         )
-        version = run_build(model, index_root, config, metric_dir=metric, publish=publish)
+        mix = parse_mix(default_mix, "--default-mix") if default_mix is not None else None
+        channels = {}
+        if cooc:
+            channels, mix = cooc_build_inputs(model, dataset, topn, mix)
+        version = run_build(
+            model, index_root, config, metric_dir=metric, publish=publish, channels=channels, default_mix=mix
+        )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"index version {version} built under {index_root}" + (" and published" if publish else ""))
@@ -441,6 +490,34 @@ def index_rollback(
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"CURRENT -> {version}")
+
+
+@ab_app.command("report")
+def ab_report(
+    prometheus: Annotated[str, typer.Option(help="Prometheus base URL.")] = "http://127.0.0.1:9090",
+    control: Annotated[str, typer.Option(help="The variant the others are compared with.")] = "control",
+    window: Annotated[
+        str, typer.Option(help="Prometheus range (30d, 12h...) or 'total' (counters since the pods started).")
+    ] = "30d",
+    mode: Annotated[
+        str | None, typer.Option(help="Only this mode (general, diversity); default all.")
+    ] = None,
+    confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
+    power: Annotated[float, typer.Option(help="Power for the impressions needed per arm.")] = 0.8,
+) -> None:
+    """Impressions, clicks and CTR per variant; each variant's CTR difference from control with its
+    Wald interval, the impressions needed per arm to call it, and the call."""
+    from app.readout import ReadoutError, format_readout, readout_from_prometheus
+
+    if not (0 < confidence < 1 and 0 < power < 1):
+        _fail("--confidence and --power must be between 0 and 1")
+    try:
+        readout = readout_from_prometheus(
+            prometheus, control, window, mode, confidence=confidence, power=power
+        )
+    except ReadoutError as exc:
+        _fail(str(exc))
+    typer.echo(format_readout(readout))
 
 
 @app.command()

@@ -69,6 +69,8 @@ class NeighbourResult:
     attributes: dict[str, list[int]]
     exhausted: bool
     filtered_out: int = 0
+    #: per candidate, the retrieval channels that listed it (``index.channels``); None when not merged
+    channels: list[list[str]] | None = None
 
     @classmethod
     def from_candidates(
@@ -95,7 +97,15 @@ class NeighbourResult:
         ]
 
     def records(self) -> list[dict[str, Any]]:
-        """The candidates as JSON-ready ``{"item_id", "score", "attributes"}`` dicts."""
+        """The candidates as JSON-ready ``{"item_id", "score", "attributes"}`` dicts (plus ``channels``
+        when the answer was merged from channels)."""
+        if self.channels is not None:
+            return [
+                {"item_id": i, "score": s, "attributes": a, "channels": c}
+                for i, s, a, c in zip(
+                    self.item_ids, self.scores, self._attribute_dicts(), self.channels, strict=True
+                )
+            ]
         return [
             {"item_id": i, "score": s, "attributes": a}
             for i, s, a in zip(self.item_ids, self.scores, self._attribute_dicts(), strict=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ from tqdm.auto import tqdm
 
 from core.atomic import atomic_dir, atomic_write_json
 from core.layout import IndexRoot, IndexVersionLayout
+from index.channels import CHANNEL_MODES, check_mix
 from index.config import IndexConfig
 from index.device import faiss_threads, resolve_device, to_cpu, to_device
 from index.errors import InvalidArtifact, InvalidIndexVersion, RecallTooLow
-from index.inputs import BuildInputs, ModeInput, read_inputs, require_complete
+from index.inputs import BuildInputs, ChannelInput, ModeInput, read_inputs, require_complete
 from index.manifest import FORMAT, describe_files
 from index.publish import check_version_name, prune
 from index.publish import publish as publish_version
@@ -151,8 +153,36 @@ def build_mode(
     }
 
 
+def write_channel(layout: IndexVersionLayout, name: str, channel: ChannelInput) -> dict[str, Any]:
+    """Write a map-only channel (``topn_ids.npy`` int32, ``topn_scores.npy`` float16) into ``layout``;
+    returns its manifest entry."""
+    scores = np.where(channel.topn_ids >= 0, channel.topn_scores, 0.0)
+    if float(np.abs(scores).max(initial=0.0)) > FLOAT16_MAX:
+        raise InvalidArtifact(
+            f"channel {name!r}: scores exceed the float16 range (|score| > {FLOAT16_MAX:.0f})"
+        )
+    layout.topn_ids(name).parent.mkdir(parents=True, exist_ok=True)
+    np.save(layout.topn_ids(name), np.ascontiguousarray(channel.topn_ids, dtype=np.int32))
+    np.save(layout.topn_scores(name), np.asarray(channel.topn_scores, dtype=np.float16))
+    listed = (channel.topn_ids >= 0).sum(axis=1)
+    return {
+        "topn": int(channel.topn_ids.shape[1]),
+        "source": channel.source,
+        "items_with_neighbours": int((listed > 0).sum()),
+        "mean_neighbours": float(listed.mean()) if len(listed) else 0.0,
+    }
+
+
 def write_version(
-    tmp: Path, name: str, inputs: BuildInputs, config: IndexConfig, device: str, progress: bool, t0: float
+    tmp: Path,
+    name: str,
+    inputs: BuildInputs,
+    config: IndexConfig,
+    device: str,
+    progress: bool,
+    t0: float,
+    channels: Mapping[str, ChannelInput] | None = None,
+    default_mix: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Write a whole version into the (temporary) folder ``tmp``: arrays, every mode, the manifest with
     checksums, then the completion marker last. Returns the manifest."""
@@ -164,6 +194,7 @@ def write_version(
     modes = {
         mode: build_mode(layout, mode, data, config, device, progress) for mode, data in inputs.modes.items()
     }
+    channel_entries = {c: write_channel(layout, c, data) for c, data in (channels or {}).items()}
     model = inputs.sources["model"]
     manifest = {
         "format": FORMAT,
@@ -174,6 +205,8 @@ def write_version(
         "item_view": inputs.item_view,
         "attribute_views": sorted(inputs.attributes),
         "modes": modes,
+        "channels": channel_entries,
+        "default_mix": dict(default_mix) if default_mix is not None else None,
         "sources": inputs.sources,
         "model_version": model.get("version") or (model.get("manifest_sha256") or "unknown")[:12],
         "config": config.to_dict(),
@@ -194,11 +227,15 @@ def build_index(
     version: str | None = None,
     publish: bool = True,
     progress: bool = True,
+    channels: Mapping[str, ChannelInput] | None = None,
+    default_mix: Mapping[str, float] | None = None,
 ) -> str:
     """Build an index version from ``model_dir`` (+ ``metric_dir`` for the diversity mode) under
     ``<index_root>/versions/<version>/`` (``core.layout.IndexVersionLayout``), validate it, and when
     ``publish`` move ``CURRENT`` to it and prune to ``config.retention`` versions.
 
+    ``channels`` adds map-only retrieval channels (e.g. ``cooc``, ``index.channels``) and ``default_mix``
+    the mix served when a variant names none (default: the general mode alone).
     ``version`` defaults to a UTC timestamp. Returns the version name. Raises ``InvalidArtifact`` (broken
     or unfinished inputs, e.g. a folder without its manifest), ``RecallTooLow`` (approximate index too
     lossy), ``ValueError`` (index type unusable for this catalogue, bad version name), ``FileExistsError``
@@ -208,13 +245,24 @@ def build_index(
     root = IndexRoot(Path(index_root))
     require_complete(Path(model_dir), Path(metric_dir) if metric_dir is not None else None)
     inputs = read_inputs(Path(model_dir), Path(metric_dir) if metric_dir is not None else None)
+    for channel, data in (channels or {}).items():
+        if channel == "m2grl" or channel not in CHANNEL_MODES:
+            raise ValueError(
+                f"channels: {channel!r} is not a map-only channel; channels: {list(CHANNEL_MODES)}"
+            )
+        data.check(channel, inputs.num_items)
+    if default_mix is not None:
+        default_mix = check_mix(default_mix, "default_mix")
+        missing = [c for c in default_mix if c != "m2grl" and c not in (channels or {})]
+        if missing:
+            raise ValueError(f"default_mix: channels {missing} are not built (give their maps)")
     name = check_version_name(version) if version is not None else new_version_name(root.root)
     final = root.version(name).root
     if final.exists():
         raise FileExistsError(f"version: {name!r} already exists under {root.versions}")
     device = resolve_device(config.device)
     with faiss_threads(config.threads), atomic_dir(final) as tmp:
-        write_version(tmp, name, inputs, config, device, progress, t0)
+        write_version(tmp, name, inputs, config, device, progress, t0, channels, default_mix)
     try:
         ServingIndex.load(final, mmap=True, full_checksums=True).close()
     except InvalidIndexVersion:

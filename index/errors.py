@@ -26,6 +26,19 @@ class UnknownMode(IndexError_, ValueError):
         return f"mode {self.mode!r} is not served by this index; available: {self.available}"
 
 
+class UnknownChannel(IndexError_, ValueError):
+    """A mix names a channel the index version does not hold (e.g. built without ``cooc``)."""
+
+    def __init__(self, version: str, missing: list[str], available: list[str]) -> None:
+        super().__init__(missing)
+        self.version = version
+        self.missing = missing
+        self.available = available
+
+    def __str__(self) -> str:
+        return f"index version {self.version} holds no channel {self.missing}; available: {self.available}"
+
+
 class IndexNotReady(IndexError_, RuntimeError):
     """No valid index version is loaded."""
 

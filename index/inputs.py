@@ -36,6 +36,28 @@ class ModeInput:
 
 
 @dataclass(frozen=True)
+class ChannelInput:
+    """A map-only retrieval channel (``index.channels``): top-N row indices int32 ``[N, T]`` (``-1``
+    padded, rank order, rows aligned with the item vocabulary), their scores, and where they came from."""
+
+    topn_ids: npt.NDArray[np.int32]
+    topn_scores: npt.NDArray[np.float32]
+    source: str
+
+    def check(self, name: str, n: int) -> None:
+        """Raise ``InvalidArtifact`` unless the map fits ``n`` items (shapes, row range, finite scores)."""
+        ids, scores = self.topn_ids, self.topn_scores
+        if ids.ndim != 2 or ids.shape != scores.shape or ids.shape[0] != n or ids.shape[1] < 1:
+            raise InvalidArtifact(
+                f"channel {name!r}: map of shape {ids.shape} (scores {scores.shape}), expected ({n}, T>=1)"
+            )
+        if int(ids.min()) < -1 or int(ids.max()) >= n:
+            raise InvalidArtifact(f"channel {name!r}: row indices outside [-1, {n})")
+        if not np.isfinite(scores[ids >= 0]).all():
+            raise InvalidArtifact(f"channel {name!r}: NaN or infinite scores")
+
+
+@dataclass(frozen=True)
 class BuildInputs:
     """Everything the builder needs: item ids, side attributes, vectors per mode, source descriptions."""
 

@@ -11,9 +11,10 @@ Scores are "higher is closer": inner product (``ip``) or negated squared L2 dist
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +26,15 @@ import numpy.typing as npt
 from core.atomic import read_json
 from core.layout import IndexVersionLayout
 from core.types import NeighbourResult
-from index.errors import IndexNotReady, InvalidIndexVersion, UnknownItem, UnknownMode, UnknownView
+from index.channels import CHANNEL_MODES, SINGLE_MIX, check_mix, merge_ranked, source_names
+from index.errors import (
+    IndexNotReady,
+    InvalidIndexVersion,
+    UnknownChannel,
+    UnknownItem,
+    UnknownMode,
+    UnknownView,
+)
 from index.manifest import FORMAT, verify_files
 from index.registry import METRICS, IndexParams, IndexType, Metric, faiss_metric, get_index_type
 from index.topn import build_topn_map, search_rows, to_scores
@@ -89,8 +98,11 @@ class ServingIndex:
         items: IntArray,
         attributes: Mapping[str, npt.NDArray[np.int64]],
         modes: Mapping[str, _Mode],
+        channels: Mapping[str, _Mode] | None = None,
+        default_mix: Mapping[str, float] | None = None,
     ) -> None:
         items = np.asarray(items)
+        channels = dict(channels or {})
         if items.ndim != 1 or not np.issubdtype(items.dtype, np.integer):
             raise InvalidIndexVersion(
                 f"{version}: items must be a 1-D integer array, got {items.dtype} {items.shape}"
@@ -101,7 +113,7 @@ class ServingIndex:
                 raise InvalidIndexVersion(
                     f"{version}: attributes/{view} has shape {arr.shape}, expected ({n},)"
                 )
-        for name, m in modes.items():
+        for name, m in (*modes.items(), *channels.items()):
             if m.topn_ids.ndim != 2 or m.topn_ids.shape[0] != n or m.topn_scores.shape != m.topn_ids.shape:
                 raise InvalidIndexVersion(
                     f"{version}: mode {name!r} map has shape {m.topn_ids.shape} / {m.topn_scores.shape}, "
@@ -124,6 +136,21 @@ class ServingIndex:
             raise InvalidIndexVersion(f"{version}: item id {dup} appears more than once in the id map")
         self._attributes = dict(attributes)
         self._modes: dict[str, _Mode] | None = dict(modes)
+        self._channel_maps = channels
+        #: channels this version can serve: ``m2grl`` (the general mode) and the stored maps
+        self.channels: tuple[str, ...] = tuple(
+            c for c, m in CHANNEL_MODES.items() if m in modes or c in channels
+        )
+        # a version built without channels serves its general mode alone
+        self.default_mix = dict(SINGLE_MIX)
+        if default_mix is not None:
+            try:
+                self.default_mix = check_mix(default_mix, f"{version}: default_mix")
+            except ValueError as exc:
+                raise InvalidIndexVersion(str(exc)) from None
+            missing = [c for c in self.default_mix if c not in self.channels]
+            if missing:
+                raise InvalidIndexVersion(f"{version}: default_mix names channels {missing} it does not hold")
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ constructors
@@ -159,11 +186,21 @@ class ServingIndex:
             raise InvalidIndexVersion(f"{name}: manifest field missing or malformed: {exc}") from exc
         if not mode_specs:
             raise InvalidIndexVersion(f"{name}: manifest lists no mode")
+        channel_specs = manifest.get("channels") or {}
+        default_mix = manifest.get("default_mix")
+        if not isinstance(channel_specs, dict) or not (default_mix is None or isinstance(default_mix, dict)):
+            raise InvalidIndexVersion(f"{name}: manifest 'channels' / 'default_mix' must be objects")
+        unknown = [c for c in channel_specs if c not in CHANNEL_MODES or CHANNEL_MODES[c] in mode_specs]
+        if unknown:
+            raise InvalidIndexVersion(f"{name}: manifest lists unknown map-only channels {unknown}")
         root = layout.root
         required = [layout.items.relative_to(root).as_posix()]
         required += [layout.attributes(v).relative_to(root).as_posix() for v in views]
         for mode in mode_specs:
             for path in (layout.faiss_index(mode), layout.topn_ids(mode), layout.topn_scores(mode)):
+                required.append(path.relative_to(root).as_posix())
+        for channel in channel_specs:
+            for path in (layout.topn_ids(channel), layout.topn_scores(channel)):
                 required.append(path.relative_to(root).as_posix())
         verify_files(root, files, required, full=full_checksums)
 
@@ -173,7 +210,20 @@ class ServingIndex:
         modes: dict[str, _Mode] = {}
         for mode, spec in mode_specs.items():
             modes[mode] = _load_mode(layout, name, mode, spec, n, mmap_mode)
-        return cls(version=name, manifest=manifest, items=items, attributes=attributes, modes=modes)
+        channels: dict[str, _Mode] = {}
+        for channel, spec in channel_specs.items():
+            try:
+                topn = int(spec["topn"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InvalidIndexVersion(
+                    f"{name}: manifest entry of channel {channel!r} malformed: {exc}"
+                ) from exc
+            ids, scores = _load_map(layout, name, channel, n, topn, mmap_mode)
+            channels[channel] = _Mode("ip", ids, scores)
+        return cls(
+            version=name, manifest=manifest, items=items, attributes=attributes, modes=modes,
+            channels=channels, default_mix=default_mix,
+        )  # fmt: skip
 
     @classmethod
     def from_vectors(
@@ -188,10 +238,14 @@ class ServingIndex:
         version: str = "in-memory",
         params: IndexParams | None = None,
         batch_size: int = 4096,
+        channel_maps: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]] | None = None,
+        default_mix: Mapping[str, float] | None = None,
     ) -> ServingIndex:
         """An in-memory index over ``vectors`` (``{mode: float32 [N, d]}``, rows aligned with ``items``),
         scored per mode by ``metrics`` (``ip`` or ``l2``); the top-``topn`` map is computed here exactly
-        as the builder does (scores kept as float32). Used by the evaluation harness."""
+        as the builder does (scores kept as float32). ``channel_maps`` adds map-only channels
+        (``{name: (row ids [N, T], scores)}``, e.g. ``cooc``) served through ``default_mix``. Used by the
+        evaluation harness."""
         ids = np.asarray(items, dtype=np.int64)
         attrs = {v: np.asarray(a, dtype=np.int64) for v, a in attributes.items()}
         if set(vectors) != set(metrics):
@@ -233,7 +287,14 @@ class ServingIndex:
                 for m in modes
             },
         }
-        return cls(version=version, manifest=manifest, items=ids, attributes=attrs, modes=modes)
+        channels = {
+            c: _map_mode(c_ids, c_scores, len(ids), f"channel_maps[{c!r}]")
+            for c, (c_ids, c_scores) in (channel_maps or {}).items()
+        }
+        return cls(
+            version=version, manifest=manifest, items=ids, attributes=attrs, modes=modes,
+            channels=channels, default_mix=default_mix,
+        )  # fmt: skip
 
     @classmethod
     def from_topn(
@@ -253,17 +314,10 @@ class ServingIndex:
             raise ValueError(
                 f"topn_scores: modes {sorted(topn_scores)} do not match topn_ids {sorted(topn_ids)}"
             )
-        modes: dict[str, _Mode] = {}
-        for mode in topn_ids:
-            m_ids = np.asarray(topn_ids[mode])
-            m_scores = np.asarray(topn_scores[mode], dtype=np.float32)
-            if m_ids.ndim != 2 or m_ids.shape != m_scores.shape or m_ids.shape[0] != len(ids):
-                raise ValueError(
-                    f"topn_ids[{mode!r}]: shape {m_ids.shape} (scores {m_scores.shape}), expected ({len(ids)}, T) for both"
-                )
-            if m_ids.size and (int(m_ids.min()) < -1 or int(m_ids.max()) >= len(ids)):
-                raise ValueError(f"topn_ids[{mode!r}]: row indices must lie in [-1, {len(ids)})")
-            modes[mode] = _Mode("ip", m_ids.astype(np.int32), m_scores)
+        modes = {
+            mode: _map_mode(topn_ids[mode], topn_scores[mode], len(ids), f"topn_ids[{mode!r}]")
+            for mode in topn_ids
+        }
         manifest = {
             "format": FORMAT,
             "version": version,
@@ -350,6 +404,34 @@ class ServingIndex:
         k = int(k)
         m = self._mode(mode)
         row = self._row(item_id)
+        select = self._selector(row, exclude_categories, exclude_items, category_view)
+
+        # the map's own int32 / float16 rows (no conversion copies); _result converts what is kept
+        cand = m.topn_ids[row]
+        scores = m.topn_scores[row]
+        kept, valid = select(cand)
+        complete = int(valid.sum()) >= self.num_items - 1
+        if len(kept) < k and not complete and m.index is not None:
+            cand, scores, kept, valid = self._refill(m, row, k, select)
+        if len(kept) >= k:
+            kept = kept[:k]
+            last = int(kept[-1]) + 1
+            filtered = int(valid[:last].sum()) - k
+            exhausted = False
+        else:
+            filtered = int(valid.sum()) - len(kept)
+            exhausted = True
+        return self._result(int(item_id), cand[kept], scores[kept], filtered, exhausted)
+
+    def _selector(
+        self,
+        row: int,
+        exclude_categories: Collection[int],
+        exclude_items: Collection[int],
+        category_view: str,
+    ) -> Callable[[IntArray], tuple[IntArray, IntArray]]:
+        """The exclusion filter of a lookup for trigger ``row``: ``select(cand)`` gives the positions in
+        ``cand`` that survive and the valid (not padding, not the trigger) mask."""
         categories: npt.NDArray[np.int64] | None = None
         excl_cats = np.asarray(list(exclude_categories), dtype=np.int64)
         if excl_cats.size:
@@ -378,22 +460,7 @@ class ServingIndex:
                 keep &= ~np.isin(safe, excl_rows)
             return np.flatnonzero(keep), valid
 
-        # the map's own int32 / float16 rows (no conversion copies); _result converts what is kept
-        cand = m.topn_ids[row]
-        scores = m.topn_scores[row]
-        kept, valid = select(cand)
-        complete = int(valid.sum()) >= self.num_items - 1
-        if len(kept) < k and not complete and m.index is not None:
-            cand, scores, kept, valid = self._refill(m, row, k, select)
-        if len(kept) >= k:
-            kept = kept[:k]
-            last = int(kept[-1]) + 1
-            filtered = int(valid[:last].sum()) - k
-            exhausted = False
-        else:
-            filtered = int(valid.sum()) - len(kept)
-            exhausted = True
-        return self._result(int(item_id), cand[kept], scores[kept], filtered, exhausted)
+        return select
 
     def _refill(
         self, m: _Mode, row: int, k: int, select: Any
@@ -424,16 +491,104 @@ class ServingIndex:
             filtered_out=filtered,
         )
 
-    def batch_neighbours(self, item_ids: npt.ArrayLike, mode: str, k: int) -> tuple[IntArray, FloatArray]:
-        """Top-``k`` neighbours of each trigger (trigger excluded, no other exclusion), vectorised.
+    def mix_for(self, mix: Mapping[str, float] | None) -> dict[str, float]:
+        """``mix`` (None: this version's ``default_mix``) checked against the channels it holds; raises
+        ``ValueError`` for a malformed mix, ``UnknownChannel`` for a channel this version lacks."""
+        chosen = self.default_mix if mix is None else check_mix(mix)
+        missing = [c for c in chosen if c not in self.channels]
+        if missing:
+            raise UnknownChannel(self.version, missing, list(self.channels))
+        return chosen
 
-        Returns original ids int64 ``[n, k]`` (``-1`` padded) and float32 scores (``-inf`` where padded).
-        Unknown triggers give all ``-1`` rows. Reads the map when ``k`` fits in it; otherwise searches
-        FAISS (map-only indexes pad).
+    def _channel(self, name: str) -> _Mode:
+        if name in self._channel_maps:
+            return self._channel_maps[name]
+        return self._mode(CHANNEL_MODES[name])
+
+    def _ranked(self, m: _Mode, row: int, depth: int) -> IntArray:
+        """Channel ``m``'s top-``depth`` rows for trigger ``row`` (padding and the trigger dropped): the
+        map when it is deep enough (or all there is), else a FAISS search."""
+        if depth <= m.width or m.index is None:
+            ranked = np.asarray(m.topn_ids[row, :depth], dtype=np.int64)
+        else:
+            ranked = m.search(np.array([row], dtype=np.int64), depth)[0][0]
+        return ranked[(ranked >= 0) & (ranked != row)]
+
+    def mixed_neighbours(
+        self,
+        item_id: int,
+        mix: Mapping[str, float] | None,
+        k: int,
+        *,
+        exclude_categories: Collection[int] = (),
+        exclude_items: Collection[int] = (),
+        category_view: str = "category",
+    ) -> NeighbourResult:
+        """General-mode neighbours merged from the channels of ``mix`` (None: ``default_mix``) by the rule
+        of ``index.channels``, with ``channels`` naming the channel(s) that listed each candidate.
+
+        Every channel gives its top-``depth`` list (``depth`` = the larger of ``k`` and the widest map);
+        exclusions apply after the merge, and while they leave fewer than ``k`` the depth grows
+        x``GROWTH`` as long as a searchable channel has more to give, so fewer than ``k`` (``exhausted``)
+        only when no candidate remains. Scores are the fused scores. Raises as ``neighbours`` does, plus
+        ``UnknownChannel``.
         """
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ValueError(f"k: must be a positive int, got {k!r}")
         k = int(k)
+        chosen = self.mix_for(mix)
+        names = [c for c, w in chosen.items() if w > 0]
+        if names == ["m2grl"]:  # one channel: the plain lookup, same ranking and scores
+            single = self.neighbours(
+                item_id, CHANNEL_MODES["m2grl"], k, exclude_categories=exclude_categories,
+                exclude_items=exclude_items, category_view=category_view,
+            )  # fmt: skip
+            return dataclasses.replace(single, channels=[names] * len(single))
+        maps = [self._channel(c) for c in names]
+        weights = [chosen[c] for c in names]
+        row = self._row(item_id)
+        select = self._selector(row, exclude_categories, exclude_items, category_view)
+        n = self.num_items
+        depth = min(max(k, *(m.width for m in maps)), max(n - 1, 1))
+        while True:
+            lists = [self._ranked(m, row, depth) for m in maps]
+            merged = merge_ranked(lists, weights)
+            kept, valid = select(merged.rows)
+            more = depth < n - 1 and any(
+                m.index is not None and len(r) >= depth for m, r in zip(maps, lists, strict=True)
+            )
+            if len(kept) >= k or not more:
+                break
+            depth = min(n - 1, depth * GROWTH)
+        if len(kept) >= k:
+            kept = kept[:k]
+            filtered = int(valid[: int(kept[-1]) + 1].sum()) - k
+            exhausted = False
+        else:
+            filtered = int(valid.sum()) - len(kept)
+            exhausted = True
+        fused = merged.scores[kept].astype(np.float32)
+        result = self._result(int(item_id), merged.rows[kept], fused, filtered, exhausted)
+        sources = [source_names(int(mask), names) for mask in merged.sources[kept]]
+        return dataclasses.replace(result, channels=sources)
+
+    def batch_neighbours(
+        self, item_ids: npt.ArrayLike, mode: str, k: int, *, mix: Mapping[str, float] | None = None
+    ) -> tuple[IntArray, FloatArray]:
+        """Top-``k`` neighbours of each trigger (trigger excluded, no other exclusion), vectorised.
+
+        Returns original ids int64 ``[n, k]`` (``-1`` padded) and float32 scores (``-inf`` where padded).
+        Unknown triggers give all ``-1`` rows. Reads the map when ``k`` fits in it; otherwise searches
+        FAISS (map-only indexes pad). With a ``mix`` (general mode only), each trigger is answered by
+        :meth:`mixed_neighbours`, the service's own merge.
+        """
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k: must be a positive int, got {k!r}")
+        k = int(k)
+        if mix is not None:
+            if mode != CHANNEL_MODES["m2grl"]:
+                raise UnknownMode(f"{mode} with a channel mix", [CHANNEL_MODES["m2grl"]])
+            return self._batch_mixed(item_ids, mix, k)
         m = self._mode(mode)
         rows = self._rows(item_ids)
         n = len(rows)
@@ -460,6 +615,19 @@ class ServingIndex:
         valid = r >= 0
         out_ids[known, :w] = np.where(valid, self._items[np.where(valid, r, 0)], -1)
         out_scores[known, :w] = np.where(valid, s, -np.inf)
+        return out_ids, out_scores
+
+    def _batch_mixed(
+        self, item_ids: npt.ArrayLike, mix: Mapping[str, float], k: int
+    ) -> tuple[IntArray, FloatArray]:
+        triggers = np.asarray(item_ids, dtype=np.int64).ravel()
+        out_ids = np.full((len(triggers), k), -1, dtype=np.int64)
+        out_scores = np.full((len(triggers), k), -np.inf, dtype=np.float32)
+        known = self._rows(triggers) >= 0
+        for i in np.flatnonzero(known):
+            result = self.mixed_neighbours(int(triggers[i]), mix, k)
+            out_ids[i, : len(result)] = result.item_ids
+            out_scores[i, : len(result)] = result.scores
         return out_ids, out_scores
 
     def close(self) -> None:
@@ -493,6 +661,33 @@ def _load_array(
     return arr.view(np.ndarray) if isinstance(arr, np.memmap) else arr
 
 
+def _map_mode(ids: npt.ArrayLike, scores: npt.ArrayLike, n: int, what: str) -> _Mode:
+    """A map-only mode from row ids ``[n, T]`` (``-1`` padded) and scores, checked."""
+    m_ids = np.asarray(ids)
+    m_scores = np.asarray(scores, dtype=np.float32)
+    if m_ids.ndim != 2 or m_ids.shape != m_scores.shape or m_ids.shape[0] != n:
+        raise ValueError(f"{what}: shape {m_ids.shape} (scores {m_scores.shape}), expected ({n}, T) for both")
+    if m_ids.size and (int(m_ids.min()) < -1 or int(m_ids.max()) >= n):
+        raise ValueError(f"{what}: row indices must lie in [-1, {n})")
+    return _Mode("ip", m_ids.astype(np.int32), m_scores)
+
+
+def _load_map(
+    layout: IndexVersionLayout, name: str, mode: str, n: int, topn: int, mmap_mode: Literal["r"] | None
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[Any]]:
+    """A mode's or channel's top-N map (ids int32, scores float16), checked: rows in range, finite."""
+    ids = _load_array(layout.topn_ids(mode), name, mmap_mode, np.int32, (n, topn))
+    scores = _load_array(layout.topn_scores(mode), name, mmap_mode, np.float16, (n, topn))
+    for start in range(0, n, _SCAN_ROWS):
+        block = np.asarray(ids[start : start + _SCAN_ROWS])
+        if block.size and (int(block.min()) < -1 or int(block.max()) >= n):
+            raise InvalidIndexVersion(f"{name}: {mode}/topn_ids has row indices outside [-1, {n})")
+        sblock = np.asarray(scores[start : start + _SCAN_ROWS])
+        if not np.isfinite(sblock[block >= 0]).all():
+            raise InvalidIndexVersion(f"{name}: {mode}/topn_scores has NaN or infinite scores")
+    return ids, scores
+
+
 def _load_mode(
     layout: IndexVersionLayout, name: str, mode: str, spec: Any, n: int, mmap_mode: Literal["r"] | None
 ) -> _Mode:
@@ -506,15 +701,7 @@ def _load_mode(
         raise InvalidIndexVersion(f"{name}: manifest entry of mode {mode!r} malformed: {exc}") from exc
     if metric not in METRICS:
         raise InvalidIndexVersion(f"{name}: mode {mode!r} has unknown metric {metric!r}")
-    ids = _load_array(layout.topn_ids(mode), name, mmap_mode, np.int32, (n, topn))
-    scores = _load_array(layout.topn_scores(mode), name, mmap_mode, np.float16, (n, topn))
-    for start in range(0, n, _SCAN_ROWS):
-        block = np.asarray(ids[start : start + _SCAN_ROWS])
-        if block.size and (int(block.min()) < -1 or int(block.max()) >= n):
-            raise InvalidIndexVersion(f"{name}: {mode}/topn_ids has row indices outside [-1, {n})")
-        sblock = np.asarray(scores[start : start + _SCAN_ROWS])
-        if not np.isfinite(sblock[block >= 0]).all():
-            raise InvalidIndexVersion(f"{name}: {mode}/topn_scores has NaN or infinite scores")
+    ids, scores = _load_map(layout, name, mode, n, topn, mmap_mode)
     path = layout.faiss_index(mode)
     try:
         index = faiss.read_index(str(path))

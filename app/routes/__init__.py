@@ -7,9 +7,11 @@ from fastapi import APIRouter
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from app.routes import admin, events, health, i2i, u2i
+from app.routes import admin, events, feedback, health, i2i, u2i
 
-ROUTERS: tuple[APIRouter, ...] = (i2i.router, u2i.router, events.router, admin.router, health.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    i2i.router, u2i.router, events.router, feedback.router, admin.router, health.router,
+)  # fmt: skip
 
 
 class HotRoute(Route):

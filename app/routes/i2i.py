@@ -7,17 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.deps import Ctx, context_of, query_of, user_of, variant_of
+from app.deps import Ctx, context_of, query_of, request_id_for, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
 from app.query import openapi_parameters, parse_item_id
 from app.schemas import BatchRequest, BatchResponse, ErrorBody, I2IResponse
-from app.service import (
-    category_of,
-    exclusions,
-    index_mode,
-    needs_recent,
-    recent_or_empty,
-)
+from app.service import category_of, exclusions, lookup, needs_recent, observe, recent_or_empty
 from app.stores import EMPTY
 from index.errors import UnknownItem
 
@@ -73,14 +67,8 @@ async def get_i2i(request: Request) -> Response:
     excluded = exclusions(
         mode=mode, explicit=explicit, recent=recent, exclude_recent=exclude_recent, own_categories=own
     )
-    result = index.neighbours(
-        item_id,
-        index_mode(mode, variant),
-        k,
-        exclude_categories=tuple(excluded),
-        category_view=settings.category_view,
-    )
-    ctx.metrics.observe_candidates(mode, variant.name, len(result), result.filtered_out)
+    result = lookup(index, item_id, mode, variant, k, excluded=excluded, category_view=settings.category_view)
+    observe(ctx, mode, variant.name, len(result), result.filtered_out, result.channels or ())
     body = {
         "trigger": item_id,
         "mode": mode,
@@ -93,7 +81,10 @@ async def get_i2i(request: Request) -> Response:
         "excluded_categories": sorted(excluded),
         "candidates": result.records(),
     }
-    return OrjsonResponse(body, headers={"X-Variant": variant.name, "X-Index-Version": index.version})
+    rid = body["request_id"] = request_id_for(ctx, variant.name, mode)
+    return OrjsonResponse(
+        body, headers={"X-Variant": variant.name, "X-Index-Version": index.version, "X-Request-Id": rid}
+    )
 
 
 @router.post(
@@ -122,15 +113,15 @@ async def post_i2i_batch(request: Request, ctx: Ctx, body: BatchRequest) -> Resp
         mode=body.mode, explicit=body.exclude_categories, recent=recent,
         exclude_recent=body.exclude_recent, own_categories=(),
     )  # fmt: skip
-    imode = index_mode(body.mode, variant)
     results: list[dict[str, Any]] = []
+    served_channels: list[list[str]] = []
     returned = filtered = 0
     # one lookup per trigger (bounded by max_batch): exclusions differ per trigger in diversity mode
     for trigger in body.item_ids:
         try:
             own = {category_of(index, trigger, settings.category_view)} if body.mode == "diversity" else set()
-            res = index.neighbours(
-                trigger, imode, k, exclude_categories=tuple((shared | own) - {-1}),
+            res = lookup(
+                index, trigger, body.mode, variant, k, excluded=(shared | own) - {-1},
                 category_view=settings.category_view,
             )  # fmt: skip
         except UnknownItem:
@@ -141,11 +132,12 @@ async def post_i2i_batch(request: Request, ctx: Ctx, body: BatchRequest) -> Resp
             continue
         returned += len(res)
         filtered += res.filtered_out
+        served_channels += res.channels or ()
         results.append(
             {"trigger": trigger, "error": None, "exhausted": res.exhausted,
              "candidates": res.records()}
         )  # fmt: skip
-    ctx.metrics.observe_candidates(body.mode, variant.name, returned, filtered)
+    observe(ctx, body.mode, variant.name, returned, filtered, served_channels)
     out = {
         "mode": body.mode,
         "variant": variant.name,
@@ -154,4 +146,7 @@ async def post_i2i_batch(request: Request, ctx: Ctx, body: BatchRequest) -> Resp
         "k": k,
         "results": results,
     }
-    return OrjsonResponse(out, headers={"X-Variant": variant.name, "X-Index-Version": index.version})
+    rid = out["request_id"] = request_id_for(ctx, variant.name, body.mode)
+    return OrjsonResponse(
+        out, headers={"X-Variant": variant.name, "X-Index-Version": index.version, "X-Request-Id": rid}
+    )

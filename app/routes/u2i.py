@@ -5,18 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.deps import context_of, query_of, user_of, variant_of
+from app.deps import context_of, query_of, request_id_for, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
 from app.query import openapi_parameters
 from app.routes.i2i import ERRORS
 from app.schemas import U2IResponse
-from app.service import (
-    category_of,
-    exclusions,
-    index_mode,
-    merge_candidates,
-    recent_or_empty,
-)
+from app.service import category_of, exclusions, lookup, merge_candidates, observe, recent_or_empty
 
 router = APIRouter(tags=["retrieval"])
 
@@ -57,21 +51,23 @@ async def get_u2i(request: Request) -> Response:
     excluded = exclusions(
         mode=mode, explicit=explicit, recent=recent, exclude_recent=exclude_recent, own_categories=own
     )
-    imode = index_mode(mode, variant)
     # at most u2i_triggers lookups; the triggers are excluded from each other's lists
     results = [
-        index.neighbours(
+        lookup(
+            index,
             t,
-            imode,
+            mode,
+            variant,
             k,
-            exclude_categories=tuple(excluded),
-            exclude_items=tuple(triggers),
+            excluded=excluded,
+            exclude_items=triggers,
             category_view=settings.category_view,
         )  # fmt: skip
         for t in triggers
     ]
     merged = merge_candidates(results, k)
-    ctx.metrics.observe_candidates(mode, variant.name, len(merged), sum(r.filtered_out for r in results))
+    channels = [c["channels"] for c in merged if "channels" in c]
+    observe(ctx, mode, variant.name, len(merged), sum(r.filtered_out for r in results), channels)
     body = {
         "user_id": user_id,
         "triggers": triggers,
@@ -84,4 +80,7 @@ async def get_u2i(request: Request) -> Response:
         "exhausted": len(merged) < k,
         "candidates": merged,
     }
-    return OrjsonResponse(body, headers={"X-Variant": variant.name, "X-Index-Version": index.version})
+    rid = body["request_id"] = request_id_for(ctx, variant.name, mode)
+    return OrjsonResponse(
+        body, headers={"X-Variant": variant.name, "X-Index-Version": index.version, "X-Request-Id": rid}
+    )

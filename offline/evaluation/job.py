@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,15 @@ from tqdm import tqdm
 
 from core.atomic import read_json
 from core.layout import DatasetLayout, ModelLayout
+from index.channels import check_mix
 from model.config import M2GRLConfig
 from offline.baselines.base import ItemModel, TrainData, load_train_data
 from offline.baselines.registry import BASELINES, fit_baseline
+from offline.channels import COOC_DEFAULT_MIX, cooc_channel
 from offline.diversity_eval import evaluate_diversity
 from offline.evaluation.protocol import EvalData, ProtocolConfig, build_eval_data, evaluate_retriever
 from offline.evaluation.report import write_report
-from offline.evaluation.retrievers import RetrieverFactory, serving_retriever
+from offline.evaluation.retrievers import RetrieverFactory, mixed_retriever, serving_retriever
 from offline.train import train_m2grl
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,11 @@ def served_exponent(method: str, trained: float) -> float:
 
 
 DEFAULT_METHODS = (*M2GRL_METHODS, *BASELINES)
+#: Prefix of the rows that score a variant's served general mode (its channel mix over the m2grl model).
+SERVED_PREFIX = "served-"
+#: The served variants scored by default: the service's default variant on a version built with the
+#: co-occurrence channel (``m2grl build-index`` with its defaults).
+DEFAULT_SERVED: dict[str, dict[str, float]] = {"control": COOC_DEFAULT_MIX}
 #: ``(dataset_dir, method, seed, workdir) -> ItemModel`` for the M2GRL variants; swapped in tests.
 M2GRLFitter = Callable[[Path, str, int, Path], ItemModel]
 
@@ -106,6 +113,18 @@ def views_of(dataset_dir: Path) -> list[str]:
     return list(read_json(DatasetLayout(Path(dataset_dir)).manifest)["views"])
 
 
+def _record(
+    results: dict[str, Any], method: str, seed: int, scores: dict[str, float], fit_s: float, eval_s: float
+) -> None:
+    entry = results.setdefault(method, {"seeds": {}, "fit_seconds_all": [], "eval_seconds_all": []})
+    entry["seeds"][seed] = scores
+    entry["fit_seconds_all"].append(fit_s)
+    entry["eval_seconds_all"].append(eval_s)
+    log.info(
+        "%s seed %d: HitRate@50=%.4f (fit %.1fs)", method, seed, scores.get("HitRate@50", float("nan")), fit_s
+    )
+
+
 def _summarise(per_seed: dict[int, dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
     keys = sorted(set().union(*(d.keys() for d in per_seed.values())))
     mean = {k: float(np.mean([d[k] for d in per_seed.values() if k in d])) for k in keys}
@@ -127,6 +146,7 @@ def evaluate(
     workdir: Path | None = None,
     notes: Sequence[str] = (),
     diversity: bool = False,
+    served: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
     """Fit, retrieve and score every method for every seed; write ``report.md`` + ``report.json``.
 
@@ -139,6 +159,9 @@ def evaluate(
             the same vectors under another norm exponent) is then read from it (one row each, no
             retraining, seeds ignored for them).
         topn: neighbours per item kept by the serving index (>= the largest K).
+        served: variant name -> general-mode channel mix (``index.channels``); each adds a row
+            ``served-<variant>`` scoring that mix through ``ServingIndex.mixed_neighbours`` over the
+            seed's ``m2grl`` model and the ``cooc`` channel (default :data:`DEFAULT_SERVED`; ``{}``: none).
         diversity: also train the metric model of section 6.1 on each seed's ``m2grl`` model and add the
             diversity table (general / general+filter / diversity, ``offline.diversity_eval``). Needs the
             default ``m2grl_fit`` (or ``model_dir``) so that the trained model folders exist.
@@ -163,9 +186,35 @@ def evaluate(
     if model_dir is not None:
         trained = read_json(ModelLayout(Path(model_dir)).manifest).get("config", {}).get("norm_exponent", 0.0)
         given = {m: served_exponent(m, trained) for m in ("m2grl", *SERVED_FROM_M2GRL)}
-    runs = [(m, s) for m in methods for s in ((0,) if m in given else seeds)]
+    mixes = {
+        f"{SERVED_PREFIX}{v}": check_mix(mix, f"served[{v!r}]")
+        for v, mix in (served if served is not None else DEFAULT_SERVED).items()
+    }
+    # served rows right after the M2GRL variants, before the baselines
+    ordered = (
+        [m for m in methods if m in M2GRL_METHODS]
+        + list(mixes)
+        + [m for m in methods if m not in M2GRL_METHODS]
+    )
+    runs = [
+        (m, s) for m in ordered for s in ((0,) if m in given or (m in mixes and "m2grl" in given) else seeds)
+    ]
+    cooc = cooc_channel(dataset_dir, train.items, topn) if mixes else None
     for method, seed in tqdm(runs, desc="evaluate", disable=None):
         t0 = time.perf_counter()
+        if method in mixes:
+            assert cooc is not None
+            m2grl = (
+                served_m2grl(Path(model_dir), views_of(dataset_dir)[0], given["m2grl"])  # type: ignore[arg-type]
+                if "m2grl" in given
+                else m2grl_fit(dataset_dir, "m2grl", seed, workdir)
+            )
+            fit_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            retriever = mixed_retriever(train.items, train.attributes, m2grl, cooc, mixes[method], topn)
+            scores = evaluate_retriever(data, retriever, "general", protocol)
+            _record(results, method, seed, scores, fit_s, time.perf_counter() - t1)
+            continue
         if method in given:
             model = served_m2grl(Path(model_dir), views_of(dataset_dir)[0], given[method])  # type: ignore[arg-type]
         elif method in M2GRL_METHODS:
@@ -176,18 +225,7 @@ def evaluate(
         t1 = time.perf_counter()
         retriever = retriever_factory(train.items, train.attributes, model, topn)
         scores = evaluate_retriever(data, retriever, "general", protocol)
-        eval_s = time.perf_counter() - t1
-        entry = results.setdefault(method, {"seeds": {}, "fit_seconds_all": [], "eval_seconds_all": []})
-        entry["seeds"][seed] = scores
-        entry["fit_seconds_all"].append(fit_s)
-        entry["eval_seconds_all"].append(eval_s)
-        log.info(
-            "%s seed %d: HitRate@50=%.4f (fit %.1fs)",
-            method,
-            seed,
-            scores.get("HitRate@50", float("nan")),
-            fit_s,
-        )
+        _record(results, method, seed, scores, fit_s, time.perf_counter() - t1)
     diversity_report = None
     if diversity:
         if "m2grl" not in methods:

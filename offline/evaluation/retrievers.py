@@ -7,11 +7,14 @@ The harness evaluates the service's own retrieval path: vectors go through
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from index.inputs import ChannelInput, norm_scaled
+from index.serving import ServingIndex
 from offline.baselines.base import ItemModel
 from offline.evaluation.protocol import Retriever
 
@@ -25,11 +28,6 @@ def serving_retriever(
     items: npt.NDArray[np.int64], attributes: dict[str, npt.NDArray[np.int64]], model: ItemModel, topn: int
 ) -> Retriever:
     """Build a ``ServingIndex`` in memory for ``model`` (mode ``"general"``) with ``topn`` neighbours per item."""
-    # Imported here, not at module top: index/serving.py is developed concurrently and the metric and
-    # protocol code (and their tests) must not depend on it being importable.
-    from index.inputs import norm_scaled
-    from index.serving import ServingIndex
-
     if model.topn_ids is not None and model.topn_scores is not None:
         return ServingIndex.from_topn(
             items, attributes, {"general": model.topn_ids}, {"general": model.topn_scores}
@@ -41,3 +39,38 @@ def serving_retriever(
     return ServingIndex.from_vectors(
         items, attributes, vectors={"general": vectors}, metrics={"general": metric}, topn=topn
     )
+
+
+class _MixRetriever:
+    """The harness's view of a served variant: every lookup goes through the service's own merge
+    (``ServingIndex.batch_neighbours`` with the variant's ``mix``)."""
+
+    def __init__(self, index: Any, mix: Mapping[str, float]) -> None:
+        self.index = index
+        self.mix = dict(mix)
+
+    def batch_neighbours(
+        self, item_ids: npt.NDArray[np.int64], mode: str, k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        out: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] = self.index.batch_neighbours(
+            item_ids, mode, k, mix=self.mix
+        )
+        return out
+
+
+def mixed_retriever(
+    items: npt.NDArray[np.int64],
+    attributes: dict[str, npt.NDArray[np.int64]],
+    model: ItemModel,
+    cooc: ChannelInput,
+    mix: Mapping[str, float],
+    topn: int,
+) -> Retriever:
+    """A variant's served general mode: ``model``'s vectors as the ``m2grl`` channel (as the index
+    builds it) beside the ``cooc`` map, merged by ``mix``."""
+    assert model.vectors is not None and model.metric == "ip"  # served M2GRL vectors, already scaled
+    index = ServingIndex.from_vectors(
+        items, attributes, vectors={"general": model.vectors}, metrics={"general": "ip"}, topn=topn,
+        channel_maps={"cooc": (cooc.topn_ids, cooc.topn_scores)},
+    )  # fmt: skip
+    return _MixRetriever(index, mix)

@@ -142,3 +142,31 @@ def test_a_given_model_serves_m2grl_and_its_norm_exponent_rows_without_training(
         assert set(report["methods"][method]["seeds"]) == {"0"}
         # every scaling keeps a category's items together, so each finds the user's test items
         assert report["methods"][method]["mean"]["Recall@5"] == pytest.approx(1.0)
+
+
+def test_served_rows_score_the_mix_through_the_serving_index(tmp_path: Path) -> None:
+    ds = write_tiny_dataset(tmp_path / "ds")
+    served = {"blend": {"m2grl": 0.5, "cooc": 0.5}, "solo": {"m2grl": 1.0}, "cooc-only": {"cooc": 1.0}}
+    evaluate(
+        ds,
+        tmp_path / "report",
+        methods=["m2grl", "itemcf"],
+        seeds=(0, 1),
+        protocol=ProtocolConfig(ks=(2, 5, 10)),
+        topn=10,
+        m2grl_fit=_fake_m2grl,
+        served=served,
+    )
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    methods = report["methods"]
+    # table 2: after the M2GRL rows, before the baselines, in the declared order
+    table = (tmp_path / "report" / "report.md").read_text().split("## Table 2")[1]
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")][1:6]
+    assert rows == ["m2grl", "served-blend", "served-solo", "served-cooc-only", "itemcf"]
+    for key in ("HitRate@5", "Recall@10", "NDCG@10"):
+        # one channel served is the single method: the same lists through the same index
+        assert methods["served-solo"]["mean"][key] == pytest.approx(methods["m2grl"]["mean"][key])
+        assert methods["served-cooc-only"]["mean"][key] == pytest.approx(methods["itemcf"]["mean"][key])
+    assert set(methods["served-blend"]["seeds"]) == {"0", "1"}
+    with pytest.raises(ValueError, match="unknown channel"):
+        evaluate(ds, tmp_path / "r2", methods=["itemcf"], served={"x": {"bm25": 1.0}})

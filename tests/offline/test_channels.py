@@ -1,0 +1,34 @@
+"""``cooc_channel``: the harness's Item-CF map, re-indexed to an index's item order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from offline.baselines.base import load_train_data
+from offline.baselines.itemcf import fit_itemcf
+from offline.channels import cooc_channel
+from tests.offline.eval_dataset import write_tiny_dataset
+
+
+def test_cooc_channel_follows_the_index_item_order(tmp_path: Path) -> None:
+    ds = write_tiny_dataset(tmp_path / "ds")
+    data = load_train_data(ds)
+    reference = fit_itemcf(data, topn=5)
+    assert reference.topn_ids is not None and reference.topn_scores is not None
+    # the index holds the dataset's items reversed, minus the last one, plus an id the dataset lacks
+    dropped = int(data.items[-1])
+    items = np.concatenate([data.items[:-1][::-1], [10**9]])
+    channel = cooc_channel(ds, items, topn=5)
+    assert channel.topn_ids.shape == (len(items), 5)
+    for row, item in enumerate(items[:-1]):
+        src = int(np.flatnonzero(data.items == item)[0])
+        want = [int(data.items[j]) for j in reference.topn_ids[src] if j >= 0 and int(data.items[j]) != dropped]
+        got = channel.topn_ids[row]
+        assert [int(items[j]) for j in got if j >= 0] == want  # same neighbours, same order
+        kept = [s for j, s in zip(reference.topn_ids[src], reference.topn_scores[src], strict=True)
+                if j >= 0 and int(data.items[j]) != dropped]  # fmt: skip
+        np.testing.assert_allclose(channel.topn_scores[row][got >= 0], kept)
+        assert (got[len(want) :] == -1).all()  # holes of dropped items moved to the end
+    assert (channel.topn_ids[-1] == -1).all()  # an item the dataset does not know has no neighbours
