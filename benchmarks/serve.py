@@ -9,6 +9,9 @@ Indexes:
   written directly as an ``IndexVersionLayout`` (computing a real top-N map for 1M items takes far
   longer than a benchmark should on 2 cores).
 
+Both hold a random co-occurrence channel beside the general mode and serve the builder's default mix
+(m2grl 0.5, cooc 0.5) in general mode, so general-mode rows measure the channel merge.
+
 Runs: max throughput (``wrk -t2 -c32``) per index, mode and worker count; then a fixed-rate run at
 1,000 req/s: wrk with a Lua ``delay()`` that books one slot every 2 ms per wrk thread (2 threads,
 8 connections each), schedule-based so a slow answer does not lower the offered rate. Latency is
@@ -47,10 +50,12 @@ sys.path.insert(0, str(REPO))
 
 from core.atomic import atomic_write_json  # noqa: E402
 from core.layout import IndexRoot, IndexVersionLayout, MetricLayout, ModelLayout  # noqa: E402
-from index.build import build_index  # noqa: E402
+from index.build import build_index, write_channel, write_fused  # noqa: E402
 from index.config import IndexConfig  # noqa: E402
+from index.inputs import ChannelInput  # noqa: E402
 from index.manifest import FORMAT, describe_files  # noqa: E402
 from index.publish import publish  # noqa: E402
+from offline.channels import COOC_DEFAULT_MIX  # noqa: E402
 
 MOVIES = Path(os.environ.get("M2GRL_BENCH_MOVIES", "/work/shared/data/ml-latest-small/movies.csv"))
 FALLBACK_MOVIES = REPO / "data" / "movielens-small" / "movies.csv"
@@ -99,8 +104,19 @@ def build_movielens(root: Path, work: Path) -> np.ndarray:
         metric.manifest, {"version": "bench-random"}
     )  # build-index refuses one without a manifest
     config = IndexConfig(index_type="flat", topn=200, device="cpu", recall_queries=100)
-    build_index(model.root, root, config, metric_dir=metric.root, version="ml", progress=False)
+    build_index(
+        model.root, root, config, metric_dir=metric.root, version="ml", progress=False,
+        channels={"cooc": random_channel(len(ids), 200, rng)}, default_mix=COOC_DEFAULT_MIX,
+    )  # fmt: skip
     return ids
+
+
+def random_channel(n: int, topn: int, rng: np.random.Generator) -> ChannelInput:
+    """A co-occurrence channel of random neighbours (the served cost does not depend on which)."""
+    ids = rng.integers(0, n, (n, topn), dtype=np.int32)
+    ids[ids == np.arange(n, dtype=np.int32)[:, None]] = -1  # an item never lists itself
+    scores = -np.sort(-rng.random((n, topn), dtype=np.float32), axis=1)
+    return ChannelInput(ids, scores, "random")
 
 
 def write_synthetic(root: Path, n: int, topn: int = 60, seed: int = 0) -> np.ndarray:
@@ -122,6 +138,9 @@ def write_synthetic(root: Path, n: int, topn: int = 60, seed: int = 0) -> np.nda
         scores = -np.sort(rng.random((n, topn), dtype=np.float32), axis=1)
         np.save(layout.topn_scores(mode), (scores + 1).astype(np.float16))
         modes[mode] = {"metric": metric, "dim": dim, "topn": topn, "index_type": "flat"}
+    cooc = random_channel(n, topn, rng)
+    channels = {"cooc": write_channel(layout, "cooc", cooc)}
+    fused = write_fused(layout, COOC_DEFAULT_MIX, topn, progress=True)
     manifest = {
         "format": FORMAT,
         "version": "synthetic",
@@ -129,6 +148,9 @@ def write_synthetic(root: Path, n: int, topn: int = 60, seed: int = 0) -> np.nda
         "num_items": n,
         "attribute_views": ["category"],
         "modes": modes,
+        "channels": channels,
+        "default_mix": COOC_DEFAULT_MIX,
+        "fused": fused,
         "model_version": "synthetic",
         "files": describe_files(layout.root),
     }

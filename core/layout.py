@@ -163,6 +163,8 @@ class IndexVersionLayout:
       instance-view embeddings; diversity: L2 over the metric model's z).
     - ``<mode>/topn_ids.npy`` (int32 rows, -1 padded) and ``<mode>/topn_scores.npy`` (float16),
       the precomputed item-to-item map, memory-mapped when served.
+    - ``<channel>/topn_ids.npy`` / ``topn_scores.npy``: a map-only retrieval channel (``cooc``), and
+      ``fused/`` the default mix's merged map (float32 scores, ``topn_sources.npy`` uint8 channel masks).
     - ``manifest.json`` then ``_COMPLETE`` written last: a folder without it is never loaded.
     """
 
@@ -191,6 +193,10 @@ class IndexVersionLayout:
 
     def topn_scores(self, mode: str) -> Path:
         return self.root / mode / "topn_scores.npy"
+
+    def topn_sources(self, mode: str) -> Path:
+        """Per map entry, the bit mask of the channels that listed it (the ``fused`` map only)."""
+        return self.root / mode / "topn_sources.npy"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from core.atomic import atomic_dir, atomic_write_json
 from core.layout import IndexRoot, IndexVersionLayout
-from index.channels import CHANNEL_MODES, check_mix
+from index.channels import CHANNEL_MODES, FUSED, check_mix, fused_map
 from index.config import IndexConfig
 from index.device import faiss_threads, resolve_device, to_cpu, to_device
 from index.errors import InvalidArtifact, InvalidIndexVersion, RecallTooLow
@@ -173,6 +173,23 @@ def write_channel(layout: IndexVersionLayout, name: str, channel: ChannelInput) 
     }
 
 
+def write_fused(
+    layout: IndexVersionLayout, mix: Mapping[str, float], topn: int, progress: bool
+) -> dict[str, Any] | None:
+    """Precompute the default mix's merged map from the maps already written (``fused/``), so the
+    service answers that mix by reading one row; None when the mix has a single channel."""
+    names = [c for c, w in mix.items() if w > 0]
+    if len(names) < 2:
+        return None
+    maps = [np.load(layout.topn_ids(CHANNEL_MODES[c]), mmap_mode="r") for c in names]
+    ids, scores, sources = fused_map(maps, [mix[c] for c in names], topn, progress=progress)
+    layout.topn_ids(FUSED).parent.mkdir(parents=True, exist_ok=True)
+    np.save(layout.topn_ids(FUSED), ids)
+    np.save(layout.topn_scores(FUSED), scores)
+    np.save(layout.topn_sources(FUSED), sources)
+    return {"mix": dict(mix), "topn": topn, "depth": max(int(m.shape[1]) for m in maps)}
+
+
 def write_version(
     tmp: Path,
     name: str,
@@ -195,6 +212,7 @@ def write_version(
         mode: build_mode(layout, mode, data, config, device, progress) for mode, data in inputs.modes.items()
     }
     channel_entries = {c: write_channel(layout, c, data) for c, data in (channels or {}).items()}
+    fused = write_fused(layout, default_mix, config.topn, progress) if default_mix is not None else None
     model = inputs.sources["model"]
     manifest = {
         "format": FORMAT,
@@ -207,6 +225,7 @@ def write_version(
         "modes": modes,
         "channels": channel_entries,
         "default_mix": dict(default_mix) if default_mix is not None else None,
+        "fused": fused,
         "sources": inputs.sources,
         "model_version": model.get("version") or (model.get("manifest_sha256") or "unknown")[:12],
         "config": config.to_dict(),
@@ -251,6 +270,11 @@ def build_index(
                 f"channels: {channel!r} is not a map-only channel; channels: {list(CHANNEL_MODES)}"
             )
         data.check(channel, inputs.num_items)
+        if data.topn_ids.shape[1] > config.topn:
+            # the fused map reads the general map at the channels' depth: it must be as deep
+            raise ValueError(
+                f"channels: {channel!r} lists {data.topn_ids.shape[1]} neighbours, more than topn {config.topn}"
+            )
     if default_mix is not None:
         default_mix = check_mix(default_mix, "default_mix")
         missing = [c for c in default_mix if c != "m2grl" and c not in (channels or {})]

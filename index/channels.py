@@ -15,8 +15,10 @@ Exclusions are applied by the caller after the merge (see ``ServingIndex.mixed_n
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,38 +83,102 @@ class Merged:
 def merge_ranked(lists: Sequence[npt.ArrayLike], weights: Sequence[float]) -> Merged:
     """Fuse ranked row lists (``-1`` = padding, skipped) with the rule of the module docstring.
 
-    ``lists[j]`` is channel ``j``'s ranking, best first; ``weights[j]`` its weight. Pure and exact:
-    the result does not depend on anything but the lists' order and the weights.
+    ``lists[j]`` is channel ``j``'s ranking, best first, each row at most once; ``weights[j]`` its
+    weight. Pure: the result depends only on the lists' order and the weights.
     """
     if len(lists) != len(weights):
         raise ValueError(f"{len(lists)} ranked lists but {len(weights)} weights")
-    rows_parts, score_parts, bit_parts, order_parts = [], [], [], []
-    offset = 0
-    for j, (ranked, weight) in enumerate(zip(lists, weights, strict=True)):
+    valid = []
+    for ranked in lists:
         arr = np.asarray(ranked, dtype=np.int64).ravel()
-        valid = np.flatnonzero(arr >= 0)
-        rows_parts.append(arr[valid])
-        score_parts.append(float(weight) / (RANK_OFFSET + 1.0 + np.arange(len(valid), dtype=np.float64)))
-        bit_parts.append(np.full(len(valid), 1 << j, dtype=np.int64))
-        # first-appearance order: channel j's entries after every earlier channel's
-        order_parts.append(offset + np.arange(len(valid), dtype=np.int64))
-        offset += len(arr)
-    rows = np.concatenate(rows_parts) if rows_parts else np.empty(0, dtype=np.int64)
-    if rows.size == 0:
-        return Merged(rows, np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64))
-    contrib = np.concatenate(score_parts)
-    bits = np.concatenate(bit_parts)
-    first_seen = np.concatenate(order_parts)
-    unique, inverse = np.unique(rows, return_inverse=True)
-    fused = np.asarray(np.bincount(inverse, weights=contrib, minlength=len(unique)), dtype=np.float64)
-    sources = np.zeros(len(unique), dtype=np.int64)
-    np.bitwise_or.at(sources, inverse, bits)
-    first = np.full(len(unique), np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, inverse, first_seen)
-    order = np.lexsort((first, -fused))
-    return Merged(unique[order], fused[order], sources[order])
+        valid.append(arr[arr >= 0])
+    size = max((int(a.max()) + 1 for a in valid if a.size), default=0)
+    return fuse(valid, weights, FuseScratch(size))
+
+
+_RECIPROCAL: npt.NDArray[np.float64] = np.empty(0)
+
+
+def _reciprocal_ranks(n: int) -> npt.NDArray[np.float64]:
+    """``1 / (RANK_OFFSET + rank)`` for ranks 1..n (cached: the request path fuses every answer)."""
+    global _RECIPROCAL
+    if len(_RECIPROCAL) < n:
+        _RECIPROCAL = 1.0 / (RANK_OFFSET + 1.0 + np.arange(max(n, 2 * len(_RECIPROCAL)), dtype=np.float64))
+    return _RECIPROCAL[:n]
+
+
+class FuseScratch:
+    """Zeroed per-row buffers (a fused score and a channel bit mask per row) that :func:`fuse`
+    accumulates into and clears again: no sort is needed to find repeated rows. One per thread."""
+
+    def __init__(self, rows: int) -> None:
+        self.scores = np.zeros(rows, dtype=np.float64)
+        self.masks = np.zeros(rows, dtype=np.int64)
+
+
+def fuse(
+    lists: Sequence[npt.NDArray[np.integer[Any]]], weights: Sequence[float], scratch: FuseScratch
+) -> Merged:
+    """:func:`merge_ranked` for lists without padding or repeats within a list, rows below the size
+    of ``scratch`` (left zeroed on return). Candidates keep their first appearance order (channel by
+    channel) before one stable sort by fused score."""
+    parts = []
+    for j, (rows, weight) in enumerate(zip(lists, weights, strict=True)):
+        new = rows[scratch.masks[rows] == 0]  # rows no earlier channel listed
+        parts.append(new)
+        scratch.masks[rows] |= 1 << j
+        scratch.scores[rows] += weight * _reciprocal_ranks(len(rows))
+    candidates = np.concatenate(parts).astype(np.int64, copy=False) if parts else np.empty(0, dtype=np.int64)
+    fused = scratch.scores[candidates]
+    sources = scratch.masks[candidates]
+    scratch.scores[candidates] = 0.0
+    scratch.masks[candidates] = 0
+    order = np.argsort(-fused, kind="stable")  # ties: first appearance
+    return Merged(candidates[order], fused[order], sources[order])
 
 
 def source_names(mask: int, names: Sequence[str]) -> list[str]:
     """The channel names whose bits are set in ``mask`` (mix order)."""
     return [name for j, name in enumerate(names) if mask >> j & 1]
+
+
+@functools.cache
+def source_table(names: tuple[str, ...]) -> list[list[str]]:
+    """``source_names`` of every mask of ``names`` (index = mask): one list lookup per candidate.
+    Cached: the callers must not modify the lists."""
+    return [source_names(mask, names) for mask in range(1 << len(names))]
+
+
+#: Name of the folder holding a version's precomputed default-mix map.
+FUSED = "fused"
+
+
+def fused_map(
+    maps: Sequence[npt.NDArray[np.integer[Any]]],
+    weights: Sequence[float],
+    topn: int,
+    *,
+    progress: bool = False,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """The merged top-``topn`` of every row of the channel ``maps`` (row ids ``[n, W_j]``, ``-1``
+    padded; the row itself is skipped), by :func:`fuse`: the precomputed answer of a mix, exactly
+    what ``ServingIndex.mixed_neighbours`` computes at depth ``max W_j`` without exclusions.
+    Returns ids (``-1`` padded), fused scores and channel masks, each ``[n, topn]``."""
+    from tqdm.auto import tqdm
+
+    n = len(maps[0])
+    ids = np.full((n, topn), -1, dtype=np.int32)
+    scores = np.zeros((n, topn), dtype=np.float32)
+    sources = np.zeros((n, topn), dtype=np.uint8)
+    scratch = FuseScratch(n)
+    for row in tqdm(range(n), desc="fused map", unit="item", disable=not progress, leave=False):
+        lists = []
+        for m in maps:
+            ranked = np.asarray(m[row], dtype=np.int64)
+            lists.append(ranked[(ranked >= 0) & (ranked != row)])
+        merged = fuse(lists, weights, scratch)
+        width = min(topn, len(merged.rows))
+        ids[row, :width] = merged.rows[:width]
+        scores[row, :width] = merged.scores[:width]
+        sources[row, :width] = merged.sources[:width]
+    return ids, scores, sources

@@ -11,7 +11,6 @@ Scores are "higher is closer": inner product (``ip``) or negated squared L2 dist
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Collection, Mapping
@@ -26,7 +25,7 @@ import numpy.typing as npt
 from core.atomic import read_json
 from core.layout import IndexVersionLayout
 from core.types import NeighbourResult
-from index.channels import CHANNEL_MODES, SINGLE_MIX, check_mix, merge_ranked, source_names
+from index.channels import CHANNEL_MODES, FUSED, SINGLE_MIX, FuseScratch, check_mix, fuse, source_table
 from index.errors import (
     IndexNotReady,
     InvalidIndexVersion,
@@ -82,6 +81,22 @@ class _Mode:
         return search_rows(self.index, self.query_vectors(rows), rows, width, self.metric, params)
 
 
+@dataclass(frozen=True)
+class _Fused:
+    """A version's precomputed default-mix map (``index.channels.fused_map``) and what it covers:
+    lookups of ``mix`` with ``k`` up to ``topn`` and the channels' own depth."""
+
+    mix: dict[str, float]
+    depth: int
+    ids: npt.NDArray[np.int32]
+    scores: npt.NDArray[np.float32]
+    sources: npt.NDArray[np.uint8]
+
+    @property
+    def topn(self) -> int:
+        return int(self.ids.shape[1])
+
+
 class ServingIndex:
     """Neighbour lookups over one index version (see the module docstring).
 
@@ -100,6 +115,7 @@ class ServingIndex:
         modes: Mapping[str, _Mode],
         channels: Mapping[str, _Mode] | None = None,
         default_mix: Mapping[str, float] | None = None,
+        fused: _Fused | None = None,
     ) -> None:
         items = np.asarray(items)
         channels = dict(channels or {})
@@ -137,6 +153,7 @@ class ServingIndex:
         self._attributes = dict(attributes)
         self._modes: dict[str, _Mode] | None = dict(modes)
         self._channel_maps = channels
+        self._local = threading.local()
         #: channels this version can serve: ``m2grl`` (the general mode) and the stored maps
         self.channels: tuple[str, ...] = tuple(
             c for c, m in CHANNEL_MODES.items() if m in modes or c in channels
@@ -151,6 +168,9 @@ class ServingIndex:
             missing = [c for c in self.default_mix if c not in self.channels]
             if missing:
                 raise InvalidIndexVersion(f"{version}: default_mix names channels {missing} it does not hold")
+        if fused is not None and (fused.mix != self.default_mix or fused.ids.shape[0] != n):
+            raise InvalidIndexVersion(f"{version}: the fused map is not the default mix's map of {n} items")
+        self._fused = fused
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ constructors
@@ -202,6 +222,9 @@ class ServingIndex:
         for channel in channel_specs:
             for path in (layout.topn_ids(channel), layout.topn_scores(channel)):
                 required.append(path.relative_to(root).as_posix())
+        if manifest.get("fused"):
+            for path in (layout.topn_ids(FUSED), layout.topn_scores(FUSED), layout.topn_sources(FUSED)):
+                required.append(path.relative_to(root).as_posix())
         verify_files(root, files, required, full=full_checksums)
 
         mmap_mode: Literal["r"] | None = "r" if mmap else None
@@ -220,9 +243,10 @@ class ServingIndex:
                 ) from exc
             ids, scores = _load_map(layout, name, channel, n, topn, mmap_mode)
             channels[channel] = _Mode("ip", ids, scores)
+        fused = _load_fused(layout, name, manifest.get("fused"), n, mmap_mode)
         return cls(
             version=name, manifest=manifest, items=items, attributes=attributes, modes=modes,
-            channels=channels, default_mix=default_mix,
+            channels=channels, default_mix=default_mix, fused=fused,
         )  # fmt: skip
 
     @classmethod
@@ -389,6 +413,7 @@ class ServingIndex:
         exclude_categories: Collection[int] = (),
         exclude_items: Collection[int] = (),
         category_view: str = "category",
+        _channel: str | None = None,
     ) -> NeighbourResult:
         """Top-``k`` neighbours of ``item_id`` in ``mode``, best first, never the trigger itself, without
         items in ``exclude_items`` nor items whose ``category_view`` attribute is in ``exclude_categories``.
@@ -421,7 +446,9 @@ class ServingIndex:
         else:
             filtered = int(valid.sum()) - len(kept)
             exhausted = True
-        return self._result(int(item_id), cand[kept], scores[kept], filtered, exhausted)
+        # answering a one-channel mix: every candidate comes from that channel
+        channels = None if _channel is None else [[_channel]] * len(kept)
+        return self._result(int(item_id), cand[kept], scores[kept], filtered, exhausted, channels)
 
     def _selector(
         self,
@@ -480,7 +507,13 @@ class ServingIndex:
             width = min(n - 1, width * GROWTH)
 
     def _result(
-        self, trigger: int, rows: IntArray, scores: FloatArray, filtered: int, exhausted: bool
+        self,
+        trigger: int,
+        rows: IntArray,
+        scores: npt.NDArray[np.floating[Any]],
+        filtered: int,
+        exhausted: bool,
+        channels: list[list[str]] | None = None,
     ) -> NeighbourResult:
         return NeighbourResult(
             trigger=trigger,
@@ -489,6 +522,7 @@ class ServingIndex:
             attributes={view: arr[rows].tolist() for view, arr in self._attributes.items()},
             exhausted=exhausted,
             filtered_out=filtered,
+            channels=channels,
         )
 
     def mix_for(self, mix: Mapping[str, float] | None) -> dict[str, float]:
@@ -500,16 +534,23 @@ class ServingIndex:
             raise UnknownChannel(self.version, missing, list(self.channels))
         return chosen
 
+    def _scratch(self) -> FuseScratch:
+        """This thread's fusion buffers (created on first use: a version serving no mix pays nothing)."""
+        scratch: FuseScratch | None = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = FuseScratch(self.num_items)
+        return scratch
+
     def _channel(self, name: str) -> _Mode:
         if name in self._channel_maps:
             return self._channel_maps[name]
         return self._mode(CHANNEL_MODES[name])
 
-    def _ranked(self, m: _Mode, row: int, depth: int) -> IntArray:
+    def _ranked(self, m: _Mode, row: int, depth: int) -> npt.NDArray[np.integer[Any]]:
         """Channel ``m``'s top-``depth`` rows for trigger ``row`` (padding and the trigger dropped): the
         map when it is deep enough (or all there is), else a FAISS search."""
         if depth <= m.width or m.index is None:
-            ranked = np.asarray(m.topn_ids[row, :depth], dtype=np.int64)
+            ranked = m.topn_ids[row, :depth]  # int32 rows of the map, no copy
         else:
             ranked = m.search(np.array([row], dtype=np.int64), depth)[0][0]
         return ranked[(ranked >= 0) & (ranked != row)]
@@ -539,20 +580,37 @@ class ServingIndex:
         chosen = self.mix_for(mix)
         names = [c for c, w in chosen.items() if w > 0]
         if names == ["m2grl"]:  # one channel: the plain lookup, same ranking and scores
-            single = self.neighbours(
+            return self.neighbours(
                 item_id, CHANNEL_MODES["m2grl"], k, exclude_categories=exclude_categories,
-                exclude_items=exclude_items, category_view=category_view,
+                exclude_items=exclude_items, category_view=category_view, _channel="m2grl",
             )  # fmt: skip
-            return dataclasses.replace(single, channels=[names] * len(single))
         maps = [self._channel(c) for c in names]
         weights = [chosen[c] for c in names]
         row = self._row(item_id)
         select = self._selector(row, exclude_categories, exclude_items, category_view)
         n = self.num_items
-        depth = min(max(k, *(m.width for m in maps)), max(n - 1, 1))
+        widest = max(m.width for m in maps)
+        depth = min(max(k, widest), max(n - 1, 1))
+        table = source_table(tuple(names))
+        fused = self._fused
+        if (
+            fused is not None
+            and k <= min(fused.topn, widest)
+            and fused.depth == widest
+            and chosen == fused.mix
+        ):
+            # the default mix, precomputed at this very depth: one map row, as a single-mode lookup
+            kept, valid = select(fused.ids[row])
+            if len(kept) >= k:
+                kept = kept[:k]
+                filtered = int(valid[: int(kept[-1]) + 1].sum()) - k
+                channels = [table[mask] for mask in fused.sources[row][kept].tolist()]
+                return self._result(
+                    int(item_id), fused.ids[row][kept], fused.scores[row][kept], filtered, False, channels
+                )
         while True:
             lists = [self._ranked(m, row, depth) for m in maps]
-            merged = merge_ranked(lists, weights)
+            merged = fuse(lists, weights, self._scratch())
             kept, valid = select(merged.rows)
             more = depth < n - 1 and any(
                 m.index is not None and len(r) >= depth for m, r in zip(maps, lists, strict=True)
@@ -567,10 +625,10 @@ class ServingIndex:
         else:
             filtered = int(valid.sum()) - len(kept)
             exhausted = True
-        fused = merged.scores[kept].astype(np.float32)
-        result = self._result(int(item_id), merged.rows[kept], fused, filtered, exhausted)
-        sources = [source_names(int(mask), names) for mask in merged.sources[kept]]
-        return dataclasses.replace(result, channels=sources)
+        channels = [table[mask] for mask in merged.sources[kept].tolist()]
+        return self._result(
+            int(item_id), merged.rows[kept], merged.scores[kept], filtered, exhausted, channels
+        )
 
     def batch_neighbours(
         self, item_ids: npt.ArrayLike, mode: str, k: int, *, mix: Mapping[str, float] | None = None
@@ -686,6 +744,26 @@ def _load_map(
         if not np.isfinite(sblock[block >= 0]).all():
             raise InvalidIndexVersion(f"{name}: {mode}/topn_scores has NaN or infinite scores")
     return ids, scores
+
+
+def _load_fused(
+    layout: IndexVersionLayout, name: str, spec: Any, n: int, mmap_mode: Literal["r"] | None
+) -> _Fused | None:
+    if not spec:
+        return None
+    try:
+        mix = check_mix(spec["mix"], f"{name}: fused.mix")
+        depth, topn = int(spec["depth"]), int(spec["topn"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidIndexVersion(f"{name}: manifest entry 'fused' malformed: {exc}") from exc
+    ids = _load_array(layout.topn_ids(FUSED), name, mmap_mode, np.int32, (n, topn))
+    scores = _load_array(layout.topn_scores(FUSED), name, mmap_mode, np.float32, (n, topn))
+    sources = _load_array(layout.topn_sources(FUSED), name, mmap_mode, np.uint8, (n, topn))
+    for start in range(0, n, _SCAN_ROWS):
+        block = np.asarray(ids[start : start + _SCAN_ROWS])
+        if block.size and (int(block.min()) < -1 or int(block.max()) >= n):
+            raise InvalidIndexVersion(f"{name}: {FUSED}/topn_ids has row indices outside [-1, {n})")
+    return _Fused(mix, depth, ids, scores, sources)
 
 
 def _load_mode(

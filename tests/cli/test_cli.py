@@ -88,3 +88,52 @@ def test_evaluate_passes_the_protocol_options_through(
     default = runner.invoke(app, args[:7])
     assert default.exit_code == 0, default.output
     assert seen["protocol"] == ProtocolConfig()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["evaluate", "--served", "control"],
+            "--served: expected VARIANT:MIX like 'control:m2grl=0.5,cooc=0.5'",
+        ),
+        (["evaluate", "--served", "c:bm25=1"], "--served c: unknown channel 'bm25'"),
+        (["build-index", "--default-mix", "m2grl"], "--default-mix: expected channel=weight pairs"),
+        (
+            ["build-index", "--model", "/nonexistent/model"],
+            "the model manifest names no dataset is not a folder; give the training dataset, or --no-cooc",
+        ),
+    ],
+)
+def test_channel_options_fail_in_one_line(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_build_index_adds_the_cooc_channel_of_the_models_dataset(tmp_path: Path) -> None:
+    import numpy as np
+
+    from core.atomic import read_json
+    from core.layout import DatasetLayout, IndexRoot
+    from tests.index.conftest import write_model
+    from tests.offline.eval_dataset import write_tiny_dataset
+
+    ds = write_tiny_dataset(tmp_path / "ds")
+    items = np.load(DatasetLayout(ds).vocab("item"))
+    vectors = np.random.default_rng(0).normal(size=(len(items), 4)).astype(np.float32)
+    model = write_model(
+        tmp_path / "model", vectors, ids=items, manifest={"views": ["item"], "dataset": str(ds)}
+    )
+    root = tmp_path / "index"
+    for args, channels, mix in (
+        ([], ["cooc"], {"m2grl": 0.5, "cooc": 0.5}),
+        (["--default-mix", "m2grl=1,cooc=3"], ["cooc"], {"m2grl": 1.0, "cooc": 3.0}),
+        (["--no-cooc"], [], None),
+    ):
+        result = runner.invoke(app, ["build-index", "--model", str(model), "--index-root", str(root), *args])
+        assert result.exit_code == 0, result.output
+        version = IndexRoot(root).current.read_text().strip()
+        manifest = read_json(IndexRoot(root).version(version).manifest)
+        assert sorted(manifest["channels"]) == channels and manifest["default_mix"] == mix

@@ -166,3 +166,24 @@ def test_build_refuses_bad_channels(tmp_path: Path, model_dir: Path) -> None:
     with pytest.raises(ValueError, match="default_mix: channels \\['cooc'\\] are not built"):
         build_index(model_dir, root, FAST, progress=False, default_mix={"m2grl": 1, "cooc": 1})
     assert not (root / "versions").exists() or not any((root / "versions").iterdir())
+
+
+def test_precomputed_default_mix_equals_the_online_merge(tmp_path: Path, model_dir: Path) -> None:
+    root = tmp_path / "index"
+    mix = {"m2grl": 1.0, "cooc": 2.0}
+    rng = np.random.default_rng(0)
+    ids = np.stack([rng.permutation(300)[:12] for _ in range(300)]).astype(np.int32)
+    ids[ids == np.arange(300)[:, None]] = -1  # never the item itself
+    cooc = ChannelInput(ids, np.ones(ids.shape, dtype=np.float32), "random")
+    build_index(model_dir, root, FAST, version="v1", progress=False, channels={"cooc": cooc}, default_mix=mix)
+    layout = IndexRoot(root).version("v1")
+    assert read_json(layout.manifest)["fused"] == {"mix": mix, "topn": 20, "depth": 20}
+    index = ServingIndex.load(layout.root)
+    scaled = {"m2grl": 3.0, "cooc": 6.0}  # same ranking, merged online (not the default mix)
+    for item in np.load(layout.items)[::7].tolist():
+        for k, excluded in ((10, ()), (20, ()), (15, (0, 1)), (20, (0, 1, 2, 3))):
+            cached = index.mixed_neighbours(item, None, k, exclude_categories=excluded)
+            online = index.mixed_neighbours(item, scaled, k, exclude_categories=excluded)
+            assert cached.item_ids == online.item_ids and cached.channels == online.channels
+            np.testing.assert_allclose(np.array(cached.scores) * 3, online.scores, rtol=1e-6)
+            assert cached.filtered_out == online.filtered_out
