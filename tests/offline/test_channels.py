@@ -24,7 +24,9 @@ def test_cooc_channel_follows_the_index_item_order(tmp_path: Path) -> None:
     assert channel.topn_ids.shape == (len(items), 5)
     for row, item in enumerate(items[:-1]):
         src = int(np.flatnonzero(data.items == item)[0])
-        want = [int(data.items[j]) for j in reference.topn_ids[src] if j >= 0 and int(data.items[j]) != dropped]
+        want = [
+            int(data.items[j]) for j in reference.topn_ids[src] if j >= 0 and int(data.items[j]) != dropped
+        ]
         got = channel.topn_ids[row]
         assert [int(items[j]) for j in got if j >= 0] == want  # same neighbours, same order
         kept = [s for j, s in zip(reference.topn_ids[src], reference.topn_scores[src], strict=True)
