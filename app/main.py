@@ -32,7 +32,9 @@ DESCRIPTION = """Item-to-item candidate retrieval with M2GRL embeddings (KDD 202
 
 `general` mode returns similar items, `diversity` mode related items from other categories (the
 metric model of section 6.1). A/B variants are assigned by a stable hash of the user header and can be
-forced with the variant header. Errors are `{"error", "detail", "allowed"}`.
+forced with the variant header. Every answer carries a signed `request_id` (also `X-Request-Id`):
+post the answer's impressions and clicks with it to `POST /feedback`. Errors are
+`{"error", "detail", "allowed"}`.
 """
 
 

@@ -42,10 +42,26 @@ def test_dashboard_covers_the_issue() -> None:
         "m2grl_requests", "error_ratio", "m2grl_errors_total",  # request and error rates
         "m2grl_candidates_per_request_bucket",  # candidates per request
         "m2grl_index_info", "m2grl_index_build_timestamp_seconds",  # index version and age
+        "m2grl_feedback_ctr:ratio_1h", "m2grl_feedback_impressions:increase1h",  # A/B feedback
     ):  # fmt: skip
         assert needle in exprs, needle
     names = {v["name"] for v in dashboard()["templating"]["list"]}
     assert {"datasource", "mode", "variant"} <= names
+
+
+def test_ctr_panel_draws_each_variant_with_its_wald_interval() -> None:
+    (panel,) = [p for p in query_panels() if "ctr:ratio_1h" in " ".join(t["expr"] for t in p["targets"])]
+    exprs = [t["expr"] for t in panel["targets"]]
+    ctr = 'variant:m2grl_feedback_ctr:ratio_1h{variant=~"$variant"}'
+    half = (
+        f"1.96 * sqrt({ctr} * (1 - {ctr}) / "
+        'variant:m2grl_feedback_impressions:increase1h{variant=~"$variant"})'
+    )
+    assert exprs == [ctr, f"{ctr} - {half}", f"{ctr} + {half}"]
+    assert [t["legendFormat"] for t in panel["targets"]] == [
+        "{{variant}} CTR", "{{variant}} 95% low", "{{variant}} 95% high",
+    ]  # fmt: skip
+    assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
 
 
 def test_every_panel_uses_the_provisioned_datasource() -> None:

@@ -113,6 +113,21 @@ def test_selectors_match_the_pod_template() -> None:
     assert hpa["minReplicas"] > res["PodDisruptionBudget/m2grl"]["spec"]["minAvailable"]
 
 
+def test_tokens_and_the_feedback_secret_come_from_optional_secrets() -> None:
+    """Never a literal in the manifests; the same Secret on every pod, so request ids verify anywhere."""
+    (server,) = pod_spec("Deployment/m2grl")["containers"]
+    env = {e["name"]: e for e in server["env"]}
+    wanted = {
+        "M2GRL_ADMIN_TOKEN": ("m2grl-admin", "token"),
+        "M2GRL_FEEDBACK_SECRET": ("m2grl-feedback", "secret"),
+        "M2GRL_INGEST_TOKEN": ("m2grl-feedback", "ingest-token"),
+    }
+    for name, (secret, key) in wanted.items():
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert "value" not in env[name]
+        assert (ref["name"], ref["key"], ref["optional"]) == (secret, key, True), name
+
+
 def test_cronjob_and_deployment_share_the_claim() -> None:
     claim = "m2grl-data"
     assert resources()[f"PersistentVolumeClaim/{claim}"]["spec"]["accessModes"] == ["ReadWriteMany"]

@@ -1,5 +1,5 @@
-"""deploy/prometheus: configs and rules pass promtool, and the alerts' unit tests (synthetic series,
-hand-computed values in deploy/prometheus/tests/alerts_test.yml) pass."""
+"""deploy/prometheus: configs and rules pass promtool, and the rules' unit tests (synthetic series,
+hand-computed values in deploy/prometheus/tests/*_test.yml: alerts, index age, feedback CTR) pass."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ SERVICE_METRICS = {
     "m2grl_index_build_timestamp_seconds",
     "m2grl_index_reloads_total",
     "m2grl_recent_store_errors_total",
+    "m2grl_feedback_impressions_total",
+    "m2grl_feedback_clicks_total",
 }
 
 
@@ -54,7 +56,7 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_promtool_unit_tests_of_the_alerts() -> None:
     tests = sorted((PROM / "tests").glob("*_test.yml"))
-    assert len(tests) == 2
+    assert len(tests) == 3
     result = run([require_binary("promtool"), "test", "rules", *map(str, tests)], timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
@@ -76,6 +78,21 @@ def test_recording_rules_cover_p50_p95_p99_by_mode_and_variant() -> None:
         expr = records[f"mode_variant:m2grl_request_latency_seconds:p{q}_5m"]
         assert f"histogram_quantile(0.{q}" in expr
         assert "sum by (le, mode, variant)" in expr
+
+
+def test_recording_rules_give_impressions_clicks_and_ctr_per_variant() -> None:
+    records = {r["record"]: r["expr"] for r in rules() if "record" in r}
+    assert (
+        "sum by (variant) (increase(m2grl_feedback_impressions_total[1h]))"
+        in records["variant:m2grl_feedback_impressions:increase1h"]
+    )
+    assert (
+        "sum by (variant) (increase(m2grl_feedback_clicks_total[1h]))"
+        in records["variant:m2grl_feedback_clicks:increase1h"]
+    )
+    ctr = records["variant:m2grl_feedback_ctr:ratio_1h"]
+    assert ctr.startswith("variant:m2grl_feedback_clicks:increase1h /") and "increase1h > 0" in ctr
+    assert not any("m2grl_feedback" in r["expr"] for r in rules() if "alert" in r)
 
 
 def test_alerts_cover_latency_errors_index_age_and_reloads() -> None:
