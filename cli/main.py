@@ -231,6 +231,13 @@ def train(
     ] = None,
     resume: Annotated[bool, typer.Option(help="Resume from the last epoch checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Warm start from a previous model folder: known rows copied, new items placed from "
+            "their side views, a fresh optimiser (the daily refresh)."
+        ),
+    ] = None,
 ) -> None:
     """Train M2GRL (intra-view skip-gram, inter-view alignment, uncertainty weighting). Works under torchrun."""
     from model.config import M2GRLConfig
@@ -263,7 +270,9 @@ def train(
     try:
         base = read_toml_overrides(config, M2GRLConfig()) if config is not None else M2GRLConfig()
         train_config = dataclasses.replace(base, **overrides)
-        out = train_m2grl(dataset, output, train_config, resume=resume, overwrite=overwrite)
+        out = train_m2grl(
+            dataset, output, train_config, resume=resume, overwrite=overwrite, init_from=init_from
+        )
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"model written to {out}")

@@ -21,13 +21,14 @@ import torch
 
 from core.atomic import atomic_write_json, read_json, sha256_file
 from core.layout import DatasetLayout, ModelLayout, relation_name
-from model.artifact import M2GRLArtifact
+from model.artifact import ArtifactError, M2GRLArtifact
 from model.batches import BatchSettings, M2GRLInputs, make_batch_fn, steps_per_epoch
 from model.config import M2GRLConfig
 from model.distributed import DistInfo, barrier, from_env, shutdown
 from model.m2grl import M2GRL, intra_task
 from model.plots import plot_pca, plot_training_curves
 from model.trainer import TrainResult, resolve_device, train
+from model.warm_start import warm_start
 from model.weighting import make_weighting
 from offline.prepare import walks_path
 
@@ -201,6 +202,7 @@ def train_m2grl(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    init_from: Path | None = None,
 ) -> Path:
     """Train M2GRL on a dataset folder and write the model folder.
 
@@ -211,6 +213,8 @@ def train_m2grl(
         resume: continue from the newest per-epoch checkpoint (kept next to ``output``).
         overwrite: replace an existing ``output``.
         progress: show per-epoch tqdm bars.
+        init_from: a previous model folder to warm-start from (``model.warm_start``: known rows copied,
+            new items placed from their side views, a fresh optimiser).
     Returns:
         ``output``. Raises ``FileExistsError`` (output exists, no overwrite), ``FileNotFoundError``
         (missing dataset file) or ``ValueError`` (bad views/relations, inconsistent arrays).
@@ -228,12 +232,18 @@ def train_m2grl(
     info = from_env(device)
     try:
         model = build_model(config, inputs)
+        warm = _warm_start(model, Path(init_from), dataset_dir, inputs) if init_from is not None else None
         settings = batch_settings(config)
         checkpoints = ModelLayout(output).checkpoints
         checkpoints.mkdir(parents=True, exist_ok=True)
         # Resuming may extend the number of epochs; anything else must match the checkpoints.
         resumable = {k: v for k, v in config.to_dict().items() if k != "epochs"}
-        fingerprint = {"config": resumable, "dataset_sha256": checksum, "world": info.world}
+        fingerprint = {
+            "config": resumable,
+            "dataset_sha256": checksum,
+            "world": info.world,
+            "warm_start": warm,
+        }
         _check_resume(checkpoints, fingerprint, resume, info)
         result = train(
             model,
@@ -248,6 +258,8 @@ def train_m2grl(
         )
         if info.is_main:
             artifact = _artifact(model, dataset_dir, inputs, config, result, checksum, info, started)
+            if warm is not None:
+                artifact.manifest["warm_start"] = warm
             artifact.save(
                 output, overwrite=overwrite, extra=lambda layout: _plots(layout, artifact, result, config)
             )
@@ -258,6 +270,18 @@ def train_m2grl(
     finally:
         shutdown()
     return output
+
+
+def _warm_start(model: M2GRL, init_from: Path, dataset_dir: Path, inputs: M2GRLInputs) -> dict[str, Any]:
+    """Initialise ``model`` from the model folder ``init_from``; what was copied, for the manifest."""
+    try:
+        previous = M2GRLArtifact.load(init_from)
+    except (FileNotFoundError, ArtifactError) as exc:
+        raise ValueError(f"--init-from: {init_from} is not a readable model folder: {exc}") from None
+    layout = DatasetLayout(dataset_dir)
+    vocab = {v: np.load(layout.vocab(v)).astype(np.int64) for v in inputs.views}
+    rows = warm_start(model, previous, vocab, inputs.links)
+    return {"from": str(init_from.resolve()), "rows": rows}
 
 
 def _artifact(

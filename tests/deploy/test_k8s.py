@@ -238,6 +238,15 @@ def test_daily_chain_runs_every_stage_in_order_and_publishes(tmp_path: Path) -> 
     assert (root / "index" / "CURRENT").read_text().strip() == "v-20240105"
 
 
+def test_daily_chain_warm_starts_from_the_newest_earlier_model(tmp_path: Path) -> None:
+    _, calls, root = run_chain(tmp_path, day="20240105")
+    assert "--init-from" not in calls[1]  # the first day trains from scratch
+    _, calls, root = run_chain(tmp_path, day="20240107")
+    assert calls[1].endswith(f"--overwrite --init-from {root}/model/20240105")
+    _, calls, root = run_chain(tmp_path, day="20240107")  # a rerun of the day skips its own folder
+    assert calls[1].endswith(f"--init-from {root}/model/20240105")
+
+
 def test_daily_chain_failure_keeps_the_served_version(tmp_path: Path) -> None:
     assert run_chain(tmp_path, day="20240105")[0] == 0
     code, calls, root = run_chain(tmp_path, fail_at="train", day="20240106")
