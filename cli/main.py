@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 
@@ -83,8 +83,9 @@ def prepare(
         Path | None,
         typer.Option(
             "--input",
-            help="Raw log: MovieLens folder (ratings.csv + movies.csv), Taobao CSV(.gz), or a generic file/folder. "
-            "Defaults to the bundled sample for movielens/taobao.",
+            help="Raw log: a MovieLens release folder (ml-latest ratings.csv + movies.csv, 1M/10M ratings.dat "
+            "+ movies.dat, or 100K u.data + u.item) or its ratings file, Taobao CSV(.gz), or a generic "
+            "CSV (.gz/.zst) or Parquet file/folder. Defaults to the bundled sample for movielens/taobao.",
         ),
     ] = None,
     output: Annotated[Path, typer.Option(help="Dataset folder to write (atomically).")] = Path(
@@ -105,8 +106,60 @@ def prepare(
     ] = "test",
     column: Annotated[
         list[str],
-        typer.Option(help="Generic source only: canonical=source column mapping, e.g. --column user_id=uid."),
+        typer.Option(
+            help="Generic source only: canonical=source column mapping, by header name or by field position "
+            "from 1, repeatable or comma-separated, e.g. --column user_id=uid,item_id=2,timestamp=ts."
+        ),
     ] = [],  # noqa: B006 - typer needs a literal default
+    delimiter: Annotated[
+        str | None,
+        typer.Option(help="Generic CSV: field delimiter (',', ';', '|', tab); default: sniffed from line 1."),
+    ] = None,
+    header: Annotated[
+        bool | None,
+        typer.Option(
+            "--header/--no-header",
+            help="Generic CSV: whether line 1 names the columns (default: yes when mapped by name; by "
+            "position, yes only when line 1's timestamp does not parse).",
+        ),
+    ] = None,
+    encoding: Annotated[
+        str, typer.Option(help="Generic CSV: text encoding, e.g. utf-8, latin-1, cp1252.")
+    ] = "utf-8",
+    time_format: Annotated[
+        str,
+        typer.Option(
+            help="Generic: timestamp format: auto (unix s/ms or ISO-8601), unix_s, unix_ms, iso, or a "
+            "strptime pattern such as '%d/%m/%Y %H:%M'."
+        ),
+    ] = "auto",
+    timezone: Annotated[
+        str,
+        typer.Option(help="Generic: IANA time zone of timestamps written without one, e.g. Europe/Paris."),
+    ] = "UTC",
+    behavior: Annotated[
+        list[str],
+        typer.Option(
+            help="Generic: source=canonical behaviour names, repeatable or comma-separated, e.g. "
+            "--behavior purchase=buy,add_to_cart=cart; other values stay as they are (kept behaviours: "
+            "view, cart, fav, buy, rating)."
+        ),
+    ] = [],  # noqa: B006 - typer needs a literal default
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="global_time (the last --test-days of the log, for everybody) or per_user (each user's "
+            "last --test-fraction of events). Default from the preset."
+        ),
+    ] = None,
+    test_days: Annotated[
+        float | None,
+        typer.Option(help="Days held out at the end of the log by the global_time split (default 1)."),
+    ] = None,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(help="Share of each user's events held out by the per_user split (default 0.2)."),
+    ] = None,
     views: Annotated[
         str | None, typer.Option(help="Comma-separated views, item view first (default from the preset).")
     ] = None,
@@ -126,7 +179,8 @@ def prepare(
     config: Annotated[
         Path | None,
         typer.Option(
-            help="TOML file of PrepareConfig fields over the preset (e.g. `m2grl tune`'s best_prepare.toml)."
+            help="TOML file of PrepareConfig fields over the preset (e.g. `m2grl tune`'s best_prepare.toml); "
+            "the options above override it."
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
@@ -143,8 +197,23 @@ def prepare(
         _fail("--input is required for the generic source")
     if not path.exists():
         _fail(f"input {path} does not exist")
+    generic_only = {
+        "--column": column,
+        "--delimiter": delimiter,
+        "--header/--no-header": header,
+        "--encoding": encoding != "utf-8",
+        "--time-format": time_format != "auto",
+        "--timezone": timezone != "UTC",
+        "--behavior": behavior,
+    }
+    used = [name for name, value in generic_only.items() if value not in (None, False, [])]
+    if source != "generic" and used:
+        _fail(f"{', '.join(used)}: only for --source generic (the {source} format is fixed)")
+    from core.atomic import read_json
     from core.config_files import read_toml_overrides
-    from offline.prepare import prepare_from_source
+    from core.layout import DatasetLayout
+    from offline.config import LogFormat
+    from offline.prepare import drop_summary, prepare_from_source
     from offline.presets import preset
 
     try:
@@ -153,6 +222,18 @@ def prepare(
             prepare_config = read_toml_overrides(config, prepare_config)
         if session_gap is not None:
             prepare_config = prepare_config.with_session_gap(session_gap)
+        flags: dict[str, Any] = {"split": split, "test_days": test_days, "test_fraction": test_fraction}
+        prepare_config = dataclasses.replace(
+            prepare_config, **{k: v for k, v in flags.items() if v is not None}
+        )
+        log_format = LogFormat(
+            delimiter=delimiter,
+            header=header,
+            encoding=encoding,
+            time_format=time_format,
+            timezone=timezone,
+            behavior_map=_parse_mapping(_split_commas(behavior), "--behavior"),
+        )
         out = prepare_from_source(
             source,  # type: ignore[arg-type]
             path,
@@ -161,7 +242,8 @@ def prepare(
             engine=engine,
             spark_master=spark_master,
             target=target,
-            column_map=_parse_mapping(column, "--column") or None,
+            column_map=_parse_mapping(_split_commas(column), "--column") or None,
+            log_format=log_format if source == "generic" else None,
             views=tuple(v.strip() for v in views.split(",")) if views else None,
             walks_per_node=walks_per_node,
             memory_limit=memory_limit,
@@ -169,7 +251,16 @@ def prepare(
         )
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+    manifest = read_json(DatasetLayout(out).manifest)
+    for note in manifest.get("input_notes", []):
+        typer.echo(f"read: {note}")
+    typer.echo(drop_summary(manifest))
     typer.echo(f"dataset written to {out}")
+
+
+def _split_commas(values: list[str]) -> list[str]:
+    """``["a=1,b=2", "c=3"]`` -> ``["a=1", "b=2", "c=3"]``: options given repeated or comma-separated."""
+    return [part for value in values for part in value.split(",") if part.strip()]
 
 
 @app.command()

@@ -45,6 +45,8 @@ class DatasetLayout:
       the same edges as ``src, dst, weight`` with original ids.
     - ``attributes/<view>.npy``: per item row, original id in that view (-1 unknown).
     - ``links/<item>-<view>.npy``: per item row, *vocabulary index* in that view (-1 unknown).
+    - ``labels/<view>.parquet`` (and ``labels/user.parquet``): ``id, label`` of a view whose source ids
+      are strings: its ids everywhere else are dense ``0..n-1`` (``core.id_labels``).
     """
 
     root: Path
@@ -77,6 +79,9 @@ class DatasetLayout:
 
     def link(self, item_view: str, view: str) -> Path:
         return self.root / "links" / f"{relation_name(item_view, view)}.npy"
+
+    def labels(self, view: str) -> Path:
+        return self.root / "labels" / f"{view}.parquet"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ def check_schema(events: ir.Table, config: PrepareConfig) -> None:
     for name, kind in needed.items():
         if name not in schema:
             raise BadInputError(
-                f"events lack column {name!r} (views {list(config.views)} need it); found {list(schema.names)}"
+                f"events lack column {name!r} (views {list(config.views)} need it); found "
+                f"{list(schema.names)}: map it (--column {name}=SOURCE) or choose the views (--views item)"
             )
         dtype = schema[name]
         ok = dtype.is_integer() if kind == "integer" else dtype.is_string()
@@ -82,7 +83,7 @@ def clean(events: ir.Table, config: PrepareConfig) -> ir.Table:
 
 def drop_counts(events: ir.Table, config: PrepareConfig, *, null_columns: tuple[str, ...] = ()) -> ir.Table:
     """One-row table: ``rows`` read; per rule 1-4 (``missing_id``, ...) the rows it drops (first matching
-    rule only); ``kept`` rows before de-duplication and their ``max_timestamp``; for every column of
+    rule only); ``kept`` rows before de-duplication and their ``min_timestamp`` and ``max_timestamp``; for every column of
     ``null_columns`` a ``nulls__<column>`` count of kept rows where it is null (same scan, no extra pass)."""
     conds = [c.fill_null(False) for c in _drop_conditions(events, config)]
     aggs = {"rows": events.count()}
@@ -91,6 +92,7 @@ def drop_counts(events: ir.Table, config: PrepareConfig, *, null_columns: tuple[
         aggs[reason.replace(" ", "_")] = (cond & ~earlier).cast("int64").sum().fill_null(0)
         earlier = earlier | cond
     aggs["kept"] = (~earlier).cast("int64").sum().fill_null(0)
+    aggs["min_timestamp"] = events.timestamp.min(where=~earlier)
     aggs["max_timestamp"] = events.timestamp.max(where=~earlier)
     for col in null_columns:
         aggs[f"nulls__{col}"] = (~earlier & events[col].isnull()).cast("int64").sum().fill_null(0)

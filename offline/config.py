@@ -6,12 +6,15 @@ fields and the cross-field rules in one place and raises :class:`ConfigError` na
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, Literal
+
+from offline.timeparse import check_time_format, check_timezone
 
 SplitKind = Literal["global_time", "per_user"]
 Target = Literal["test", "valid"]
@@ -26,8 +29,8 @@ _VIEW_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 class ConfigError(ValueError):
     """A configuration field has a bad value; the message names the field and what is allowed."""
 
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"PrepareConfig.{field_name}: {message}")
+    def __init__(self, field_name: str, message: str, owner: str = "PrepareConfig") -> None:
+        super().__init__(f"{owner}.{field_name}: {message}")
         self.field = field_name
 
 
@@ -189,6 +192,67 @@ class PrepareConfig:
         out["behaviors"] = list(self.behaviors)
         if self.time_window is not None:
             out["time_window"] = list(self.time_window)
+        return out
+
+
+#: Delimiters ``LogFormat(delimiter=None)`` recognises from the first line (the most frequent one wins).
+DELIMITERS = (",", "\t", ";", "|")
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
+@dataclass(frozen=True)
+class LogFormat:
+    """How a raw log file is read by the generic adapter (``offline.adapters.read_generic``).
+
+    - ``delimiter``: one character (``tab``, ``\\t``, ``comma``, ``semicolon``, ``pipe`` are accepted
+      names); ``None`` picks the most frequent of ``DELIMITERS`` on the first line.
+    - ``header``: whether the first line names the columns; ``None``: yes when columns are mapped by
+      name, else yes only when the first line's timestamp field does not parse and the second one does.
+    - ``encoding``: text encoding of CSV files (``utf-8``, ``latin-1``, ...; any Python codec name).
+    - ``time_format``: ``auto``, ``unix_s``, ``unix_ms``, ``iso`` or a strptime pattern
+      (``offline.timeparse``).
+    - ``timezone``: IANA zone of timestamps written without one (default ``UTC``).
+    - ``behavior_map``: source behaviour -> canonical behaviour (``{"purchase": "buy"}``); values not
+      in it are kept as they are (and dropped by cleaning unless a kept behaviour).
+    """
+
+    delimiter: str | None = None
+    header: bool | None = None
+    encoding: str = "utf-8"
+    time_format: str = "auto"
+    timezone: str = "UTC"
+    behavior_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if self.delimiter is not None:
+            delimiter = _DELIMITER_NAMES.get(self.delimiter, self.delimiter)
+            if len(delimiter) != 1 or delimiter in '\r\n"':
+                raise ConfigError(
+                    "delimiter", f"expected one character (or tab), got {self.delimiter!r}", "LogFormat"
+                )
+            object.__setattr__(self, "delimiter", delimiter)
+        try:
+            object.__setattr__(self, "encoding", codecs.lookup(self.encoding).name)
+        except LookupError:
+            raise ConfigError(
+                "encoding", f"unknown encoding {self.encoding!r}; e.g. utf-8, latin-1, cp1252", "LogFormat"
+            ) from None
+        for name, problem in (
+            ("time_format", check_time_format(self.time_format)),
+            ("timezone", check_timezone(self.timezone)),
+        ):
+            if problem:
+                raise ConfigError(name, problem, "LogFormat")
+        mapping = {str(k).strip(): str(v).strip() for k, v in dict(self.behavior_map).items()}
+        for raw, canon in mapping.items():
+            if not raw or not canon:
+                raise ConfigError("behavior_map", f"empty behaviour in {raw!r}={canon!r}", "LogFormat")
+        object.__setattr__(self, "behavior_map", MappingProxyType(mapping))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (for the manifest)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["behavior_map"] = dict(self.behavior_map)
         return out
 
 

@@ -23,14 +23,23 @@ from typing import Any, Literal
 import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from core.atomic import atomic_dir, atomic_write_json, sha256_file
+from core.id_labels import IdLabels, write_id_labels
 from core.layout import DatasetLayout
-from offline.adapters import AdapterResult, BadRowReport, read_generic, read_movielens, read_taobao
+from offline.adapters import (
+    AdapterResult,
+    BadRowReport,
+    movielens_files,
+    read_generic,
+    read_movielens,
+    read_taobao,
+)
 from offline.cleaning import check_schema, clean, clean_rows, drop_counts
-from offline.config import BadInputError, PrepareConfig
+from offline.config import BadInputError, LogFormat, PrepareConfig
 from offline.engine import Engine, check_memory_limit, engine_session
 from offline.graphs import (
     edges_to_csr,
@@ -46,7 +55,7 @@ from offline.graphs import (
 )
 from offline.presets import preset
 from offline.sessions import assign_sessions, can_sessionise, ragged_from_sorted, sessionise
-from offline.splits import assign_split
+from offline.splits import DAY_S, assign_split, time_cuts
 from offline.walks import random_walks
 
 log = logging.getLogger(__name__)
@@ -61,8 +70,42 @@ def walks_path(root: Path, view: str) -> Path:
 
 
 def labels_path(root: Path, view: str) -> Path:
-    """Labels of factorised ids of a view (``id, label``), e.g. MovieLens genre strings."""
-    return Path(root) / "labels" / f"{view}.parquet"
+    """Labels of factorised ids of a view (``id, label``), e.g. MovieLens genre strings
+    (``DatasetLayout.labels``; read them with ``core.id_labels.read_id_labels``)."""
+    return DatasetLayout(Path(root)).labels(view)
+
+
+def _utc(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _span(lo: int, hi: int) -> str:
+    """``2019-10-01 00:00:00 to 2019-10-01 03:00:00 UTC (0.13 days)``: the time range of a log."""
+    return f"{_utc(lo)} to {_utc(hi)} UTC ({(hi - lo + 1) / DAY_S:.3g} days)"
+
+
+def empty_split_message(config: PrepareConfig, which: str, min_ts: int, max_ts: int, end: int) -> str:
+    """Why the ``which`` (``train``/``test``) split is empty and which option to change (one line)."""
+    span = _span(min_ts, max_ts)
+    if config.split == "per_user":
+        need = int(np.ceil(1 / config.test_fraction - 1e-9))
+        return (
+            f"the {which} split is empty: the log spans {span}; split=per_user holds out "
+            f"floor(n * test_fraction={config.test_fraction:g}) of each user's n events, so a user needs "
+            f"at least {need} events: raise --test-fraction, or use --split global_time --test-days N"
+        )
+    lo, hi = time_cuts(end, config)
+    period = f"[{_utc(lo)}, {_utc(hi)}) UTC"
+    what = "the validation period" if config.target == "valid" else "the test period"
+    if which == "train":
+        fix = f"lower --test-days below {(max_ts - min_ts + 1) / DAY_S / (2 if config.target == 'valid' else 1):.3g}"
+    else:
+        fix = "check time_window (--config) against the log, or raise --test-days"
+    return (
+        f"the {which} split is empty: the log spans {span} and split=global_time with "
+        f"test_days={config.test_days:g} makes {what} {period}: {fix}, or use --split per_user "
+        f"--test-fraction 0.2"
+    )
 
 
 class _Timer:
@@ -263,6 +306,8 @@ def prepare_dataset(
     overwrite: bool = False,
     labels: Mapping[str, pa.Table] | None = None,
     filtered: Mapping[str, int] | None = None,
+    require_test: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Canonical events -> dataset folder at ``output`` (``core.layout.DatasetLayout``); returns ``output``.
 
@@ -272,8 +317,10 @@ def prepare_dataset(
     adapter's report) is checked against ``config.max_bad_row_share`` first and stored in the manifest;
     ``inputs`` are raw files whose sha256 goes in the manifest; ``labels`` (``view -> Table(id, label)``)
     are written to ``labels/<view>.parquet``; ``filtered`` (rows an adapter dropped on purpose, by
-    reason) is reported with the cleaning counts. Raises ``FileExistsError`` when ``output`` exists and
-    not ``overwrite``, ``BadInputError`` on unusable input.
+    reason) is reported with the cleaning counts; ``require_test`` refuses an empty test split (an empty
+    train split is always refused), naming the option to change; ``extra`` adds manifest entries.
+    Raises ``FileExistsError`` when ``output`` exists and not ``overwrite``, ``BadInputError`` on
+    unusable input.
     """
     output = Path(output)
     if output.exists() and not overwrite:
@@ -316,10 +363,10 @@ def prepare_dataset(
             _write_events(eng, prepared, layout.events)
         with timer.stage("summary"):
             counts: dict[str, Any] = _summary(eng, prepared)
-        if counts["train_events"] == 0:
-            raise BadInputError(
-                "the train split is empty: check split/test_days/test_fraction against the data"
-            )
+        time_range = int(dropped["min_timestamp"]), int(dropped["max_timestamp"])
+        if counts["train_events"] == 0 or (require_test and counts["test_events"] == 0):
+            which = "train" if counts["train_events"] == 0 else "test"
+            raise BadInputError(empty_split_message(config, which, *time_range, end))
         per_view: dict[str, dict[str, Any]] = {}
         for view in config.views:
             with timer.stage(f"view_{view}"):
@@ -354,12 +401,15 @@ def prepare_dataset(
                 per_view[view]["walks"] = len(w_indptr) - 1
         with timer.stage("labels"):
             for view, table in (labels or {}).items():
-                labels_path(tmp, view).parent.mkdir(parents=True, exist_ok=True)
-                pq.write_table(table, labels_path(tmp, view))
+                write_id_labels(layout.labels(view), IdLabels.from_table(table))
         with timer.stage("checksums"):
             checksums = _checksums(events, inputs)
         timer.bar.close()
-        drops = {k: int(v) for k, v in dropped.items() if k not in ("rows", "kept", "max_timestamp")}
+        drops = {
+            k: int(v)
+            for k, v in dropped.items()
+            if k not in ("rows", "kept", "min_timestamp", "max_timestamp")
+        }
         drops["duplicate"] = int(dropped["kept"]) - n_clean
         drops["after held-out period"] = n_clean - counts["events"]
         counts |= {
@@ -380,6 +430,7 @@ def prepare_dataset(
             "relations": [[config.item_view, v] for v in config.side_views],
             "target": config.target,
             "split": {"kind": config.split, "end": end if config.split == "global_time" else None},
+            "time_range": list(time_range),
             "inputs": checksums,
             "counts": counts,
             "dropped": drops | {f"adapter: {k}": int(v) for k, v in (filtered or {}).items()},
@@ -393,7 +444,7 @@ def prepare_dataset(
             },
             "versions": _versions(eng.name),
             "argv": sys.argv,
-        }
+        } | dict(extra or {})
         atomic_write_json(layout.manifest, manifest)
     return output
 
@@ -402,25 +453,46 @@ def read_source(
     source: Literal["movielens", "taobao", "generic"],
     input_path: Path,
     *,
-    column_map: Mapping[str, str] | None = None,
+    column_map: Mapping[str, str | int] | None = None,
+    log_format: LogFormat | None = None,
     min_rating: float = 3.0,
 ) -> AdapterResult:
-    """Run the adapter of ``source`` on ``input_path`` (MovieLens: a folder with ratings.csv and
-    movies.csv, or the ratings.csv file next to movies.csv)."""
+    """Run the adapter of ``source`` on ``input_path`` (MovieLens: a release folder or its ratings file,
+    ``offline.adapters.movielens_files``; generic: ``column_map`` and ``log_format``)."""
     input_path = Path(input_path)
     if not input_path.exists():
         raise FileNotFoundError(f"input {input_path} does not exist")
     if source == "movielens":
-        folder = input_path if input_path.is_dir() else input_path.parent
-        ratings = input_path if input_path.is_file() else folder / "ratings.csv"
-        return read_movielens(ratings, folder / "movies.csv", min_rating=min_rating)
+        kind, ratings, movies = movielens_files(input_path)
+        return read_movielens(ratings, movies, min_rating=min_rating, kind=kind)
     if source == "taobao":
         return read_taobao(input_path)
     if source == "generic":
         if not column_map:
-            raise ValueError("the generic source needs a column mapping (canonical=source, e.g. user_id=uid)")
-        return read_generic(input_path, column_map)
+            raise ValueError(
+                "the generic source needs a column mapping (canonical=source, e.g. --column user_id=uid, "
+                "or by position from 1: --column user_id=1)"
+            )
+        return read_generic(input_path, column_map, log_format=log_format)
     raise ValueError(f"unknown source {source!r}; valid: generic, movielens, taobao")
+
+
+def _check_behavior_map(log_format: LogFormat | None, config: PrepareConfig) -> None:
+    """Refuse a behaviour mapping onto a behaviour the config drops (it would lose those rows)."""
+    for raw, canon in (log_format.behavior_map if log_format else {}).items():
+        if canon not in config.behaviors:
+            raise BadInputError(
+                f"--behavior {raw}={canon}: {canon!r} is not a kept behaviour (kept: "
+                f"{', '.join(config.behaviors)}); map to one of them, or set behaviors and "
+                "behavior_weights in --config"
+            )
+
+
+def _unkept_behaviors(table: pa.Table, config: PrepareConfig) -> dict[str, int]:
+    """Rows per behaviour value that cleaning will drop as not kept (for the console summary)."""
+    counts = pc.value_counts(table.column("behavior")).to_pylist()
+    kept = set(config.behaviors)
+    return {c["values"]: int(c["counts"]) for c in counts if c["values"] not in kept}
 
 
 def prepare_from_source(
@@ -432,7 +504,8 @@ def prepare_from_source(
     engine: str = "duckdb",
     spark_master: str = "local[2]",
     target: Literal["test", "valid"] | None = None,
-    column_map: Mapping[str, str] | None = None,
+    column_map: Mapping[str, str | int] | None = None,
+    log_format: LogFormat | None = None,
     views: Sequence[str] | None = None,
     walks_per_node: int | None = None,
     memory_limit: str | None = None,
@@ -441,7 +514,8 @@ def prepare_from_source(
     """Adapter + ``prepare_dataset``: raw log of a known format -> dataset folder; returns ``output``.
 
     ``config`` defaults to ``preset(source)``; ``target``, ``views`` and ``walks_per_node`` override it
-    when given.
+    when given. An empty train or test split is refused with the option to change. String ids are
+    stored as ``labels/<view>.parquet`` (``labels/user.parquet`` for users).
     """
     if memory_limit:
         check_memory_limit(memory_limit)  # before the adapter reads the whole log
@@ -456,7 +530,18 @@ def prepare_from_source(
         overrides["walks_per_node"] = walks_per_node
     if overrides:
         config = replace(config, **overrides)
-    result = read_source(source, input_path, column_map=column_map)
+    _check_behavior_map(log_format, config)
+    result = read_source(source, input_path, column_map=column_map, log_format=log_format)
+    # The adapter names labels by canonical column; the item column is the config's first view.
+    names = {"item": config.item_view}
+    labels = {names.get(k, k): t for k, t in result.labels.items()}
+    labels = {k: t for k, t in labels.items() if k in (*config.views, "user")}
+    extra: dict[str, Any] = {
+        "input_notes": result.notes,
+        "behaviour_values_not_kept": _unkept_behaviors(result.table, config),
+    }
+    if log_format is not None:
+        extra["log_format"] = log_format.to_dict()
     return prepare_dataset(
         result.table,
         output,
@@ -467,9 +552,56 @@ def prepare_from_source(
         bad_rows=result.bad_rows,
         inputs=result.inputs,
         overwrite=overwrite,
-        labels=result.labels,
+        labels=labels,
         filtered=result.filtered,
+        require_test=True,
+        extra=extra,
     )
 
 
-__all__ = ["prepare_dataset", "prepare_from_source", "read_source", "walks_path", "labels_path"]
+#: Bad-row reasons that rewrite a row instead of dropping it.
+_REWRITES = ("item with two",)
+
+
+def drop_summary(manifest: Mapping[str, Any]) -> str:
+    """One console line: events kept of rows read, and every dropped row counted by reason.
+
+    ``kept 950 of 1,000 rows (train 900, test 50); dropped 50: behaviour not kept 30 (remove_from_cart),
+    duplicate 10, bad timestamp 10; rewritten 1: item with two categories 1``.
+    """
+    counts = manifest["counts"]
+    reasons: dict[str, int] = {}
+    rewritten: dict[str, int] = {}
+    for reason, n in ((manifest.get("bad_rows") or {}).get("bad") or {}).items():
+        (rewritten if reason.startswith(_REWRITES) else reasons)[reason] = int(n)
+    for key, n in manifest["dropped"].items():
+        reasons[key.removeprefix("adapter: ").replace("_", " ")] = int(n)
+    dropped = sum(reasons.values())
+    unkept = manifest.get("behaviour_values_not_kept") or {}
+
+    def label(reason: str) -> str:
+        if reason == "behaviour not kept" and unkept:
+            return f"{reason} {reasons[reason]:,} ({', '.join(sorted(unkept))})"
+        return f"{reason} {reasons[reason]:,}"
+
+    parts = [label(r) for r in sorted(reasons, key=lambda r: (-reasons[r], r)) if reasons[r]]
+    line = (
+        f"kept {counts['events']:,} of {counts['events'] + dropped:,} rows (train {counts['train_events']:,}, "
+        f"test {counts['test_events']:,}); dropped {dropped:,}" + (f": {', '.join(parts)}" if parts else "")
+    )
+    if rewritten:
+        line += f"; rewritten {sum(rewritten.values()):,}: " + ", ".join(
+            f"{r} {n:,}" for r, n in sorted(rewritten.items())
+        )
+    return line
+
+
+__all__ = [
+    "drop_summary",
+    "empty_split_message",
+    "labels_path",
+    "prepare_dataset",
+    "prepare_from_source",
+    "read_source",
+    "walks_path",
+]

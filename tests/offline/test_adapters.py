@@ -72,12 +72,12 @@ def test_movielens_real_files_drop_low_ratings() -> None:
 def test_generic_csv_counts_bad_rows_with_lines(tmp_path: Path) -> None:
     path = tmp_path / "log.csv"
     path.write_text(
-        "uid,iid,ts,kind,cat\n"
-        "1,10,100,view,5\n"
-        "1,x11,200,view,5\n"  # line 3: wrong type
-        ",12,300,view,5\n"  # line 4: missing id
-        "2,12,400,buy,5\n"
-        "2,13,4.5,view,6\n"  # line 6: wrong type (timestamp)
+        "uid,iid,ts,kind,cat,dwell\n"
+        "1,10,100,view,5,3\n"
+        "1,11,200,view,5,abc\n"  # line 3: wrong type (dwell)
+        ",12,300,view,5,3\n"  # line 4: missing id
+        "2,12,400,buy,5,3\n"
+        "2,13,4.5,view,6,3\n"  # line 6: bad timestamp
     )
     mapping = {
         "user_id": "uid",
@@ -85,15 +85,31 @@ def test_generic_csv_counts_bad_rows_with_lines(tmp_path: Path) -> None:
         "timestamp": "ts",
         "behavior": "kind",
         "category_id": "cat",
+        "dwell_s": "dwell",
     }
     result = read_generic(path, mapping)
     assert result.table.num_rows == 2
     assert result.bad_rows.total_rows == 5
-    assert result.bad_rows.bad == {"wrong type": 2, "missing value": 1}
-    where = {(e["reason"], e["line"], e["value"]) for e in result.bad_rows.examples}
-    assert where == {("wrong type", 3, "x11"), ("missing value", 4, ""), ("wrong type", 6, "4.5")}
-    with pytest.raises(BadInputError, match=r"3 of 5 input rows are bad .*missing value: 1; wrong type: 2"):
+    assert result.bad_rows.bad == {"wrong type": 1, "missing value": 1, "bad timestamp": 1}
+    where = {(e["reason"], e["line"], e["column"], e["value"]) for e in result.bad_rows.examples}
+    assert where == {
+        ("wrong type", 3, "dwell", "abc"),
+        ("missing value", 4, "uid", ""),
+        ("bad timestamp", 6, "ts", "4.5"),
+    }
+    with pytest.raises(BadInputError) as err:
         result.bad_rows.check(0.5)
+    message = str(err.value)
+    assert message.startswith(
+        "3 of 5 input rows are bad (60.00% > allowed 50.00%): bad timestamp: 1; missing value: 1; "
+        "wrong type: 1. Examples: "
+    )
+    assert f"{path} line 6, column 'ts': '4.5' (bad timestamp)" in message
+    assert (
+        "bad timestamp: column 'ts' was read as unix seconds (auto-detected); accepted: unix seconds"
+        in message
+    )
+    assert "\n" not in message
     result.bad_rows.check(0.6)
 
 
