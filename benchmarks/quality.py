@@ -2,7 +2,8 @@
 
 Prepares each bundled dataset with its preset (``offline.prepare.prepare_from_source``), then runs the
 whole comparison (``offline.evaluation.job.evaluate``: M2GRL variants and every baseline, 3 seeds) and
-copies the report into ``reports/``. Intermediate folders live under ``artifacts/quality/``.
+writes the report into ``reports/`` (``<name>.md``, ``.json`` and the HitRate@K / Recall@K pictures).
+Intermediate folders live under ``artifacts/quality/``.
 
 Usage: ``python benchmarks/quality.py [--datasets movielens,taobao] [--seeds 0,1,2] [--methods a,b]
 [--exclude-seen]``. ``--exclude-seen`` runs the protocol variant that drops each user's train items from
@@ -15,7 +16,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from core.atomic import atomic_write_bytes
+from core.atomic import read_json
+from offline.evaluation.report import write_report
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
@@ -86,10 +88,8 @@ def run(
         notes=NOTES,
         diversity=methods is None or "m2grl" in methods,
     )
-    out_dir = REPO / "reports"
-    atomic_write_bytes(out_dir / f"{stem}.md", md.read_bytes())
-    atomic_write_bytes(out_dir / f"{stem}.json", (md.parent / "report.json").read_bytes())
-    return out_dir / f"{stem}.md"
+    # re-rendered under its own name, so that the pictures it embeds are named after it too
+    return write_report(read_json(md.parent / "report.json"), REPO / "reports", stem)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import atomic_write_bytes, atomic_write_json
+from offline.evaluation.plots import write_curves
 from offline.evaluation.protocol import bucket_name
 
 ACCURACY = ("HitRate", "Recall", "Precision", "F1", "NDCG")
@@ -105,8 +106,9 @@ def _long_tail_table(methods: dict[str, Any], k: int, freq_buckets: Sequence[Seq
     ]
 
 
-def render_markdown(results: dict[str, Any]) -> str:
-    """The human report: one table-2-like table per K, discovery table, table 3, views, notes."""
+def render_markdown(results: dict[str, Any], pictures: dict[str, str] | None = None) -> str:
+    """The human report: one table-2-like table per K (and the ``pictures`` of metric against K),
+    discovery table, table 3, views, notes."""
     methods: dict[str, Any] = results["methods"]
     ks: list[int] = results["protocol"]["ks"]
     all_names = [(m, m) for m in methods]
@@ -130,6 +132,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         out += [f"## Table 2 @{k} (every method)", ""]
         cols = [f"{m}@{k}" for m in ACCURACY] + [f"Coverage@{k}"]
         out += _table(methods, all_names, cols, timing=True) + [""]
+    if pictures:
+        out += ["## Metrics against K", ""]
+        out += [f"![{metric}@K]({name})" for metric, name in pictures.items()] + [""]
     mid = ks[len(ks) // 2]
     out += [
         f"## Discovery @{mid} (ground truth = test items in categories not touched in the last days of train)",
@@ -153,10 +158,13 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_report(results: dict[str, Any], output_dir: Path) -> Path:
-    """Write ``report.json`` and ``report.md`` (each atomically) into ``output_dir``; returns the md path."""
+def write_report(results: dict[str, Any], output_dir: Path, stem: str = "report") -> Path:
+    """Write ``<stem>.json``, the HitRate@K / Recall@K pictures and ``<stem>.md`` embedding them (each
+    file atomically) into ``output_dir``; returns the md path."""
     output_dir = Path(output_dir)
-    atomic_write_json(output_dir / "report.json", results)
-    md = output_dir / "report.md"
-    atomic_write_bytes(md, render_markdown(results).encode())
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output_dir / f"{stem}.json", results)
+    pictures = write_curves(results, output_dir, stem) if len(results["protocol"]["ks"]) > 1 else {}
+    md = output_dir / f"{stem}.md"
+    atomic_write_bytes(md, render_markdown(results, pictures).encode())
     return md

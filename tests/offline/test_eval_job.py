@@ -61,6 +61,11 @@ def test_evaluate_writes_tables(tmp_path: Path) -> None:
         users = test.loc[test_counts.between(lo, hi), "user_id"].nunique()
         assert m2["mean"][f"{name}users"] == users
     assert m2["mean"]["Freq3-10:Recall@5"] == pytest.approx(1.0)  # the one-hot model finds every test item
+    # the pictures of every metric against K, embedded in the report
+    for name in ("report-hitrate-at-k.png", "report-recall-at-k.png"):
+        assert f"]({name})" in text
+        picture = (tmp_path / "report" / name).read_bytes()
+        assert picture.startswith(b"\x89PNG") and len(picture) > 10_000  # a drawn figure, not an empty one
 
 
 def test_evaluate_rejects_bad_arguments(tmp_path: Path) -> None:
