@@ -459,7 +459,8 @@ def _fit(
     return history
 
 
-def _input_checksums(dataset_dir: Path, model_dir: Path, config: MetricConfig) -> dict[str, str]:
+def input_checksums(dataset_dir: Path, model_dir: Path, config: MetricConfig) -> dict[str, str]:
+    """sha256 of what the metric model reads (events, the model's item and relational vectors)."""
     model = ModelLayout(model_dir)
     rel = relation_name(config.item_view, config.category_view)
     paths = {
@@ -506,7 +507,7 @@ def train_metric_model(
         "source_model": str(model_dir.resolve()),
         "source_dataset": str(dataset_dir.resolve()),
         "config": asdict(config),
-        "inputs_sha256": _input_checksums(dataset_dir, model_dir, config),
+        "inputs_sha256": input_checksums(dataset_dir, model_dir, config),
         "counts": {
             "items": model.num_items,
             "train_events": inputs.train_events,

@@ -14,16 +14,19 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.layout import MetricLayout
 from index.inputs import read_inputs
 from index.serving import ServingIndex
-from offline.diversity import MetricConfig, train_metric_model
+from offline.diversity import MetricConfig, input_checksums, train_metric_model
 from offline.evaluation.protocol import EvalData, ProtocolConfig, Retriever, evaluate_retriever
 from offline.evaluation.report import summary_table
+from offline.evaluation.reuse import trained_on
 
 #: Row name -> (mode, exclude trigger category and recent categories).
 DIVERSITY_ROWS: dict[str, tuple[str, bool]] = {
@@ -111,13 +114,13 @@ def evaluate_diversity(
     fit_seconds: list[float] = []
     for seed, model_dir in model_dirs.items():
         t0 = time.perf_counter()
-        metric_dir = train_metric_model(
-            dataset_dir,
-            model_dir,
-            Path(workdir) / f"metric-seed{seed}",
-            dataclasses.replace(base, seed=seed),
-            overwrite=True,
-        )
+        config_s = dataclasses.replace(base, seed=seed)
+        metric_dir = Path(workdir) / f"metric-seed{seed}"
+        if not trained_on(
+            MetricLayout(metric_dir).manifest, asdict(config_s), "inputs_sha256",
+            input_checksums(dataset_dir, model_dir, config_s),
+        ):  # fmt: skip
+            metric_dir = train_metric_model(dataset_dir, model_dir, metric_dir, config_s, overwrite=True)
         fit_seconds.append(time.perf_counter() - t0)
         runs[seed] = diversity_rows(data, served_retriever(model_dir, metric_dir, topn), config)
     summary = mean_over_seeds(list(runs.values()))

@@ -29,7 +29,8 @@ from offline.diversity_eval import evaluate_diversity
 from offline.evaluation.protocol import EvalData, ProtocolConfig, build_eval_data, evaluate_retriever
 from offline.evaluation.report import write_report
 from offline.evaluation.retrievers import RetrieverFactory, mixed_retriever, serving_retriever
-from offline.train import train_m2grl
+from offline.evaluation.reuse import trained_on
+from offline.train import dataset_checksum, dataset_views, select_views, train_m2grl
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,17 @@ def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> It
         changes["views"] = tuple(views_of(dataset_dir)[:1])
     config = dataclasses.replace(M2GRLConfig(), **changes)
     out = m2grl_model_dir(workdir, "m2grl" if reuse else method, seed)
-    if not (reuse and (out / "manifest.json").exists()):
+    if not trained_on(
+        ModelLayout(out).manifest, config.to_dict(), "dataset_sha256", m2grl_inputs(dataset_dir, config)
+    ):
         out = train_m2grl(dataset_dir, out, config, overwrite=True)
     return served_m2grl(Path(out), views_of(dataset_dir)[0], served_exponent(method, config.norm_exponent))
+
+
+def m2grl_inputs(dataset_dir: Path, config: M2GRLConfig) -> str:
+    """The checksum of what ``train_m2grl`` reads of ``dataset_dir`` under ``config``."""
+    views, relations = select_views(config, *dataset_views(dataset_dir))
+    return dataset_checksum(dataset_dir, views, relations, walks=config.walks)
 
 
 def served_m2grl(model_dir: Path, item_view: str, norm_exponent: float) -> ItemModel:
