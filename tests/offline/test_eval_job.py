@@ -175,3 +175,36 @@ def test_served_rows_score_the_mix_through_the_serving_index(tmp_path: Path) -> 
     assert set(methods["served-blend"]["seeds"]) == {"0", "1"}
     with pytest.raises(ValueError, match="unknown channel"):
         evaluate(ds, tmp_path / "r2", methods=["itemcf"], served={"x": {"bm25": 1.0}})
+
+
+def test_a_trained_model_is_reused_for_the_same_config_and_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import offline.evaluation.job as job
+    from core.atomic import atomic_write_json
+    from core.layout import ModelLayout
+
+    ds = write_tiny_dataset(tmp_path / "ds")
+    trained: list[Path] = []
+    inputs = {"sha": "inputs-1"}
+
+    def fake_train(dataset_dir: Path, out: Path, config: object, **kwargs: object) -> Path:
+        layout = ModelLayout(out)
+        layout.embeddings("item").parent.mkdir(parents=True, exist_ok=True)
+        np.save(layout.embeddings("item"), np.eye(4, dtype=np.float32))
+        atomic_write_json(layout.manifest, {"config": config.to_dict(), "dataset_sha256": inputs["sha"]})  # type: ignore[attr-defined]
+        trained.append(out)
+        return out
+
+    monkeypatch.setattr(job, "train_m2grl", fake_train)
+    monkeypatch.setattr(job, "m2grl_inputs", lambda dataset_dir, config: inputs["sha"])
+    for _ in range(2):  # a second protocol on the same data: read, not trained again
+        job.m2grl_fitter(ds, "m2grl", 0, tmp_path / "models")
+    assert len(trained) == 1
+    inputs["sha"] = "inputs-2"  # the dataset changed: trained again
+    job.m2grl_fitter(ds, "m2grl", 0, tmp_path / "models")
+    assert len(trained) == 2
+    # another config is another model: trained again
+    monkeypatch.setattr(job, "M2GRL_VARIANTS", {**job.M2GRL_VARIANTS, "m2grl": {"window": 3}})
+    job.m2grl_fitter(ds, "m2grl", 0, tmp_path / "models")
+    assert len(trained) == 3
