@@ -26,7 +26,19 @@ class UnknownVariant(ValueError):
         self.allowed = allowed
 
     def __str__(self) -> str:
-        return f"variant {self.name!r} is not declared; allowed: {self.allowed}"
+        return f"variant {shown(self.name)} is not declared; allowed: {self.allowed}"
+
+
+#: longest header value quoted back in full in an error message
+SHOWN_CHARS = 64
+
+
+def shown(value: str) -> str:
+    """``value`` quoted for an error message, cut to ``SHOWN_CHARS`` characters with its length when
+    longer (a 60,000-character header must not come back whole)."""
+    if len(value) <= SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
 
 
 def user_unit(salt: str, user_id: str) -> float:

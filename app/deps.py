@@ -78,28 +78,44 @@ async def require_admin(request: Request, ctx: Ctx) -> None:
 
 AdminGuard = Depends(require_admin)
 
-#: documents the bearer scheme of POST /feedback in OpenAPI; the check itself is ``require_ingest``
+#: documents the bearer scheme of POST /feedback and POST /events in OpenAPI; the check is ``check_ingest``
 ingest_bearer = HTTPBearer(
     auto_error=False, scheme_name="ingest_token", description="The service's ingest_token setting."
 )
+
+
+def check_ingest(
+    ctx: AppContext, credentials: HTTPAuthorizationCredentials | None, route: str, what: str
+) -> None:
+    """403 ``{what} is off`` when no ``ingest_token`` is configured, 401 on a missing or wrong bearer token
+    (naming ``route``)."""
+    token = ctx.settings.ingest_token
+    if token is None:
+        raise ApiError(403, "forbidden", f"{what} is off (no ingest_token configured)")
+    given = credentials.credentials if credentials is not None else ""
+    if not secrets.compare_digest(given.strip().encode(), token.encode()):
+        raise ApiError(
+            401, "unauthorized", f"{route} needs 'Authorization: Bearer <ingest_token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
 
 
 async def require_ingest(
     ctx: Ctx, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ingest_bearer)]
 ) -> None:
     """Feedback: 403 when no ``ingest_token`` is configured, 401 on a missing or wrong bearer token."""
-    token = ctx.settings.ingest_token
-    if token is None:
-        raise ApiError(403, "forbidden", "feedback is off (no ingest_token configured)")
-    given = credentials.credentials if credentials is not None else ""
-    if not secrets.compare_digest(given.strip().encode(), token.encode()):
-        raise ApiError(
-            401, "unauthorized", "POST /feedback needs 'Authorization: Bearer <ingest_token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )  # fmt: skip
+    check_ingest(ctx, credentials, "POST /feedback", "feedback")
+
+
+async def require_events_ingest(
+    ctx: Ctx, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ingest_bearer)]
+) -> None:
+    """Events (they change what a user is served): the same token and answers as feedback."""
+    check_ingest(ctx, credentials, "POST /events", "events ingestion")
 
 
 IngestGuard = Depends(require_ingest)
+EventsGuard = Depends(require_events_ingest)
 
 
 def feedback_secret_of(ctx: AppContext) -> str:

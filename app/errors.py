@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from app.ab import UnknownVariant
 from app.metrics import Metrics
-from index.errors import IndexNotReady, UnknownChannel, UnknownItem, UnknownMode
+from index.errors import DamagedIndex, IndexNotReady, UnknownChannel, UnknownItem, UnknownMode
 
 log = logging.getLogger("m2grl.app")
 
@@ -93,6 +93,14 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         metrics.error("not_ready")
         return error_response(503, "not_ready", str(exc) or "no index version loaded", None)
 
+    async def damaged(request: Request, exc: Exception) -> Response:
+        err = cast(DamagedIndex, exc)  # registered for it only
+        metrics.error("not_ready")
+        ctx = getattr(request.app.state, "ctx", None)
+        if ctx is not None:  # drop the version: /readyz turns unready, the poller falls back
+            ctx.manager.mark_damaged(err.version, err.detail)
+        return error_response(503, "index_damaged", f"{err}; the version is no longer served", None)
+
     async def unknown_variant(_: Request, exc: Exception) -> Response:
         metrics.error("bad_request")
         allowed = exc.allowed if isinstance(exc, UnknownVariant) else None
@@ -119,6 +127,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     app.add_exception_handler(UnknownItem, unknown_item)
     app.add_exception_handler(UnknownMode, unknown_mode)
     app.add_exception_handler(IndexNotReady, not_ready)
+    app.add_exception_handler(DamagedIndex, damaged)
     # a version without a variant's channel is refused at reload; this covers a race with that check
     app.add_exception_handler(UnknownChannel, not_ready)
     app.add_exception_handler(UnknownVariant, unknown_variant)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import get_args
 
+from anyio import CapacityLimiter
 from fastapi import FastAPI
 
 from app.ab import Assigner
@@ -19,7 +22,8 @@ from app.errors import install_error_handlers
 from app.feedback import with_feedback_secret
 from app.limits import BodySizeLimit
 from app.metrics import Metrics, MetricsMiddleware
-from app.reload import IndexManager, Loader, load_serving_index
+from app.openapi import install_openapi
+from app.reload import IndexManager, Loader, serving_loader
 from app.routes import HOT_ROUTES, ROUTERS
 from app.schemas import ModeName
 from app.service import AppContext
@@ -38,30 +42,39 @@ post the answer's impressions and clicks with it to `POST /feedback`. Errors are
 """
 
 
-def create_app(settings: Settings | None = None, *, loader: Loader = load_serving_index) -> FastAPI:
+def create_app(settings: Settings | None = None, *, loader: Loader | None = None) -> FastAPI:
     """Build the service. ``settings`` default to the environment (``M2GRL_*``, ``M2GRL_CONFIG_FILE``)
     and are validated here, so a bad value stops start-up. ``loader`` opens one index version
-    folder (tests may wrap it)."""
+    folder (default ``serving_loader(settings.index_private_max_bytes)``; tests may wrap it)."""
     settings = settings if settings is not None else Settings()  # type: ignore[call-arg]
+    load = loader if loader is not None else serving_loader(settings.index_private_max_bytes)
     settings = with_feedback_secret(settings)
     metrics = Metrics()
     metrics.init_feedback(settings.variant_names, get_args(ModeName))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # a fatal signal (SIGBUS from a memory-mapped file truncated on disk, SIGSEGV) leaves its cause
+        # and the Python stack on stderr instead of a silent exit
+        faulthandler.enable()
         manager = IndexManager(
             settings.index_root,
             category_view=settings.category_view,
             pinned_versions=settings.pinned_versions,
             required_channels=settings.required_channels,
             metrics=metrics,
-            loader=loader,
+            loader=load,
+            verify_s=settings.index_verify_s,
         )
         outcome = await manager.reload()
         log.info("start-up index load: %s %s %s", outcome.result, outcome.version, outcome.detail)
         store = make_store(settings)
         assigner = Assigner.from_variants(settings.experiment.salt, settings.experiment.variants)
-        app.state.ctx = AppContext(settings, manager, store, metrics, assigner)
+        heavy = CapacityLimiter(settings.batch_threads)
+        # the objects of start-up (modules, the index) live as long as the process: frozen, the cyclic
+        # collector stops walking them, which made each full collection a pause of tens of ms
+        gc.freeze()
+        app.state.ctx = AppContext(settings, manager, store, metrics, assigner, heavy)
         poller = asyncio.create_task(manager.poll_forever(settings.reload_poll_s), name="index-poller")
         try:
             yield
@@ -83,7 +96,13 @@ def create_app(settings: Settings | None = None, *, loader: Loader = load_servin
     # matched first: the hot retrieval paths skip FastAPI's route handling (see app.routes.HotRoute)
     app.router.routes[:0] = HOT_ROUTES
     install_error_handlers(app, metrics)
+    install_openapi(app, settings)
     # added last = outermost: times everything, including the size check and error handlers
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        body_timeout_s=settings.body_timeout_s,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -120,6 +120,26 @@ class Metrics:
             "m2grl_recent_store_errors", "Recent-store failures (request answered without it).", ["store"],
             registry=r,
         )  # fmt: skip
+        self.degraded_answers = Counter(
+            "m2grl_degraded_answers", "Answers served without a dependency (not errors), by what was missing.",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.index_damaged = Counter(
+            "m2grl_index_damaged", "Served index versions dropped because their files changed on disk.",
+            registry=r,
+        )  # fmt: skip
+        self.index_fallback = Gauge(
+            "m2grl_index_fallback",
+            "1 while a worker serves an older valid version because the one CURRENT names cannot be served.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.index_pins_missing = Gauge(
+            "m2grl_index_pins_missing",
+            "Index versions pinned by an A/B variant that this worker cannot load (not ready while > 0).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.feedback_impressions = Counter(
             "m2grl_feedback_impressions", "Impressions posted to /feedback, by the answer's variant and mode.",
             ["variant", "mode"], registry=r,
@@ -136,6 +156,7 @@ class Metrics:
             self.errors.labels(reason)
         for result in ("success", "failure"):
             self.index_reloads.labels(result)
+        self.degraded_answers.labels("recent_store")
 
     def observe_request(self, route: str, mode: str, variant: str, status: str, seconds: float) -> None:
         """Count one request and its latency."""

@@ -9,6 +9,7 @@ Errors are the same 422 ``bad_request`` bodies naming the field and what is allo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from app.schemas import INT64_MAX, INT64_MIN
 
 MODES = ("general", "diversity")
 _TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off", ""})
+_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +32,27 @@ class RetrievalQuery:
     recent_items: tuple[int, ...]
 
 
+#: an integer as ids are written: ASCII digits, an optional minus, no leading zero, no "+", "_" or spaces
+# (``int()`` alone reads "+356", "3_5_6", "000356", " 356 " and non-ASCII digits all as 356)
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")
+
+
+#: the documented form of a list of ids (spaces around commas are tolerated but not documented; 18
+#: digits at most keeps every documented value inside int64)
+_ID = "-?(0|[1-9][0-9]{0,17})"
+INT_LIST: dict[str, Any] = {"type": "string", "pattern": f"^({_ID}(,{_ID})*)?$"}
+
+
+def _strict_int(raw: str) -> int | None:
+    return int(raw) if _INTEGER.fullmatch(raw) else None
+
+
 def _int_list(raw: str | None, field: str) -> tuple[int, ...]:
-    if raw is None or not raw.strip():
+    if raw is None or not raw:
         return ()
-    try:
-        values = tuple(int(part) for part in raw.split(",") if part.strip())
-    except ValueError:
-        values = None
+    # spaces around the commas are tolerated in lists ("1, 2,3,"), nothing else
+    parsed = [_strict_int(part.strip(" ")) for part in raw.split(",") if part.strip(" ")]
+    values = None if any(v is None for v in parsed) else tuple(v for v in parsed if v is not None)
     # ids are int64: a larger number would overflow in the index lookup
     if values is None or not all(INT64_MIN <= v <= INT64_MAX for v in values):
         raise ApiError(
@@ -55,10 +70,7 @@ def query_params(query_string: bytes) -> dict[str, str]:
 
 def parse_item_id(raw: str) -> int:
     """The ``{item_id}`` path segment as an int64; 422 naming the field otherwise."""
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
+    value = _strict_int(raw)
     if value is None or not INT64_MIN <= value <= INT64_MAX:
         raise ApiError(
             422, "bad_request", f"path.item_id: expected an int64 integer, got {raw!r}",
@@ -76,10 +88,7 @@ def parse_retrieval_query(params: Mapping[str, str], *, default_k: int, max_k: i
     if raw_k is None:
         k = default_k
     else:
-        try:
-            k = int(raw_k)
-        except ValueError:
-            k = 0
+        k = _strict_int(raw_k) or 0
         if not 1 <= k <= max_k:
             raise ApiError(
                 422, "bad_request", f"query.k: {raw_k!r} is not an integer from 1 to {max_k}",
@@ -117,7 +126,7 @@ def openapi_parameters(*, item_id: bool = False, recent_items: bool = False) -> 
         _param("mode", "general (similar items) or diversity (other categories).",
                {"type": "string", "enum": list(MODES), "default": "general"}, "diversity"),
         _param("k", "Candidates wanted, 1..max_k (default default_k).", {"type": "integer", "minimum": 1}, 50),
-        _param("exclude_categories", "Comma-separated category ids to exclude.", {"type": "string"}, "3,7"),
+        _param("exclude_categories", "Comma-separated category ids to exclude.", INT_LIST, "3,7"),
         _param("exclude_recent", "General mode: also exclude the user's recent categories.",
                {"type": "boolean", "default": False}),
     ]  # fmt: skip
@@ -129,7 +138,7 @@ def openapi_parameters(*, item_id: bool = False, recent_items: bool = False) -> 
             _param(
                 "recent_items",
                 "Comma-separated trigger items, newest first (else the user's events).",
-                {"type": "string"},
+                INT_LIST,
                 "1193,661",
             )  # fmt: skip
         )

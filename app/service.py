@@ -11,9 +11,12 @@ model of section 6.1), ``filter`` = the general mode with the same category filt
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from anyio import CapacityLimiter
 
 from app.ab import Assigner
 from app.metrics import Metrics
@@ -26,6 +29,28 @@ from index.serving import ServingIndex
 log = logging.getLogger("m2grl.app")
 
 
+class ThrottledLog:
+    """A warning logged at most once per ``interval_s`` seconds, with the count of the repeats it held
+    back (an outage answered 3,600 times in 16 s is one line per interval, not 3,600)."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 10.0) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._next = 0.0
+        self._held = 0
+
+    def warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return
+        if self._held:
+            message = f"{message} ({self._held} more since the last report)"
+        self.logger.warning(message)
+        self._held = 0
+        self._next = now + self.interval_s
+
+
 @dataclass(frozen=True)
 class AppContext:
     """Everything a request needs, built once in the lifespan and kept in ``app.state.ctx``."""
@@ -35,6 +60,10 @@ class AppContext:
     store: RecentStore
     metrics: Metrics
     assigner: Assigner
+    #: bounds the threads running heavy lookups off the event loop (``Settings.batch_threads``)
+    heavy: CapacityLimiter
+    #: the recent store's outage warnings
+    outage_log: ThrottledLog = field(default_factory=lambda: ThrottledLog(log))
 
 
 def index_mode(mode: str, variant: VariantConfig) -> str:
@@ -50,15 +79,16 @@ def needs_recent(mode: str, exclude_recent: bool) -> bool:
 
 async def recent_or_empty(ctx: AppContext, user_id: str | None) -> Recent:
     """The user's recent interactions; on a store failure, nothing (answer with explicit exclusions
-    only), counted in ``m2grl_recent_store_errors_total``."""
+    only): counted in ``m2grl_recent_store_errors_total`` and ``m2grl_degraded_answers_total``
+    (not an error: the answer is a 200), logged at most once per ``ctx.outage_log.interval_s``."""
     if not user_id:
         return EMPTY
     try:
         return await ctx.store.recent(user_id)
     except StoreUnavailable as exc:
         ctx.metrics.recent_store_errors.labels(ctx.store.name).inc()
-        ctx.metrics.error("store_unavailable")
-        log.warning("recent store unavailable, answering without recent categories: %s", exc)
+        ctx.metrics.degraded_answers.labels("recent_store").inc()
+        ctx.outage_log.warn(f"recent store unavailable, answering without recent categories: {exc}")
         return EMPTY
 
 

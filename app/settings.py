@@ -7,11 +7,13 @@ Nested fields come from the environment as JSON (``M2GRL_EXPERIMENT='{"salt": "s
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -107,13 +109,20 @@ class Settings(BaseSettings):
     redis_retry_s: float = Field(
         default=1.0, ge=0, description="After a Redis failure, skip Redis for this long before trying again."
     )
-    memory_store_max_users: int = Field(default=1_000_000, ge=1, description="LRU bound of the memory store.")
+    memory_store_max_users: int = Field(
+        default=200_000,
+        ge=1,
+        description="Users kept by the memory store (least recently written dropped first); about "
+        "1.2 KiB per user with recent_items_kept=20: 200,000 users ~ 240 MiB per worker.",
+    )
     recent_items_kept: int = Field(default=20, ge=1, description="Recent items kept per user for /u2i.")
     u2i_triggers: int = Field(default=5, ge=1, le=100, description="How many recent items /u2i merges.")
     reload_poll_s: float = Field(default=5.0, gt=0, description="Seconds between checks of CURRENT.")
     admin_token: str | None = Field(default=None, description="Bearer token of /admin/*; None = routes off.")
     ingest_token: str | None = Field(
-        default=None, description="Bearer token of POST /feedback; None = feedback off (403)."
+        default=None,
+        description="Bearer token of the state-changing routes POST /events and POST /feedback; "
+        "None = both off (403).",
     )
     feedback_secret: str | None = Field(
         default=None,
@@ -127,7 +136,52 @@ class Settings(BaseSettings):
         default=86_400.0, gt=0, description="Oldest request id and feedback event accepted (seconds)."
     )
     max_batch: int = Field(default=256, ge=1, description="Most triggers in one POST /i2i:batch.")
+    max_batch_candidates: int = Field(
+        default=25_600,
+        ge=1,
+        description="Most candidates one POST /i2i:batch may ask for (triggers x k, 256 x 100 by default): "
+        "bounds the work and the answer size of one request (larger: 422).",
+    )
+    batch_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Threads per worker running batch lookups off the event loop (more batches wait).",
+    )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body accepted.")
+    max_header_bytes: int = Field(
+        default=16 << 10,
+        ge=1024,
+        description="Largest request head (the names and values of all headers); larger: 431.",
+    )
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for the rest of a request body; past it: 408."
+    )
+    timeout_keep_alive_s: int = Field(
+        default=5, ge=1, description="uvicorn: close an idle keep-alive connection after this many seconds."
+    )
+    limit_concurrency: int | None = Field(
+        default=1000,
+        ge=1,
+        description="uvicorn: most connections and tasks at once per worker before answering 503 (None = no limit).",
+    )
+    backlog: int = Field(default=2048, ge=1, description="uvicorn: pending connections queued by the kernel.")
+    events_max_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="POST /events: most seconds an event timestamp may lie in the future (clock skew).",
+    )
+    index_private_max_bytes: int = Field(
+        default=64 << 20,
+        ge=0,
+        description="Index versions whose arrays total at most this many bytes are read into private "
+        "memory (immune to changes of the files on disk); larger ones are memory-mapped.",
+    )
+    index_verify_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds between re-checks of the served versions' files (sizes and checksums).",
+    )
     category_view: str = Field(default="category", min_length=1, description="Attribute view of categories.")
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig, description="A/B experiment.")
 
@@ -143,7 +197,7 @@ class Settings(BaseSettings):
     @classmethod
     def _ingest_token_not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
-            raise ValueError("must not be blank (leave it unset to turn feedback off)")
+            raise ValueError("must not be blank (leave it unset to turn events and feedback off)")
         return value
 
     @field_validator("user_header", "variant_header")
@@ -206,3 +260,25 @@ class Settings(BaseSettings):
     def pinned_versions(self) -> tuple[str, ...]:
         """Index versions pinned by some variant (loaded beside CURRENT)."""
         return tuple(sorted({v.index_version for v in self.experiment.variants if v.index_version}))
+
+
+def pinned_in_config_file(path: Path) -> tuple[str, ...]:
+    """Index versions pinned by the A/B variants of a service settings file (YAML or JSON, the file of
+    ``M2GRL_CONFIG_FILE``): what ``build-index --serving-config`` must not prune. Raises ``ValueError``
+    naming the file on an unreadable file or an invalid ``experiment``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text) if Path(path).suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: unreadable settings file: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a settings file must hold a mapping, got {type(data).__name__}")
+    try:
+        experiment = ExperimentConfig.model_validate(data.get("experiment", {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise ValueError(f"{path}: experiment.{where}: {first.get('msg', 'invalid')}") from None
+    return tuple(sorted({v.index_version for v in experiment.variants if v.index_version}))

@@ -11,7 +11,12 @@ on a real uvicorn process on loopback, driven by a paced thread pool of ``httpx`
 - Redis outage: load while Redis is SIGSTOPped, resumed, SIGKILLed and restarted on the same port:
   failures, latency and recent-store use per phase;
 - soak: ``--soak-seconds`` (default 120) of steady mixed load: errors, and the server's resident memory
-  after ``--warmup-seconds`` and at the end (growth must stay under 5%).
+  after ``--warmup-seconds`` and at the end (growth must stay under 5%);
+- batch stall: 2 and 4 client processes loop the largest ``POST /i2i:batch`` the service allows (256
+  triggers x k=100, diversity mode, an 8,000-item index) while ``GET /healthz`` is probed every 20 ms:
+  the probe's p50 / p99 (the refused 256 x 500 batch is shown too);
+- slow clients: a body declared 100 bytes long of which 10 are sent (answered 408 after
+  ``body_timeout_s``, here 2 s), and a 1 MiB header (431).
 
 The client shares the 2 cores with the server, so rates are what the client offers, not a capacity.
 
@@ -54,6 +59,7 @@ from tests.reliability.conftest import (  # noqa: E402
     redis_outage,
     soak,
 )
+from tests.reliability.stall import batch_stall, build_stall_root, huge_header, slow_body  # noqa: E402
 
 #: broken index versions, one per kind of damage: (kind, checksums recomputed so that the deeper check refuses it)
 CORRUPTIONS = [
@@ -106,6 +112,30 @@ def run_corruptions(root: Path, log: Path) -> tuple[int, int, list[list[object]]
             rows.append([kind + (" (re-hashed)" if rehashed else ""), r.status_code, int(failures),
                          "v1" if still_v1 else answer["index_version"], detail.split(": ", 2)[-1][:70]])  # fmt: skip
     return refused, len(CORRUPTIONS), rows
+
+
+def run_stall(work: Path, *, seconds: float) -> list[list[object]]:
+    """The batch-stall and slow-client scenarios on one service (``tests/reliability/stall.py``)."""
+    root = build_stall_root(work)
+    rows: list[list[object]] = []
+    settings = {"body_timeout_s": 2.0, "ingest_token": "bench-token"}
+    with start_service(root, settings=settings, log_path=work / "service.log") as service:
+        big = {"item_ids": list(range(1, 257)), "k": 500, "mode": "diversity"}
+        refused = httpx.post(f"{service.base}/i2i:batch", json=big, timeout=30)
+        rows.append(["batch 256 x 500", 1, 1, f"{len(refused.content) / 1e6:.3f}", "-", "-",
+                     f"{refused.status_code} {refused.json()['error']}"])  # fmt: skip
+        for clients in (0, 2, 4):
+            report = batch_stall(service.base, clients=clients, triggers=256, k=100, duration_s=seconds)
+            rows.append(["batch 256 x 100 loop", clients, report.batches, f"{report.bytes_in / 1e6:.0f}",
+                         ms(report.quantile(0.5)), ms(report.quantile(0.99)),
+                         ",".join(str(s) for s in sorted(report.statuses)) or "-"])  # fmt: skip
+        body = slow_body(service.base, wait_s=30.0)
+        rows.append(
+            ["body 10 of 100 bytes", 1, "-", "-", "-", "-", f"{body.status} after {body.seconds:.1f} s"]
+        )
+        head = huge_header(service.base, 1 << 20, wait_s=30.0)
+        rows.append(["1 MiB header", 1, "-", "-", "-", "-", f"{head.status} after {head.seconds:.2f} s"])
+    return rows
 
 
 def main() -> None:
@@ -166,6 +196,8 @@ def main() -> None:
         summary.append(["corruption", "-", cases, cases - refused, "-", "-", "-",
                         f"{refused}/{cases} broken versions refused, old version kept serving"])  # fmt: skip
 
+        stall_rows = run_stall(work / "stall", seconds=4.0 if args.quick else 10.0)
+
         print(f"\nreliability benchmark ({time.perf_counter() - t0:.0f} s, offered {args.rate:.0f} req/s)\n")
         print_table(["scenario", "s", "requests", "failed", "req/s", "p50 ms", "p99 ms", "notes"], summary)
         print(
@@ -175,6 +207,9 @@ def main() -> None:
                      "store errors"], outage)  # fmt: skip
         print("\ncorrupted versions reloaded by a serving process\n")
         print_table(["corruption", "reload status", "failures counted", "serving", "reason"], corruption_rows)
+        print("\nstalling a worker: /healthz while batch clients loop, slow bodies, huge headers\n")
+        print_table(["scenario", "clients", "batches", "MB received", "healthz p50 ms", "healthz p99 ms", "answer"],
+                    stall_rows)  # fmt: skip
         print("\nsoak: server RSS over time\n")
         step = max(1, len(soaked.rss_samples) // 12)
         print_table(

@@ -49,6 +49,8 @@ def _setup_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # faiss's loader logs each optimised build it cannot import (avx512, avx2) before the one it uses
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
 @app.callback()
@@ -525,7 +527,17 @@ def build_index(
         float, typer.Option(help="Refuse to publish below this recall@50 vs exact.")
     ] = 0.95,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (faiss-gpu when present).")] = "auto",
-    retention: Annotated[int, typer.Option(help="Versions kept for rollback.")] = 5,
+    retention: Annotated[
+        int, typer.Option(help="Versions kept for rollback (plus CURRENT and every pinned version).")
+    ] = 5,
+    pin: Annotated[
+        list[str] | None,
+        typer.Option(help="A version pruning must keep (repeatable), beside those of <index-root>/PINNED."),
+    ] = None,
+    serving_config: Annotated[
+        Path | None,
+        typer.Option(help="The service's settings file: the versions its A/B variants pin are kept."),
+    ] = None,
     publish: Annotated[bool, typer.Option(help="Move CURRENT to the new version once it validates.")] = True,
     cooc: Annotated[
         bool, typer.Option(help="Also build the co-occurrence (Item-CF) channel from the training data.")
@@ -544,6 +556,7 @@ def build_index(
 ) -> None:
     """Build a versioned FAISS index + precomputed item-to-item maps (and the cooc channel); publish
     atomically."""
+    from app.settings import pinned_in_config_file
     from index.build import build_index as run_build
     from index.channels import parse_mix
     from index.config import IndexConfig
@@ -554,11 +567,19 @@ def build_index(
             index_type=index_type, topn=topn, recall_floor=recall_floor, device=device, retention=retention
         )
         mix = parse_mix(default_mix, "--default-mix") if default_mix is not None else None
+        pinned = set(pin or ()) | set(pinned_in_config_file(serving_config) if serving_config else ())
         channels = {}
         if cooc:
             channels, mix = cooc_build_inputs(model, dataset, topn, mix)
         version = run_build(
-            model, index_root, config, metric_dir=metric, publish=publish, channels=channels, default_mix=mix
+            model,
+            index_root,
+            config,
+            metric_dir=metric,
+            publish=publish,
+            channels=channels,
+            default_mix=mix,
+            pinned=pinned,
         )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
@@ -569,12 +590,12 @@ def build_index(
 def index_list(
     index_root: Annotated[Path, typer.Option(help="Index root.")] = Path("artifacts/index"),
 ) -> None:
-    """List index versions; the served one is marked with *."""
-    from index.publish import current_version, list_versions
+    """List index versions; the served one is marked with *, pinned ones (PINNED file) say so, and a
+    version that does not validate is marked refused with the reason (the service would refuse it)."""
+    from index.publish import version_status
 
-    current = current_version(index_root)
-    for v in list_versions(index_root):
-        typer.echo(("* " if v == current else "  ") + v)
+    for line in version_status(index_root):
+        typer.echo(line)
 
 
 @index_app.command("rollback")
@@ -631,9 +652,12 @@ def serve(
     config_file: Annotated[Path | None, typer.Option(help="YAML/JSON settings (A/B variants...).")] = None,
 ) -> None:
     """Serve GET /i2i/{item_id} with uvicorn."""
-    from cli.serving import run_server
+    from cli.serving import ServeError, run_server
 
-    run_server(index_root=index_root, host=host, port=port, workers=workers, config_file=config_file)
+    try:
+        run_server(index_root=index_root, host=host, port=port, workers=workers, config_file=config_file)
+    except ServeError as exc:
+        _fail(str(exc))
 
 
 @app.command()

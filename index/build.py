@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -248,10 +248,12 @@ def build_index(
     progress: bool = True,
     channels: Mapping[str, ChannelInput] | None = None,
     default_mix: Mapping[str, float] | None = None,
+    pinned: Collection[str] = (),
 ) -> str:
     """Build an index version from ``model_dir`` (+ ``metric_dir`` for the diversity mode) under
     ``<index_root>/versions/<version>/`` (``core.layout.IndexVersionLayout``), validate it, and when
-    ``publish`` move ``CURRENT`` to it and prune to ``config.retention`` versions.
+    ``publish`` move ``CURRENT`` to it and prune to ``config.retention`` versions (never CURRENT, the
+    ``pinned`` versions nor those of the index root's ``PINNED`` file: ``index.publish.prune``).
 
     ``channels`` adds map-only retrieval channels (e.g. ``cooc``, ``index.channels``) and ``default_mix``
     the mix served when a variant names none (default: the general mode alone).
@@ -295,5 +297,5 @@ def build_index(
     log.info("index version %s built in %.1fs", name, time.perf_counter() - t0)
     if publish:
         publish_version(root.root, name)
-        prune(root.root, config.retention)
+        prune(root.root, config.retention, pinned)
     return name

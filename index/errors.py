@@ -43,6 +43,19 @@ class IndexNotReady(IndexError_, RuntimeError):
     """No valid index version is loaded."""
 
 
+class DamagedIndex(IndexError_, RuntimeError):
+    """A served version's memory-mapped files changed on disk after it was validated (ids overwritten
+    in place, a file truncated or replaced): its answers cannot be trusted."""
+
+    def __init__(self, version: str, detail: str) -> None:
+        super().__init__(version, detail)
+        self.version = version
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"index version {self.version} is damaged on disk: {self.detail}"
+
+
 class InvalidIndexVersion(IndexError_, ValueError):
     """A version folder failed validation (missing marker, wrong shapes, NaNs, bad checksums...)."""
 

@@ -30,9 +30,12 @@ def describe_files(root: Path) -> dict[str, dict[str, Any]]:
     return dict(sorted(out.items()))
 
 
-def verify_files(root: Path, files: dict[str, Any], required: list[str], *, full: bool) -> None:
+def verify_files(
+    root: Path, files: dict[str, Any], required: list[str], *, full: bool, sizes_only: bool = False
+) -> None:
     """Check that every ``required`` file is inventoried, and that each inventoried file exists with its
-    recorded size and (files up to ``CHEAP_HASH_BYTES``, or all when ``full``) its sha256.
+    recorded size and (files up to ``CHEAP_HASH_BYTES``, or all when ``full``; none when ``sizes_only``)
+    its sha256.
 
     Raises ``InvalidIndexVersion`` naming the first bad file.
     """
@@ -53,5 +56,7 @@ def verify_files(root: Path, files: dict[str, Any], required: list[str], *, full
             raise InvalidIndexVersion(
                 f"{name}: {rel} has {size} bytes, the manifest says {info['bytes']} (truncated or replaced?)"
             )
+        if sizes_only:
+            continue
         if (full or size <= CHEAP_HASH_BYTES) and sha256_file(path) != info["sha256"]:
             raise InvalidIndexVersion(f"{name}: {rel} does not match its sha256 checksum in the manifest")

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 
 from core.atomic import atomic_write_bytes, read_json
@@ -113,8 +114,33 @@ def remove_version(index_root: Path, version: str) -> None:
     shutil.rmtree(hidden, ignore_errors=True)
 
 
-def prune(index_root: Path, keep: int) -> list[str]:
-    """Keep the ``keep`` newest complete versions plus CURRENT; delete older complete versions.
+#: optional file beside CURRENT naming versions that ``prune`` must keep, one per line (``#`` comments)
+PIN_FILE = "PINNED"
+
+
+def pinned_versions(index_root: Path) -> set[str]:
+    """The versions named by ``<index_root>/PINNED`` (none when the file is absent); raises
+    ``ValueError`` naming the line of a name that is not a version name."""
+    path = Path(index_root) / PIN_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return set()
+    out = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        name = line.split("#", 1)[0].strip()
+        if not name:
+            continue
+        try:
+            out.add(check_version_name(name))
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: {exc}") from None
+    return out
+
+
+def prune(index_root: Path, keep: int, pinned: Collection[str] = ()) -> list[str]:
+    """Keep the ``keep`` newest complete versions, CURRENT, the ``pinned`` versions (A/B variants'
+    ``index_version``) and those named by ``<index_root>/PINNED``; delete the other complete versions.
 
     Unfinished folders are left alone (a build may still be writing them). Returns the removed names.
     """
@@ -122,9 +148,37 @@ def prune(index_root: Path, keep: int) -> list[str]:
         raise ValueError(f"keep: must be a positive int, got {keep!r}")
     versions = list_versions(index_root)
     current = current_version(index_root)
-    keep_set = set(versions[-keep:]) | ({current} if current else set())
+    kept_pins = set(pinned) | pinned_versions(index_root)
+    keep_set = set(versions[-keep:]) | ({current} if current else set()) | kept_pins
     removed = [v for v in versions if v not in keep_set]
     for v in removed:
         remove_version(index_root, v)
         log.info("pruned index version %s", v)
     return removed
+
+
+def version_status(index_root: Path) -> list[str]:
+    """One line per complete version, oldest first, as ``m2grl index list`` prints it: ``*`` marks the
+    version CURRENT names, ``(pinned)`` those of the PINNED file, ``(refused: reason)`` a version that
+    does not validate (``ServingIndex.load``'s checks), and a CURRENT that names no complete version is
+    listed last as ``* NAME (refused: ...)``."""
+    root = IndexRoot(Path(index_root))
+    current = current_version(root.root)
+    try:
+        pins = pinned_versions(root.root)
+    except ValueError:
+        pins = set()
+    versions = list_versions(root.root)
+    lines = []
+    for name in versions:
+        notes = ["pinned"] if name in pins else []
+        try:
+            ServingIndex.load(root.version(name).root, mmap=True).close()
+        except InvalidIndexVersion as exc:
+            notes.append(f"refused: {exc}")
+        lines.append(
+            ("* " if name == current else "  ") + name + (f"  ({'; '.join(notes)})" if notes else "")
+        )
+    if current is not None and current not in versions:
+        lines.append(f"* {current}  (refused: CURRENT names no complete version)")
+    return lines

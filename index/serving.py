@@ -27,6 +27,7 @@ from core.layout import IndexVersionLayout
 from core.types import NeighbourResult
 from index.channels import CHANNEL_MODES, FUSED, SINGLE_MIX, FuseScratch, check_mix, fuse, source_table
 from index.errors import (
+    DamagedIndex,
     IndexNotReady,
     InvalidIndexVersion,
     UnknownChannel,
@@ -172,6 +173,9 @@ class ServingIndex:
             raise InvalidIndexVersion(f"{version}: the fused map is not the default mix's map of {n} items")
         self._fused = fused
         self._lock = threading.Lock()
+        #: whether maps and attributes are memory-mapped (``load(mmap=True)``): then a change of the files
+        #: on disk reaches the lookups, and the service re-verifies them (``app.reload``)
+        self.mapped = False
 
     # ------------------------------------------------------------------ constructors
 
@@ -244,10 +248,12 @@ class ServingIndex:
             ids, scores = _load_map(layout, name, channel, n, topn, mmap_mode)
             channels[channel] = _Mode("ip", ids, scores)
         fused = _load_fused(layout, name, manifest.get("fused"), n, mmap_mode)
-        return cls(
+        index = cls(
             version=name, manifest=manifest, items=items, attributes=attributes, modes=modes,
             channels=channels, default_mix=default_mix, fused=fused,
         )  # fmt: skip
+        index.mapped = mmap
+        return index
 
     @classmethod
     def from_vectors(
@@ -415,6 +421,27 @@ class ServingIndex:
         category_view: str = "category",
         _channel: str | None = None,
     ) -> NeighbourResult:
+        """Top-``k`` neighbours of ``item_id`` in ``mode`` (``_neighbours`` says how), or
+        ``DamagedIndex`` when a mapped file no longer holds what was validated at load."""
+        try:
+            return self._neighbours(
+                item_id, mode, k, exclude_categories=exclude_categories, exclude_items=exclude_items,
+                category_view=category_view, _channel=_channel,
+            )  # fmt: skip
+        except IndexError as exc:
+            raise DamagedIndex(self.version, f"a map lists a row outside the catalogue ({exc})") from exc
+
+    def _neighbours(
+        self,
+        item_id: int,
+        mode: str,
+        k: int,
+        *,
+        exclude_categories: Collection[int] = (),
+        exclude_items: Collection[int] = (),
+        category_view: str = "category",
+        _channel: str | None = None,
+    ) -> NeighbourResult:
         """Top-``k`` neighbours of ``item_id`` in ``mode``, best first, never the trigger itself, without
         items in ``exclude_items`` nor items whose ``category_view`` attribute is in ``exclude_categories``.
 
@@ -556,6 +583,26 @@ class ServingIndex:
         return ranked[(ranked >= 0) & (ranked != row)]
 
     def mixed_neighbours(
+        self,
+        item_id: int,
+        mix: Mapping[str, float] | None,
+        k: int,
+        *,
+        exclude_categories: Collection[int] = (),
+        exclude_items: Collection[int] = (),
+        category_view: str = "category",
+    ) -> NeighbourResult:
+        """General-mode neighbours of ``mix`` (``_mixed_neighbours`` says how), or ``DamagedIndex`` when a
+        mapped file no longer holds what was validated at load."""
+        try:
+            return self._mixed_neighbours(
+                item_id, mix, k, exclude_categories=exclude_categories, exclude_items=exclude_items,
+                category_view=category_view,
+            )  # fmt: skip
+        except IndexError as exc:
+            raise DamagedIndex(self.version, f"a map lists a row outside the catalogue ({exc})") from exc
+
+    def _mixed_neighbours(
         self,
         item_id: int,
         mix: Mapping[str, float] | None,

@@ -10,7 +10,8 @@
 #
 # Environment: M2GRL_INDEX_ROOT (default /data/index), M2GRL_HOST (0.0.0.0), M2GRL_PORT (8000),
 # M2GRL_WORKERS (2), M2GRL_HOME (/opt/m2grl), PROMETHEUS_MULTIPROC_DIR (default /tmp/m2grl-prometheus
-# when M2GRL_WORKERS > 1); every other M2GRL_* variable reaches the service's settings unchanged.
+# when M2GRL_WORKERS > 1), uvicorn's M2GRL_TIMEOUT_KEEP_ALIVE_S (5), M2GRL_LIMIT_CONCURRENCY (1000),
+# M2GRL_BACKLOG (2048); every other M2GRL_* variable reaches the service's settings unchanged.
 set -euo pipefail
 
 APP_HOME=${M2GRL_HOME:-/opt/m2grl}
@@ -62,8 +63,12 @@ serve() {
     find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -delete
   fi
   log "serving $M2GRL_INDEX_ROOT on $HOST:$PORT with $WORKERS worker(s)"
+  # uvicorn's limits: the same M2GRL_* names as the service settings (app/settings.py, docs/deploy.md)
   exec uvicorn app.main:create_app --factory --host "$HOST" --port "$PORT" --workers "$WORKERS" \
-    --no-access-log --timeout-graceful-shutdown 20
+    --no-access-log --timeout-graceful-shutdown 20 \
+    --timeout-keep-alive "${M2GRL_TIMEOUT_KEEP_ALIVE_S:-5}" \
+    --limit-concurrency "${M2GRL_LIMIT_CONCURRENCY:-1000}" \
+    --backlog "${M2GRL_BACKLOG:-2048}"
 }
 
 case "${1:-all}" in

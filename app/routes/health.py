@@ -20,6 +20,9 @@ async def healthz() -> Response:
 @router.get(
     "/readyz",
     summary="Readiness: CURRENT and every pinned version are loaded",
+    description="`missing_pinned` names the pinned versions that cannot be loaded (not ready); `fallback` "
+    "says when an older valid version serves because the one CURRENT names cannot be (ready, logged); "
+    "`damaged` lists versions whose files changed on disk after they were loaded.",
     responses={503: {"model": ErrorBody, "description": "Not ready (the body says what is missing)."}},
 )
 async def readyz(ctx: Ctx) -> Response:
@@ -30,6 +33,9 @@ async def readyz(ctx: Ctx) -> Response:
         "version": manager.version,
         "pinned": sorted(served.pinned),
         "last_error": manager.last_error,
+        "missing_pinned": dict(sorted(manager.pin_errors.items())),
+        "fallback": manager.fallback,
+        "damaged": dict(sorted(manager.damaged.items())),
     }
     if not manager.ready:
         body.update(

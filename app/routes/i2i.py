@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import anyio.to_thread
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -11,9 +14,19 @@ from app.deps import Ctx, context_of, query_of, request_id_for, user_of, variant
 from app.errors import ApiError, OrjsonResponse
 from app.query import openapi_parameters, parse_item_id
 from app.schemas import BatchRequest, BatchResponse, ErrorBody, I2IResponse
-from app.service import category_of, exclusions, lookup, needs_recent, observe, recent_or_empty
+from app.service import (
+    AppContext,
+    category_of,
+    exclusions,
+    lookup,
+    needs_recent,
+    observe,
+    recent_or_empty,
+)
+from app.settings import VariantConfig
 from app.stores import EMPTY
 from index.errors import UnknownItem
+from index.serving import ServingIndex
 
 router = APIRouter(tags=["retrieval"])
 
@@ -105,6 +118,7 @@ async def post_i2i_batch(request: Request, ctx: Ctx, body: BatchRequest) -> Resp
             {"item_ids": {"max_length": settings.max_batch}},
         )
     k = check_k(body.k, settings.default_k, settings.max_k)
+    check_batch_work(len(body.item_ids), k, settings.max_batch_candidates)
     user_id = user_of(request, ctx)
     variant = variant_of(request, ctx, body.mode, user_id)
     index = ctx.manager.served.get(variant.index_version)
@@ -113,10 +127,45 @@ async def post_i2i_batch(request: Request, ctx: Ctx, body: BatchRequest) -> Resp
         mode=body.mode, explicit=body.exclude_categories, recent=recent,
         exclude_recent=body.exclude_recent, own_categories=(),
     )  # fmt: skip
+    rid = request_id_for(ctx, variant.name, body.mode)
+    # up to max_batch_candidates candidates and their JSON: in a worker thread (at most batch_threads
+    # per worker), so that /healthz and the hot GET /i2i keep their event loop
+    answer = await anyio.to_thread.run_sync(
+        functools.partial(batch_answer, ctx, index, body, variant, k, shared, rid), limiter=ctx.heavy
+    )
+    return Response(
+        answer,
+        media_type="application/json",
+        headers={"X-Variant": variant.name, "X-Index-Version": index.version, "X-Request-Id": rid},
+    )
+
+
+def check_batch_work(triggers: int, k: int, max_candidates: int) -> None:
+    """422 when ``triggers`` x ``k`` exceeds ``max_batch_candidates`` (names the largest k allowed)."""
+    if triggers * k > max_candidates:
+        raise ApiError(
+            422, "bad_request",
+            f"body: {triggers} triggers x k {k} = {triggers * k} candidates exceed max_batch_candidates "
+            f"{max_candidates} (at most k={max(1, max_candidates // triggers)} for {triggers} triggers)",
+            {"max_batch_candidates": max_candidates},
+        )  # fmt: skip
+
+
+def batch_answer(
+    ctx: AppContext,
+    index: ServingIndex,
+    body: BatchRequest,
+    variant: VariantConfig,
+    k: int,
+    shared: frozenset[int],
+    rid: str,
+) -> bytes:
+    """The JSON answer of a batch (blocking: run in a worker thread). One lookup per trigger: exclusions
+    differ per trigger in diversity mode; an unknown trigger gets its own error entry."""
+    settings = ctx.settings
     results: list[dict[str, Any]] = []
     served_channels: list[list[str]] = []
     returned = filtered = 0
-    # one lookup per trigger (bounded by max_batch): exclusions differ per trigger in diversity mode
     for trigger in body.item_ids:
         try:
             own = {category_of(index, trigger, settings.category_view)} if body.mode == "diversity" else set()
@@ -145,8 +194,6 @@ async def post_i2i_batch(request: Request, ctx: Ctx, body: BatchRequest) -> Resp
         "index_version": index.version,
         "k": k,
         "results": results,
+        "request_id": rid,
     }
-    rid = out["request_id"] = request_id_for(ctx, variant.name, body.mode)
-    return OrjsonResponse(
-        out, headers={"X-Variant": variant.name, "X-Index-Version": index.version, "X-Request-Id": rid}
-    )
+    return orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)

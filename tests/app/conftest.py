@@ -99,8 +99,15 @@ def index_root(built: Built, tmp_path: Path) -> Path:
     return dst
 
 
+#: the ingest token of the test settings: POST /events (and /feedback) need it
+INGEST_TOKEN = "ingest-s3cret"
+INGEST = {"Authorization": f"Bearer {INGEST_TOKEN}"}
+
+
 def make_settings(index_root: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"index_root": index_root, "reload_poll_s": 60.0, "admin_token": "s3cret"}
+    values: dict[str, Any] = {
+        "index_root": index_root, "reload_poll_s": 60.0, "admin_token": "s3cret", "ingest_token": INGEST_TOKEN,
+    }  # fmt: skip
     values.update(overrides)
     return Settings(**values)
 

@@ -14,7 +14,16 @@ import numpy as np
 import pytest
 
 from index.publish import publish
-from tests.app.conftest import ITEM_IDS, UNKNOWN_ITEM, Built, RedisServer, brute_force, category
+from tests.app.conftest import (
+    INGEST,
+    INGEST_TOKEN,
+    ITEM_IDS,
+    UNKNOWN_ITEM,
+    Built,
+    RedisServer,
+    brute_force,
+    category,
+)
 from tests.app.server import run_service
 from tests.app.test_routes import sample
 
@@ -23,7 +32,8 @@ TRIGGER = int(ITEM_IDS[0])
 
 
 def test_every_route(index_root: Path, tmp_path: Path, built: Built) -> None:
-    with run_service(index_root, settings={"admin_token": "t"}, log_path=tmp_path / "log") as base, \
+    with run_service(index_root, settings={"admin_token": "t", "ingest_token": INGEST_TOKEN},
+                     log_path=tmp_path / "log") as base, \
             httpx.Client(base_url=base, timeout=5) as c:  # fmt: skip
         assert c.get("/healthz").status_code == 200
         assert c.get("/readyz").json()["version"] == "v1"
@@ -34,7 +44,9 @@ def test_every_route(index_root: Path, tmp_path: Path, built: Built) -> None:
         assert r.headers["x-variant"] == "control" and r.headers["content-type"] == "application/json"
         own = category(TRIGGER)
         assert (
-            c.post("/events", json={"user_id": "e2e", "events": [{"item_id": int(ITEM_IDS[1])}]}).status_code
+            c.post(
+                "/events", json={"user_id": "e2e", "events": [{"item_id": int(ITEM_IDS[1])}]}, headers=INGEST
+            ).status_code
             == 202
         )
         d = c.get(
@@ -163,11 +175,16 @@ def test_metrics_counts_with_workers(index_root: Path, tmp_path: Path, workers: 
 @pytest.mark.redis
 def test_redis_store_degrades_and_recovers(index_root: Path, redis_server: RedisServer) -> None:
     settings = {"recent_store": "redis", "redis_url": redis_server.url, "redis_timeout_s": 0.05,
-                "redis_retry_s": 0.2}  # fmt: skip
+                "redis_retry_s": 0.2, "ingest_token": INGEST_TOKEN}  # fmt: skip
     user = f"r{np.random.default_rng().integers(1 << 30)}"
     seen = int(ITEM_IDS[2])
     with run_service(index_root, settings=settings) as base, httpx.Client(base_url=base, timeout=5) as c:
-        assert c.post("/events", json={"user_id": user, "events": [{"item_id": seen}]}).status_code == 202
+        assert (
+            c.post(
+                "/events", json={"user_id": user, "events": [{"item_id": seen}]}, headers=INGEST
+            ).status_code
+            == 202
+        )
         params = {"k": 10, "mode": "diversity", "exclude_categories": "5"}
         full = sorted({category(TRIGGER), category(seen), 5})
         assert (
@@ -183,7 +200,7 @@ def test_redis_store_degrades_and_recovers(index_root: Path, redis_server: Redis
                 # degraded: explicit and own-category exclusions only
                 assert r.json()["excluded_categories"] == sorted({category(TRIGGER), 5})
             assert time.perf_counter() - t0 < 2.0
-            down = c.post("/events", json={"user_id": user, "events": [{"item_id": seen}]})
+            down = c.post("/events", json={"user_id": user, "events": [{"item_id": seen}]}, headers=INGEST)
             assert down.status_code == 503 and down.json()["error"] == "store_unavailable"
             text = c.get("/metrics").text
             assert sample(text, "m2grl_recent_store_errors_total", store="redis") >= 1

@@ -221,7 +221,7 @@ def _post(client: TestClient, body: Any, headers: dict[str, str] | None = AUTH) 
 def test_feedback_off_without_an_ingest_token_is_403(
     index_root: Path, client_for: Callable[..., TestClient]
 ) -> None:
-    client = client_for(make_settings(index_root, feedback_secret=SECRET))
+    client = client_for(make_settings(index_root, feedback_secret=SECRET, ingest_token=None))
     rid, items = _served(client)
     r = _post(client, {"request_id": rid, "events": [{"item_id": items[0], "kind": "impression"}]})
     assert r.status_code == 403

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.app.conftest import (
+    INGEST,
     ITEM_IDS,
     N_ITEMS,
     UNKNOWN_ITEM,
@@ -72,7 +74,7 @@ def test_explicit_exclusions_and_exhaustion(client: TestClient) -> None:
 def test_recent_categories_from_events(client: TestClient) -> None:
     seen = [int(ITEM_IDS[2]), int(ITEM_IDS[3])]  # categories 2 and 3
     r = client.post("/events", json={"events": [{"item_id": i, "behavior": "view"} for i in seen]
-                                     + [{"item_id": UNKNOWN_ITEM}]}, headers={"X-User-Id": "alice"})  # fmt: skip
+                                     + [{"item_id": UNKNOWN_ITEM}]}, headers={"X-User-Id": "alice", **INGEST})  # fmt: skip
     assert r.status_code == 202
     assert r.json() == {
         "user_id": "alice",
@@ -128,8 +130,10 @@ def test_u2i_from_param_and_from_events(client: TestClient) -> None:
     for c in body["candidates"]:  # each item at its best score over the triggers (map scores are float16)
         best = max(i_a.get(c["item_id"], -1e9), i_b.get(c["item_id"], -1e9))
         assert c["score"] == pytest.approx(best, rel=1e-3, abs=1e-3)
-    client.post("/events", json={"user_id": "carol", "events": [{"item_id": a, "timestamp": 1e12 - 1},
-                                                                 {"item_id": b, "timestamp": 1e12 - 2}]})  # fmt: skip
+    now = time.time()
+    client.post("/events", json={"user_id": "carol", "events": [{"item_id": a, "timestamp": now - 1},
+                                                                 {"item_id": b, "timestamp": now - 2}]},
+                headers=INGEST)  # fmt: skip
     via_store = client.get("/u2i", params={"k": 10}, headers={"X-User-Id": "carol"}).json()
     assert via_store["triggers"] == [a, b]
     assert client.get("/u2i").status_code == 422  # neither a user nor recent_items
@@ -225,10 +229,85 @@ def test_body_size_limit(index_root: Path, client_for: Callable[..., TestClient]
 
 
 def test_events_need_a_user(client: TestClient) -> None:
-    r = client.post("/events", json={"events": [{"item_id": TRIGGER}]})
+    r = client.post("/events", json={"events": [{"item_id": TRIGGER}]}, headers=INGEST)
     assert r.status_code == 422 and r.json()["allowed"] == {"headers": ["X-User-Id"]}
     assert client.post("/events", json={"events": [{"item_id": TRIGGER, "behavior": "dance"}]},
-                       headers={"X-User-Id": "a"}).status_code == 422  # fmt: skip
+                       headers={"X-User-Id": "a", **INGEST}).status_code == 422  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "detail"),
+    [
+        ({}, 401, "POST /events needs 'Authorization: Bearer <ingest_token>'"),
+        ({"Authorization": "Bearer wrong"}, 401, "POST /events needs 'Authorization: Bearer <ingest_token>'"),
+        (
+            {"Authorization": "Basic ingest-s3cret"},
+            401,
+            "POST /events needs 'Authorization: Bearer <ingest_token>'",
+        ),
+    ],
+    ids=["missing", "wrong", "not-bearer"],
+)
+def test_events_need_the_ingest_token(
+    client: TestClient, headers: dict[str, str], status: int, detail: str
+) -> None:
+    r = client.post("/events", json={"user_id": "mallory", "events": [{"item_id": TRIGGER}]}, headers=headers)
+    assert r.status_code == status and r.json() == {
+        "error": "unauthorized",
+        "detail": detail,
+        "allowed": None,
+    }
+    assert r.headers["www-authenticate"] == "Bearer"
+    # nothing was recorded: mallory's diversity answer excludes the trigger's category only
+    body = client.get(f"/i2i/{TRIGGER}?mode=diversity", headers={"X-User-Id": "mallory"}).json()
+    assert body["excluded_categories"] == [category(TRIGGER)]
+
+
+def test_events_are_off_without_an_ingest_token(
+    index_root: Path, client_for: Callable[..., TestClient]
+) -> None:
+    client = client_for(make_settings(index_root, ingest_token=None))
+    r = client.post("/events", json={"user_id": "u", "events": [{"item_id": TRIGGER}]}, headers=INGEST)
+    assert r.status_code == 403
+    assert r.json() == {"error": "forbidden", "detail": "events ingestion is off (no ingest_token configured)",
+                        "allowed": None}  # fmt: skip
+
+
+def test_events_openapi_names_the_ingest_scheme(client: TestClient) -> None:
+    post = client.get("/openapi.json").json()["paths"]["/events"]["post"]
+    assert post["security"] == [{"ingest_token": []}]
+    assert {"401", "403"} <= set(post["responses"])
+
+
+@pytest.mark.parametrize(
+    ("offset_s", "detail"),
+    [
+        (3600.0, "body.events.1.timestamp: 3600 s in the future (more than events_max_skew_s)"),
+        (
+            -2 * 86_400.0,
+            "body.events.1.timestamp: 172800 s old, older than recent_ttl_s (it would not be remembered)",
+        ),
+    ],
+    ids=["future", "past-ttl"],
+)
+def test_event_timestamps_outside_the_window_are_422(
+    index_root: Path, client_for: Callable[..., TestClient], offset_s: float, detail: str
+) -> None:
+    client = client_for(make_settings(index_root, recent_ttl_s=86_400.0, events_max_skew_s=60.0))
+    now = time.time()
+    events = [
+        {"item_id": TRIGGER, "timestamp": now},
+        {"item_id": int(ITEM_IDS[1]), "timestamp": now + offset_s},
+    ]
+    r = client.post("/events", json={"user_id": "u", "events": events}, headers=INGEST)
+    assert r.status_code == 422 and r.json()["detail"] == detail
+    allowed = r.json()["allowed"]["timestamp"]
+    assert allowed["le"] - allowed["ge"] == pytest.approx(86_400.0 + 60.0)
+    # nothing of the refused post is kept; inside the window (skew included) it is recorded
+    assert client.get("/u2i?k=3", headers={"X-User-Id": "u"}).json()["triggers"] == []
+    events[1]["timestamp"] = now + 50.0
+    r = client.post("/events", json={"user_id": "u", "events": events}, headers=INGEST)
+    assert r.status_code == 202 and r.json()["recorded"] == 2
 
 
 def test_metrics_labels_and_counts(client: TestClient) -> None:
@@ -280,3 +359,48 @@ def test_wrong_method_on_a_hot_route_is_a_json_405(client: TestClient) -> None:
     r = client.post(f"/i2i/{TRIGGER}")
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
     assert "GET" in r.headers["allow"]
+
+
+def test_a_long_variant_header_is_not_echoed_in_full(
+    index_root: Path, client_for: Callable[..., TestClient]
+) -> None:
+    client = client_for(make_settings(index_root, max_header_bytes=1 << 20))
+    r = client.get(f"/i2i/{TRIGGER}", headers={"X-Variant": "v" * 60_000})
+    assert r.status_code == 422
+    assert (
+        r.json()["detail"]
+        == f"variant {'v' * 64!r}... (60000 characters) is not declared; allowed: ['control']"
+    )
+
+
+@pytest.mark.parametrize(
+    "raw", ["3_5_6", "+356", "000356", "%20356%20", "\u0663\u0665\u0666", "35 6", "0x164"]
+)
+def test_item_ids_are_parsed_strictly(client: TestClient, raw: str) -> None:
+    r = client.get(f"/i2i/{raw}")
+    assert r.status_code == 422 and r.json()["detail"].startswith("path.item_id: expected an int64 integer")
+    assert client.get(f"/i2i/{TRIGGER}").status_code == 200
+
+
+def test_an_empty_boolean_is_refused(client: TestClient) -> None:
+    r = client.get(f"/i2i/{TRIGGER}?exclude_recent=")
+    assert r.status_code == 422 and r.json()["detail"] == "query.exclude_recent: '' is not a boolean"
+
+
+def test_openapi_states_k_max_headers_and_the_admin_scheme(
+    index_root: Path, client_for: Callable[..., TestClient]
+) -> None:
+    client = client_for(make_settings(index_root, max_k=300, user_header="X-Who"))
+    schema = client.get("/openapi.json").json()
+    get = schema["paths"]["/i2i/{item_id}"]["get"]
+    params = {p["name"]: p for p in get["parameters"]}
+    assert params["k"]["schema"]["maximum"] == 300
+    assert params["item_id"]["schema"]["minimum"] == -(2**63) and isinstance(
+        params["item_id"]["schema"]["maximum"], int
+    )
+    assert params["X-Who"]["in"] == "header" and params["X-Who"]["schema"]["maxLength"] == 256
+    assert params["X-Variant"]["schema"]["enum"] == ["control"]
+    batch_k = schema["components"]["schemas"]["BatchRequest"]["properties"]["k"]
+    assert {"type": "integer", "minimum": 1, "maximum": 300} in batch_k["anyOf"]
+    assert schema["paths"]["/admin/reload"]["post"]["security"] == [{"admin_token": []}]
+    assert schema["components"]["securitySchemes"]["admin_token"]["scheme"] == "bearer"

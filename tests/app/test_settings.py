@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings
+from app.settings import Settings, pinned_in_config_file
 
 
 def test_defaults_match_the_issue(tmp_path: Path) -> None:
@@ -77,3 +77,26 @@ def test_missing_config_file_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_bad_values_fail_naming_the_field(tmp_path: Path, overrides: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(index_root=tmp_path, **overrides)
+
+
+def test_pinned_versions_of_a_serving_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "experiment:\n  variants:\n    - {name: control, weight: 1}\n"
+        "    - {name: old, weight: 0, index_version: v1}\n    - {name: older, weight: 0, index_version: v0}\n"
+    )
+    assert pinned_in_config_file(config) == ("v0", "v1")
+    (tmp_path / "empty.json").write_text("{}")
+    assert pinned_in_config_file(tmp_path / "empty.json") == ()
+
+
+def test_a_bad_serving_config_file_is_one_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("experiment:\n  variants:\n    - {name: a, weight: 1, index_version: '../x'}\n")
+    with pytest.raises(
+        ValueError, match=r"config.yaml: experiment.variants.0.index_version: Value error, version"
+    ):
+        pinned_in_config_file(config)
+    config.write_text("- a list\n")
+    with pytest.raises(ValueError, match="config.yaml: a settings file must hold a mapping, got list"):
+        pinned_in_config_file(config)

@@ -4,16 +4,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
+import tracemalloc
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import yaml
+from fastapi.testclient import TestClient
 
 from app.settings import Settings
 from app.stores import STORES, MemoryStore, RedisStore, StoreUnavailable, make_store
-from tests.app.conftest import RedisServer
+from tests.app.conftest import ITEM_IDS, REPO, RedisServer, make_settings
+from tests.app.test_routes import sample
 
 DAY = 24 * 3600.0
 
@@ -54,6 +61,64 @@ def test_memory_store_keeps_newest_items_and_bounds_users() -> None:
     run(store.record("w", [1], [1], [999.0]))
     assert run(store.recent("u")).items == ()  # least recently written user evicted
     assert run(store.recent("w")).items == (1,)
+
+
+def test_memory_store_forgets_idle_users_by_ttl_before_the_cap() -> None:
+    clock = Clock(1000.0)
+    store = MemoryStore(10.0, max_users=1000, items_kept=2, clock=clock)
+    for user in ("a", "b", "c"):
+        run(store.record(user, [1], [1], [clock.now]))
+    clock.now += 5.0
+    run(store.record("d", [2], [2], [clock.now]))
+    assert len(store) == 4  # nobody expired yet
+    clock.now += 6.0  # a, b, c are 11 s old, d 6 s
+    run(store.record("e", [3], [3], [clock.now]))
+    assert len(store) == 2 and run(store.recent("d")).items == (2,)
+    clock.now += 20.0  # d and e expired: a read forgets d at once
+    assert run(store.recent("d")) == run(store.recent("nobody")) and len(store) == 1
+
+
+def bytes_per_user(users: int = 4000, items_kept: int = 20) -> float:
+    """Heap growth per user of a memory store holding ``items_kept`` items and 10 categories per user
+    (tracemalloc, the user id strings included)."""
+    store = MemoryStore(DAY, max_users=users, items_kept=items_kept, clock=Clock(1e9))
+    items, cats = list(range(items_kept)), [i % 10 for i in range(items_kept)]
+    stamps = [1e9 - i for i in range(items_kept)]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for u in range(users):
+        run_sync_record(store, f"user-{u:08d}", items, cats, stamps)
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert len(store) == users
+    return (after - before) / users
+
+
+def run_sync_record(
+    store: MemoryStore, user: str, items: list[int], cats: list[int], stamps: list[float]
+) -> None:
+    coro = store.record(user, items, cats, stamps)
+    try:  # record never awaits: drive it without an event loop per call
+        coro.send(None)
+    except StopIteration:
+        return
+    raise AssertionError("MemoryStore.record awaited")
+
+
+def test_memory_store_default_cap_fits_the_kubernetes_memory_limit() -> None:
+    """The documented ~1.2 KiB per user, and the default cap x workers inside a quarter of the pod's
+    memory limit (the rest is the index, the interpreter and headroom)."""
+    per_user = bytes_per_user()
+    assert 900 < per_user < 1.4 * 1024, per_user
+    deployment = yaml.safe_load((REPO / "deploy/k8s/deployment.yaml").read_text())
+    configmap = yaml.safe_load((REPO / "deploy/k8s/configmap.yaml").read_text())
+    server = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "server")
+    limit = server["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi")
+    workers = int(configmap["data"]["M2GRL_WORKERS"])
+    cap = Settings.model_fields["memory_store_max_users"].default
+    assert configmap["data"]["M2GRL_RECENT_STORE"] == "memory"
+    assert cap * per_user * workers < 0.25 * float(limit[:-2]) * 2**30
 
 
 def test_registry_lists_valid_names(tmp_path) -> None:  # noqa: ANN001
@@ -133,3 +198,23 @@ def test_redis_slow_times_out_then_recovers(redis_server: RedisServer) -> None:
             await store.close()
 
     run(scenario())
+
+
+def test_a_redis_outage_is_logged_once_per_interval_and_counted_as_degraded(
+    index_root: Path, client_for: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(
+        index_root, recent_store="redis", redis_url="redis://127.0.0.1:1/0", redis_retry_s=0.0
+    )
+    client = client_for(settings)
+    trigger = int(ITEM_IDS[0])
+    with caplog.at_level(logging.WARNING, logger="m2grl.app"):
+        for i in range(40):
+            r = client.get(f"/i2i/{trigger}?mode=diversity&k=3", headers={"X-User-Id": f"u{i}"})
+            assert r.status_code == 200
+    outage = [r for r in caplog.records if "recent store unavailable" in r.getMessage()]
+    assert len(outage) == 1 and outage[0].levelname == "WARNING"
+    text = client.get("/metrics").text
+    assert sample(text, "m2grl_degraded_answers_total", reason="recent_store") == 40
+    assert sample(text, "m2grl_recent_store_errors_total", store="redis") == 40
+    assert sample(text, "m2grl_errors_total", reason="store_unavailable") == 0

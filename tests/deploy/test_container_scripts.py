@@ -258,7 +258,8 @@ def test_start_serve_runs_uvicorn_with_workers_and_a_clean_multiproc_dir(tmp_pat
     calls = log_lines(tmp_path / "stub.log")
     assert calls[0].split() == [
         "uvicorn", "app.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "9123",
-        "--workers", "3", "--no-access-log", "--timeout-graceful-shutdown", "20",
+        "--workers", "3", "--no-access-log", "--timeout-graceful-shutdown", "20", "--timeout-keep-alive", "5",
+        "--limit-concurrency", "1000", "--backlog", "2048",
     ]  # fmt: skip
     assert calls[1] == f"multiproc={multiproc}"
     assert list(multiproc.iterdir()) == []  # stale worker files would be summed into new counters

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from core.layout import IndexRoot
 from index.build import build_index
 from index.errors import IndexNotReady, InvalidIndexVersion
 from index.loader import load_current
-from index.publish import current_version, list_versions, prune, publish, rollback
+from index.publish import PIN_FILE, current_version, list_versions, pinned_versions, prune, publish, rollback
 from index.serving import ServingIndex
 from tests.index.conftest import FAST, rehash
 
@@ -178,3 +179,26 @@ def test_prune_keeps_newest_and_current(root: Path, model_dir: Path) -> None:
     with pytest.raises(ValueError, match="keep"):
         prune(root, keep=0)
     assert not [p for p in IndexRoot(root).versions.iterdir() if p.name.startswith(".")]
+
+
+def test_prune_keeps_pinned_versions_and_those_of_the_pin_file(root: Path, model_dir: Path) -> None:
+    for name in ("v3", "v4"):
+        build_index(model_dir, root, FAST, version=name, publish=False, progress=False)
+    publish(root, "v4")
+    (root / PIN_FILE).write_text("# pinned by the A/B test\nv2  # new-model arm\n\n")
+    assert pinned_versions(root) == {"v2"}
+    assert prune(root, keep=1, pinned=["v1"]) == ["v3"]
+    assert list_versions(root) == ["v1", "v2", "v4"]
+
+
+def test_a_bad_pin_file_names_its_line(root: Path) -> None:
+    (root / PIN_FILE).write_text("v1\n../etc\n")
+    with pytest.raises(ValueError, match=r"PINNED:2: version: '../etc' is not a valid version name"):
+        prune(root, keep=1)
+    assert list_versions(root) == ["v1", "v2"]
+
+
+def test_build_index_prunes_around_the_pinned_versions(root: Path, model_dir: Path) -> None:
+    keep1 = dataclasses.replace(FAST, retention=1)
+    build_index(model_dir, root, keep1, version="v3", progress=False, pinned=("v1",))
+    assert list_versions(root) == ["v1", "v3"]

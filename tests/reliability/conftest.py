@@ -32,7 +32,7 @@ import pytest
 from core.layout import IndexRoot
 from index.publish import publish
 from index.serving import ServingIndex
-from tests.app.conftest import ITEM_IDS, N_ITEMS, build_version
+from tests.app.conftest import INGEST, INGEST_TOKEN, ITEM_IDS, N_ITEMS, build_version
 from tests.app.conftest import client_for as client_for  # noqa: F401 - the fixture, shared
 from tests.app.server import free_port
 from tests.index.conftest import rehash
@@ -487,7 +487,9 @@ def redis_outage(
         deadline = time.monotonic() + timeout_s
         for u in users:  # right after a restart the store's breaker may still be open: retry
             while (
-                client.post("/events", json={"user_id": u, "events": [{"item_id": seen[u]}]}).status_code
+                client.post(
+                    "/events", json={"user_id": u, "events": [{"item_id": seen[u]}]}, headers=INGEST
+                ).status_code
                 != 202
             ):
                 assert time.monotonic() < deadline, "events are still refused after Redis came back"
@@ -497,7 +499,11 @@ def redis_outage(
         user = users[i % len(users)]
         if i % 5 == 4:
             return Request(
-                "events", "POST", "/events", json={"user_id": user, "events": [{"item_id": seen[user]}]}
+                "events",
+                "POST",
+                "/events",
+                json={"user_id": user, "events": [{"item_id": seen[user]}]},
+                headers=INGEST,
             )
         return Request("i2i", "GET", f"/i2i/{trigger}?mode=diversity&k=5", headers={"X-User-Id": user})
 
@@ -519,6 +525,7 @@ def redis_outage(
         "redis_url": redis.url,
         "redis_timeout_s": 0.05,
         "redis_retry_s": 0.2,
+        "ingest_token": INGEST_TOKEN,
     }
     bounds, t = [], 0.0
     for name, units in OUTAGE_PHASES:
@@ -628,13 +635,13 @@ def soak(
         if kind < 8:
             return Request("u2i", "GET", "/u2i?k=10", headers=headers)
         events = [{"item_id": items[(i + j) % len(items)], "behavior": "view"} for j in range(3)]
-        return Request("events", "POST", "/events", json={"user_id": user, "events": events})
+        return Request("events", "POST", "/events", json={"user_id": user, "events": events}, headers=INGEST)
 
     def check(req: Request, r: httpx.Response) -> str | None:
         return None if r.status_code in (200, 202) else f"{req.kind}: status {r.status_code}: {r.text[:200]}"
 
     samples: list[tuple[float, int]] = []
-    with start_service(root, log_path=log_path) as service:
+    with start_service(root, settings={"ingest_token": INGEST_TOKEN}, log_path=log_path) as service:
         start = time.perf_counter()
         stop = threading.Event()
 

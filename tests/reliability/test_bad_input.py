@@ -4,7 +4,8 @@ HTTP (``tests/app/test_routes.py`` has k=0/501, an unknown mode, bad lists, the 
 Content-Length over the body limit): negative, huge and fractional k, out-of-int64 ids in queries and
 bodies (which were 500s), non-finite timestamps, JSON booleans for integers, oversized user ids,
 bodies that are not UTF-8 JSON, over-limit bodies without Content-Length (chunked: was a 400),
-and, on a real uvicorn process, non-UTF-8 bytes and a 1 MB value in X-User-Id. Every refusal is a
+and, on a real uvicorn process, non-UTF-8 bytes, a 1 MB value in X-User-Id (431: over max_header_bytes)
+and a 1,000-character one (422). Every refusal is a
 4xx with the JSON error body, never a 500.
 
 Offline adapters (``tests/offline/test_adapters.py`` has bad types, missing ids, short lines):
@@ -26,13 +27,14 @@ from fastapi.testclient import TestClient
 
 from offline.adapters import SNIFF_BYTES, read_generic, read_movielens, read_taobao
 from offline.config import BadInputError
-from tests.app.conftest import make_settings
+from tests.app.conftest import INGEST, INGEST_TOKEN, make_settings
 from tests.app.server import start_service
 from tests.reliability.conftest import ITEM_IDS, assert_clean_failure, m2grl, metric_sample
 
 T = int(ITEM_IDS[0])
 HUGE = 10**30
 JSON = {"content-type": "application/json"}
+AUTH = b"Authorization: Bearer " + INGEST_TOKEN.encode()
 
 #: (method, path, JSON body or raw bytes, headers, status)
 HTTP_CASES: list[tuple[str, str, Any, dict[str, Any], int]] = [
@@ -87,6 +89,8 @@ HTTP_CASES: list[tuple[str, str, Any, dict[str, Any], int]] = [
 
 
 def _send(client: TestClient, method: str, path: str, body: Any, headers: dict[str, Any]) -> Any:
+    if path == "/events":  # authenticated: what is tested is the body
+        headers = {**INGEST, **headers}
     if isinstance(body, bytes):
         return client.request(method, path, content=body, headers=headers)
     return client.request(method, path, json=body, headers=headers)
@@ -128,7 +132,10 @@ def test_oversized_bodies_are_413(
     r = client.post(path, content=chunks() if chunked else payload, headers=JSON)
     assert r.status_code == 413 and _is_error_body(r) and r.json()["allowed"] == {"max_body_bytes": 4096}
     small = {"/i2i:batch": {"item_ids": [T]}, "/events": {"user_id": "u", "events": [{"item_id": T}]}}[path]
-    assert client.post(path, json=small).status_code in (200, 202)  # under the limit: answered
+    assert client.post(path, json=small, headers=INGEST).status_code in (
+        200,
+        202,
+    )  # under the limit: answered
 
 
 def _raw(base: str, request: bytes) -> tuple[int, bytes]:
@@ -152,18 +159,21 @@ def _get(path: str, *headers: bytes) -> bytes:
 
 @pytest.mark.slow
 def test_malformed_headers_on_a_real_server(index_root: Path, tmp_path: Path) -> None:
-    with start_service(index_root, log_path=tmp_path / "service.log") as service:
+    settings = {"ingest_token": INGEST_TOKEN}
+    with start_service(index_root, settings=settings, log_path=tmp_path / "service.log") as service:
         user = b"X-User-Id: \xff\xfe\x80caf\xe9"  # latin-1 on the wire, not UTF-8
         status, body = _raw(service.base, _get(f"/i2i/{T}?k=3&mode=diversity", user))
         assert status == 200 and b'"returned":3' in body
         events = b'{"events": [{"item_id": %d}]}' % T
-        status, body = _raw(service.base, b"POST /events HTTP/1.1\r\nHost: x\r\n" + user + b"\r\n"
+        status, body = _raw(service.base, b"POST /events HTTP/1.1\r\nHost: x\r\n" + user + b"\r\n" + AUTH + b"\r\n"
                             b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
                             % len(events) + events)  # fmt: skip
         assert status == 202, body
         status, body = _raw(service.base, _get("/u2i?k=2", user))
         assert status == 200 and b'"triggers":[%d]' % T in body  # the same user, found again
         status, body = _raw(service.base, _get(f"/i2i/{T}", b"X-User-Id: " + b"u" * 1_000_000))
+        assert status == 431 and b'"max_header_bytes":16384' in body  # over the head limit
+        status, body = _raw(service.base, _get(f"/i2i/{T}", b"X-User-Id: " + b"u" * 1000))
         assert status == 422 and b'"max_length":256' in body
         status, body = _raw(service.base, _get(f"/i2i/{T}", b"X-Variant: \xff../../etc"))
         assert status == 422 and b"not declared" in body
