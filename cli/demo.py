@@ -44,7 +44,7 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
     from index.build import build_index
     from index.config import IndexConfig
     from model.config import M2GRLConfig
-    from offline.channels import cooc_build_inputs
+    from offline.channels import COOC_DEFAULT_MIX, cooc_builder
     from offline.diversity import MetricConfig, train_metric_model
     from offline.prepare import prepare_from_source
     from offline.train import train_m2grl
@@ -62,8 +62,10 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
     if _stage("train-metric", metric, fresh):
         train_metric_model(dataset, model, metric, MetricConfig(), overwrite=True)
     if fresh or not IndexRoot(index_root).current.exists():
-        channels, mix = cooc_build_inputs(model, dataset)
-        build_index(model, index_root, IndexConfig(), metric_dir=metric, channels=channels, default_mix=mix)
+        build_index(
+            model, index_root, IndexConfig(), metric_dir=metric, channels=cooc_builder(model, dataset),
+            default_mix=COOC_DEFAULT_MIX,
+        )  # fmt: skip
 
     if not serve:
         print(

@@ -560,7 +560,7 @@ def build_index(
     from index.build import build_index as run_build
     from index.channels import parse_mix
     from index.config import IndexConfig
-    from offline.channels import cooc_build_inputs
+    from offline.channels import COOC_DEFAULT_MIX, cooc_builder
 
     try:
         config = IndexConfig(
@@ -568,9 +568,9 @@ def build_index(
         )
         mix = parse_mix(default_mix, "--default-mix") if default_mix is not None else None
         pinned = set(pin or ()) | set(pinned_in_config_file(serving_config) if serving_config else ())
-        channels = {}
+        channels = cooc_builder(model, dataset, topn) if cooc else None
         if cooc:
-            channels, mix = cooc_build_inputs(model, dataset, topn, mix)
+            mix = mix or COOC_DEFAULT_MIX
         version = run_build(
             model,
             index_root,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 #: Vectors added per call (progress granularity).
 _ADD_ROWS = 1 << 16
+
+
+#: Computes the map-only channels of a version from its item ids (rows in index order).
+ChannelBuilder = Callable[[npt.NDArray[np.int64]], Mapping[str, ChannelInput]]
 
 
 def new_version_name(index_root: Path, now: datetime | None = None) -> str:
@@ -246,7 +250,7 @@ def build_index(
     version: str | None = None,
     publish: bool = True,
     progress: bool = True,
-    channels: Mapping[str, ChannelInput] | None = None,
+    channels: Mapping[str, ChannelInput] | ChannelBuilder | None = None,
     default_mix: Mapping[str, float] | None = None,
     pinned: Collection[str] = (),
 ) -> str:
@@ -255,8 +259,10 @@ def build_index(
     ``publish`` move ``CURRENT`` to it and prune to ``config.retention`` versions (never CURRENT, the
     ``pinned`` versions nor those of the index root's ``PINNED`` file: ``index.publish.prune``).
 
-    ``channels`` adds map-only retrieval channels (e.g. ``cooc``, ``index.channels``) and ``default_mix``
-    the mix served when a variant names none (default: the general mode alone).
+    ``channels`` adds map-only retrieval channels (e.g. ``cooc``, ``index.channels``), given as maps or
+    as a function of the model's item ids called once the inputs are validated (so a broken model is
+    reported before any channel is computed); ``default_mix`` is the mix served when a variant names
+    none (default: the general mode alone).
     ``version`` defaults to a UTC timestamp. Returns the version name. Raises ``InvalidArtifact`` (broken
     or unfinished inputs, e.g. a folder without its manifest), ``RecallTooLow`` (approximate index too
     lossy), ``ValueError`` (index type unusable for this catalogue, bad version name), ``FileExistsError``
@@ -266,6 +272,8 @@ def build_index(
     root = IndexRoot(Path(index_root))
     require_complete(Path(model_dir), Path(metric_dir) if metric_dir is not None else None)
     inputs = read_inputs(Path(model_dir), Path(metric_dir) if metric_dir is not None else None)
+    if callable(channels):
+        channels = channels(inputs.items)
     for channel, data in (channels or {}).items():
         if channel == "m2grl" or channel not in CHANNEL_MODES:
             raise ValueError(

@@ -4,6 +4,7 @@ implementation of it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,6 @@ import numpy.typing as npt
 
 from core.atomic import read_json
 from core.layout import ModelLayout
-from index.channels import check_mix
 from index.inputs import ChannelInput
 from offline.baselines.base import load_train_data
 from offline.baselines.itemcf import fit_itemcf
@@ -52,14 +52,6 @@ def cooc_channel(dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 20
     return ChannelInput(ids.astype(np.int32), scores, f"itemcf:{Path(dataset_dir).resolve()}")
 
 
-def model_items(model_dir: Path) -> npt.NDArray[np.int64]:
-    """The item ids of a model folder, in its row order (the order the index is built in)."""
-    layout = ModelLayout(Path(model_dir))
-    views = read_json(layout.manifest).get("views") if layout.manifest.is_file() else None
-    item_view = views[0] if isinstance(views, list) and views else "item"
-    return np.asarray(np.load(layout.vocab(item_view)), dtype=np.int64)
-
-
 def model_dataset(model_dir: Path) -> Path | None:
     """The dataset folder a model was trained on, as its manifest records it (None when it does not)."""
     layout = ModelLayout(Path(model_dir))
@@ -69,16 +61,20 @@ def model_dataset(model_dir: Path) -> Path | None:
     return Path(value) if isinstance(value, str) and value else None
 
 
-def cooc_build_inputs(
-    model_dir: Path, dataset_dir: Path | None = None, topn: int = 200, mix: dict[str, float] | None = None
-) -> tuple[dict[str, ChannelInput], dict[str, float]]:
-    """What ``index.build.build_index`` takes to add the ``cooc`` channel: the channel map of the
-    dataset the model was trained on (or ``dataset_dir``) and the default mix (``mix`` or
-    :data:`COOC_DEFAULT_MIX`). Raises ``FileNotFoundError`` naming the option to give."""
-    source = Path(dataset_dir) if dataset_dir is not None else model_dataset(model_dir)
-    if source is None or not source.is_dir():
-        raise FileNotFoundError(
-            f"--dataset: {source or 'the model manifest names no dataset'} is not a folder; give the "
-            "training dataset, or --no-cooc to build without the co-occurrence channel"
-        )
-    return {"cooc": cooc_channel(source, model_items(model_dir), topn)}, check_mix(mix or COOC_DEFAULT_MIX)
+def cooc_builder(
+    model_dir: Path, dataset_dir: Path | None = None, topn: int = 200
+) -> Callable[[npt.NDArray[np.int64]], dict[str, ChannelInput]]:
+    """The ``channels`` argument of ``index.build.build_index`` that adds the ``cooc`` channel of the
+    dataset the model was trained on (or ``dataset_dir``), resolved when the builder calls it: after
+    the model folder was validated. Raises ``FileNotFoundError`` naming the option to give."""
+
+    def build(items: npt.NDArray[np.int64]) -> dict[str, ChannelInput]:
+        source = Path(dataset_dir) if dataset_dir is not None else model_dataset(model_dir)
+        if source is None or not source.is_dir():
+            raise FileNotFoundError(
+                f"--dataset: {source or 'the model manifest names no dataset'} is not a folder; give the "
+                "training dataset, or --no-cooc to build without the co-occurrence channel"
+            )
+        return {"cooc": cooc_channel(source, items, topn)}
+
+    return build

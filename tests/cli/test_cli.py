@@ -99,10 +99,6 @@ def test_evaluate_passes_the_protocol_options_through(
         ),
         (["evaluate", "--served", "c:bm25=1"], "--served c: unknown channel 'bm25'"),
         (["build-index", "--default-mix", "m2grl"], "--default-mix: expected channel=weight pairs"),
-        (
-            ["build-index", "--model", "/nonexistent/model"],
-            "the model manifest names no dataset is not a folder; give the training dataset, or --no-cooc",
-        ),
     ],
 )
 def test_channel_options_fail_in_one_line(args: list[str], message: str) -> None:
@@ -137,3 +133,13 @@ def test_build_index_adds_the_cooc_channel_of_the_models_dataset(tmp_path: Path)
         version = IndexRoot(root).current.read_text().strip()
         manifest = read_json(IndexRoot(root).version(version).manifest)
         assert sorted(manifest["channels"]) == channels and manifest["default_mix"] == mix
+    # a model whose manifest names no dataset: say which option to give, after the model was checked
+    bare = write_model(tmp_path / "bare", vectors, ids=items, manifest={"views": ["item"]})
+    result = runner.invoke(app, ["build-index", "--model", str(bare), "--index-root", str(tmp_path / "i2")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "the model manifest names no dataset is not a folder; give the training dataset, or --no-cooc" in (
+        " ".join(result.output.split())
+    )
+    broken = tmp_path / "missing-model"
+    result = runner.invoke(app, ["build-index", "--model", str(broken), "--index-root", str(tmp_path / "i3")])
+    assert result.exit_code == 2 and "model folder does not exist" in result.output
