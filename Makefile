@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch: a plain `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,spark]'
+	# offline: the training stack (prepare, train, evaluate), which the slim serve image leaves out
+	$(BIN)/pip install --quiet -e '.[offline,dev,spark]'
 	touch $(STAMP)
 
 install: $(STAMP)

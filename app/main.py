@@ -18,13 +18,14 @@ from anyio import CapacityLimiter
 from fastapi import FastAPI
 
 from app.ab import Assigner
+from app.catalogue import Catalogues
 from app.errors import install_error_handlers
 from app.feedback import with_feedback_secret
 from app.limits import BodySizeLimit
 from app.metrics import Metrics, MetricsMiddleware
 from app.openapi import install_openapi
 from app.reload import IndexManager, Loader, serving_loader
-from app.routes import HOT_ROUTES, ROUTERS
+from app.routes import HOT_ROUTES, ROUTERS, explore
 from app.schemas import ModeName
 from app.service import AppContext
 from app.settings import Settings
@@ -90,9 +91,15 @@ def create_app(settings: Settings | None = None, *, loader: Loader | None = None
         version="1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs_pages else None,
+        redoc_url="/redoc" if settings.docs_pages else None,
     )
     for router in ROUTERS:
         app.include_router(router)
+    # titles and the explorer's data, read from a version only when someone asks (app.catalogue)
+    app.state.catalogues = Catalogues(settings.index_root)
+    if settings.docs_pages:
+        app.include_router(explore.router)
     # matched first: the hot retrieval paths skip FastAPI's route handling (see app.routes.HotRoute)
     app.router.routes[:0] = HOT_ROUTES
     install_error_handlers(app, metrics)

@@ -3,7 +3,8 @@
 A request that the HTTP parser refuses (``Content-Length: -1``, a NUL byte in a header, a malformed
 request line) never reaches the ASGI app: uvicorn answers it with a plain-text 400. ``m2grl serve``
 runs this subclass so that those answers carry ``{"error": "bad_request", "detail", "allowed"}`` like
-every other error. (The container image starts uvicorn the same way through ``m2grl serve``.)
+every other error. The container's start script (``scripts/container_start.sh serve``) runs
+``m2grl serve`` too.
 """
 
 from __future__ import annotations

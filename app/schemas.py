@@ -35,6 +35,10 @@ class CandidateOut(BaseModel):
     channels: list[str] | None = Field(
         default=None, description="General mode: the retrieval channel(s) that listed it (m2grl, cooc)."
     )
+    title: str | None = Field(
+        default=None,
+        description="The catalogue's title, only with ?fields=title (null where the dataset has none).",
+    )
 
 
 class I2IResponse(BaseModel):

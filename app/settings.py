@@ -183,6 +183,11 @@ class Settings(BaseSettings):
         description="Seconds between re-checks of the served versions' files (sizes and checksums).",
     )
     category_view: str = Field(default="category", min_length=1, description="Attribute view of categories.")
+    docs_pages: bool = Field(
+        default=True,
+        description="Serve the pages made for people: /docs and /redoc (the API reference) and /explore (the "
+        "explorer page and the JSON it reads); off: 404, for a replica that serves clients only.",
+    )
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig, description="A/B experiment.")
 
     @field_validator("admin_token")

@@ -35,7 +35,8 @@ def curl_example(model_dir: Path, port: int) -> str:
     return (
         f"curl -s '{base}/i2i/{item}?mode=general&k=10'\n"
         f"curl -s -H 'X-User-Id: 42' '{base}/i2i/{item}?mode=diversity&k=10'\n"
-        f"curl -s '{base}/metrics' | grep m2grl_request_latency"
+        f"curl -s '{base}/metrics' | grep m2grl_request_latency\n"
+        f"# in a browser: {base}/explore#item={item}"
     )
 
 

@@ -544,7 +544,10 @@ def build_index(
     ] = True,
     dataset: Annotated[
         Path | None,
-        typer.Option(help="Dataset folder of the cooc channel (default: the one the model was trained on)."),
+        typer.Option(
+            help="Dataset folder of the cooc channel and of the explorer's titles and category names "
+            "(default: the one the model was trained on)."
+        ),
     ] = None,
     default_mix: Annotated[
         str | None,
@@ -580,6 +583,7 @@ def build_index(
             channels=channels,
             default_mix=mix,
             pinned=pinned,
+            dataset_dir=dataset,
         )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))

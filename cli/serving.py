@@ -17,6 +17,10 @@ from index.publish import current_version
 
 log = logging.getLogger("m2grl.serve")
 
+#: Seconds uvicorn lets in-flight requests finish after SIGTERM: inside the Kubernetes Deployment's
+#: 30 s termination grace period, after its 5 s preStop pause.
+GRACEFUL_SHUTDOWN_S = 20
+
 
 class ServeError(ValueError):
     """``m2grl serve`` cannot start: one line saying why."""
@@ -89,7 +93,8 @@ def run_server(
     Settings reach the app through the environment (``M2GRL_*``), the same way a container or a
     Kubernetes pod configures it; they are validated here first (``serve_settings``), so a bad value is
     one line, not a traceback per worker. uvicorn's own limits (keep-alive timeout, concurrency,
-    backlog) come from the same settings. Raises ``ServeError``.
+    backlog) come from the same settings. The container's start script runs this too (through
+    ``m2grl serve``), so both answer parser-level 400s with the JSON error body. Raises ``ServeError``.
     """
     import uvicorn
 
@@ -109,4 +114,5 @@ def run_server(
             timeout_keep_alive=settings.timeout_keep_alive_s,
             limit_concurrency=settings.limit_concurrency,
             backlog=settings.backlog,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )

@@ -47,6 +47,8 @@ class DatasetLayout:
     - ``links/<item>-<view>.npy``: per item row, *vocabulary index* in that view (-1 unknown).
     - ``labels/<view>.parquet`` (and ``labels/user.parquet``): ``id, label`` of a view whose source ids
       are strings: its ids everywhere else are dense ``0..n-1`` (``core.id_labels``).
+    - ``titles.parquet``: ``item_id, title`` of the catalogue's items, only for sources with titles
+      (MovieLens; ``core.titles``).
     """
 
     root: Path
@@ -82,6 +84,10 @@ class DatasetLayout:
 
     def labels(self, view: str) -> Path:
         return self.root / "labels" / f"{view}.parquet"
+
+    @property
+    def titles(self) -> Path:
+        return self.root / "titles.parquet"
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,10 @@ class IndexVersionLayout:
       the precomputed item-to-item map, memory-mapped when served.
     - ``<channel>/topn_ids.npy`` / ``topn_scores.npy``: a map-only retrieval channel (``cooc``), and
       ``fused/`` the default mix's merged map (float32 scores, ``topn_sources.npy`` uint8 channel masks).
+    - ``explorer/``: what the explorer page (``/explore``) reads, never the lookups: ``map.npy`` (float32
+      ``[N, 2]``, a 2-D projection of the general-mode vectors), ``train_counts.npy`` (int64 ``[N]``,
+      training events per item, -1 unknown) and, when the dataset has them, ``titles.parquet``
+      (``core.titles``) and ``labels/<view>.parquet`` (``core.id_labels``, e.g. category names).
     - ``manifest.json`` then ``_COMPLETE`` written last: a folder without it is never loaded.
     """
 
@@ -202,6 +212,21 @@ class IndexVersionLayout:
     def topn_sources(self, mode: str) -> Path:
         """Per map entry, the bit mask of the channels that listed it (the ``fused`` map only)."""
         return self.root / mode / "topn_sources.npy"
+
+    @property
+    def explorer_map(self) -> Path:
+        return self.root / "explorer" / "map.npy"
+
+    @property
+    def explorer_train_counts(self) -> Path:
+        return self.root / "explorer" / "train_counts.npy"
+
+    @property
+    def explorer_titles(self) -> Path:
+        return self.root / "explorer" / "titles.parquet"
+
+    def explorer_labels(self, view: str) -> Path:
+        return self.root / "explorer" / "labels" / f"{view}.parquet"
 
 
 @dataclass(frozen=True)

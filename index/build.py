@@ -28,6 +28,7 @@ from index.channels import CHANNEL_MODES, FUSED, check_mix, fused_map
 from index.config import IndexConfig
 from index.device import faiss_threads, resolve_device, to_cpu, to_device
 from index.errors import InvalidArtifact, InvalidIndexVersion, RecallTooLow
+from index.explorer import catalogue_dataset, write_explorer
 from index.inputs import BuildInputs, ChannelInput, ModeInput, read_inputs, require_complete
 from index.manifest import FORMAT, describe_files
 from index.publish import check_version_name, prune
@@ -204,9 +205,11 @@ def write_version(
     t0: float,
     channels: Mapping[str, ChannelInput] | None = None,
     default_mix: Mapping[str, float] | None = None,
+    dataset_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Write a whole version into the (temporary) folder ``tmp``: arrays, every mode, the manifest with
-    checksums, then the completion marker last. Returns the manifest."""
+    """Write a whole version into the (temporary) folder ``tmp``: arrays, every mode, the explorer's
+    data (``index.explorer``, titles and labels from ``dataset_dir``), the manifest with checksums, then
+    the completion marker last. Returns the manifest."""
     layout = IndexVersionLayout(tmp)
     np.save(layout.items, inputs.items)
     layout.attributes("x").parent.mkdir(parents=True, exist_ok=True)
@@ -217,6 +220,10 @@ def write_version(
     }
     channel_entries = {c: write_channel(layout, c, data) for c, data in (channels or {}).items()}
     fused = write_fused(layout, default_mix, config.topn, progress) if default_mix is not None else None
+    explorer = write_explorer(
+        layout, inputs.items, inputs.modes["general"].vectors, inputs.attributes,
+        item_view=inputs.item_view, dataset_dir=dataset_dir,
+    )  # fmt: skip
     model = inputs.sources["model"]
     manifest = {
         "format": FORMAT,
@@ -230,6 +237,7 @@ def write_version(
         "channels": channel_entries,
         "default_mix": dict(default_mix) if default_mix is not None else None,
         "fused": fused,
+        "explorer": explorer,
         "sources": inputs.sources,
         "model_version": model.get("version") or (model.get("manifest_sha256") or "unknown")[:12],
         "config": config.to_dict(),
@@ -253,6 +261,7 @@ def build_index(
     channels: Mapping[str, ChannelInput] | ChannelBuilder | None = None,
     default_mix: Mapping[str, float] | None = None,
     pinned: Collection[str] = (),
+    dataset_dir: Path | None = None,
 ) -> str:
     """Build an index version from ``model_dir`` (+ ``metric_dir`` for the diversity mode) under
     ``<index_root>/versions/<version>/`` (``core.layout.IndexVersionLayout``), validate it, and when
@@ -262,7 +271,8 @@ def build_index(
     ``channels`` adds map-only retrieval channels (e.g. ``cooc``, ``index.channels``), given as maps or
     as a function of the model's item ids called once the inputs are validated (so a broken model is
     reported before any channel is computed); ``default_mix`` is the mix served when a variant names
-    none (default: the general mode alone).
+    none (default: the general mode alone). ``dataset_dir`` is the dataset whose titles and labels the
+    explorer page shows (default: the one the model manifest names; none: ids only).
     ``version`` defaults to a UTC timestamp. Returns the version name. Raises ``InvalidArtifact`` (broken
     or unfinished inputs, e.g. a folder without its manifest), ``RecallTooLow`` (approximate index too
     lossy), ``ValueError`` (index type unusable for this catalogue, bad version name), ``FileExistsError``
@@ -296,7 +306,10 @@ def build_index(
         raise FileExistsError(f"version: {name!r} already exists under {root.versions}")
     device = resolve_device(config.device)
     with faiss_threads(config.threads), atomic_dir(final) as tmp:
-        write_version(tmp, name, inputs, config, device, progress, t0, channels, default_mix)
+        write_version(
+            tmp, name, inputs, config, device, progress, t0, channels, default_mix,
+            catalogue_dataset(Path(model_dir), dataset_dir),
+        )  # fmt: skip
     try:
         ServingIndex.load(final, mmap=True, full_checksums=True).close()
     except InvalidIndexVersion:

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 
+from core.titles import clean_titles
 from offline.config import DELIMITERS, BadInputError, LogFormat
 from offline.timeparse import ACCEPTED, describe, is_int64_text, parse_timestamps
 
@@ -134,6 +135,8 @@ class AdapterResult:
     filtered: dict[str, int] = field(default_factory=dict)
     inputs: tuple[Path, ...] = ()
     notes: list[str] = field(default_factory=list)
+    #: ``item_id, title`` of the catalogue when the source has titles (``core.titles``), else None
+    titles: pa.Table | None = None
 
 
 # ----------------------------------------------------------------------------------------------- parsing
@@ -523,9 +526,9 @@ def _movielens_ratings(kind: str, ratings: Path) -> tuple[pa.Table, BadRowReport
     return pa.table(cols).filter(v.good()), report
 
 
-def _movielens_movies(kind: str, movies: Path) -> tuple[pa.Array, pa.Array, BadRowReport]:
-    """``(movie ids, genre strings, report)``; a 100K movie's genre string joins its flagged genres
-    with ``|`` in ``u.genre`` order, as the other releases write them (``Comedy|Romance``)."""
+def _movielens_movies(kind: str, movies: Path) -> tuple[pa.Array, pa.Array, pa.Array | None, BadRowReport]:
+    """``(movie ids, genre strings, titles or None, report)``; a 100K movie's genre string joins its
+    flagged genres with ``|`` in ``u.genre`` order, as the other releases write them (``Comedy|Romance``)."""
     if kind == "1m":
         raw, report = _read_dat(movies, ["movieId", "title", "genres"], _guess_encoding(movies))
         first_line = 1
@@ -564,7 +567,8 @@ def _movielens_movies(kind: str, movies: Path) -> tuple[pa.Array, pa.Array, BadR
     movie_ids = v.integer("movieId")
     genres = raw.column("genres").combine_chunks()
     keep = v.good()
-    return movie_ids.filter(keep), genres.filter(keep), report
+    titles = raw.column("title").combine_chunks().filter(keep) if "title" in raw.column_names else None
+    return movie_ids.filter(keep), genres.filter(keep), titles, report
 
 
 def read_movielens(
@@ -577,7 +581,7 @@ def read_movielens(
     (``movielens_files``). Ratings below ``min_rating`` are dropped (appendix A.1) and counted in
     ``filtered``. The category of a movie is its whole genre string (e.g. ``"Comedy|Romance"``)
     factorised to int64 in sorted label order; ``labels["category"]`` holds ``(id, label)``. A rated
-    movie absent from the movies file keeps a null category.
+    movie absent from the movies file keeps a null category. The movies' titles come back in ``titles``.
     """
     ratings_csv, movies_csv = Path(ratings_csv), Path(movies_csv)
     if kind is None:
@@ -585,7 +589,7 @@ def read_movielens(
     if not movies_csv.exists():
         raise BadInputError(f"{movies_csv}: not found (the movies file of {ratings_csv.name})")
     table, report = _movielens_ratings(kind, ratings_csv)
-    movie_ids, genres, m_report = _movielens_movies(kind, movies_csv)
+    movie_ids, genres, titles, m_report = _movielens_movies(kind, movies_csv)
     genre_ids, labels = factorize(genres)
     # A duplicated movieId in the movies file: the first row wins (index_in returns the first match).
     pos = pc.index_in(table.column("item_id"), value_set=movie_ids)
@@ -607,6 +611,7 @@ def read_movielens(
         filtered={f"rating below {min_rating:g}": n_low},
         inputs=(ratings_csv, movies_csv),
         notes=[f"MovieLens {kind} format: {ratings_csv.name} + {movies_csv.name}"],
+        titles=clean_titles(movie_ids, titles) if titles is not None else None,
     )
 
 

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from core.atomic import atomic_dir, atomic_write_json, sha256_file
 from core.id_labels import IdLabels, write_id_labels
 from core.layout import DatasetLayout
+from core.titles import write_titles
 from offline.adapters import (
     AdapterResult,
     BadRowReport,
@@ -308,6 +309,7 @@ def prepare_dataset(
     filtered: Mapping[str, int] | None = None,
     require_test: bool = False,
     extra: Mapping[str, Any] | None = None,
+    titles: pa.Table | None = None,
 ) -> Path:
     """Canonical events -> dataset folder at ``output`` (``core.layout.DatasetLayout``); returns ``output``.
 
@@ -321,6 +323,8 @@ def prepare_dataset(
     train split is always refused), naming the option to change; ``extra`` adds manifest entries.
     Raises ``FileExistsError`` when ``output`` exists and not ``overwrite``, ``BadInputError`` on
     unusable input.
+    ``titles`` (``item_id, title``, ``core.titles``) are written to ``titles.parquet`` when the source has
+    them: the explorer page and ``GET /i2i?fields=title`` show them (``build-index`` copies them).
     """
     output = Path(output)
     if output.exists() and not overwrite:
@@ -402,6 +406,7 @@ def prepare_dataset(
         with timer.stage("labels"):
             for view, table in (labels or {}).items():
                 write_id_labels(layout.labels(view), IdLabels.from_table(table))
+            n_titles = write_titles(layout.titles, titles) if titles is not None else None
         with timer.stage("checksums"):
             checksums = _checksums(events, inputs)
         timer.bar.close()
@@ -436,6 +441,7 @@ def prepare_dataset(
             "dropped": drops | {f"adapter: {k}": int(v) for k, v in (filtered or {}).items()},
             "bad_rows": bad_rows.to_dict() if bad_rows is not None else None,
             "labels": sorted(labels or {}),
+            "titles": n_titles,
             "timings_s": timer.timings,
             "engine": {
                 "name": eng.name,
@@ -556,6 +562,7 @@ def prepare_from_source(
         filtered=result.filtered,
         require_test=True,
         extra=extra,
+        titles=result.titles,
     )
 
 

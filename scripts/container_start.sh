@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# What the container runs (Dockerfile CMD; the Kubernetes Deployment runs `seed` in an init
-# container and `serve` in the main one).
+# What the container runs (the serve and demo images' CMD; the Kubernetes Deployment runs `serve`).
 #
-#   container_start.sh [all]   seed, then serve (the default: `docker run IMAGE` serves out of the box)
-#   container_start.sh seed    when M2GRL_INDEX_ROOT has no CURRENT, copy the bundled index version
+#   container_start.sh [all]   seed, then serve
+#   container_start.sh seed    only with M2GRL_SEED_SAMPLE=1 (the demo image sets it): when
+#                              M2GRL_INDEX_ROOT has no CURRENT, copy the bundled sample index version
 #                              (M2GRL_SAMPLE_INDEX) there, or build one from the bundled sample
-#                              (M2GRL_SAMPLE_DATA) when the image carries none
-#   container_start.sh serve   exec uvicorn app.main:create_app with M2GRL_WORKERS workers
+#                              (M2GRL_SAMPLE_DATA; needs the offline image's training stack) when the
+#                              image carries none. Otherwise nothing: the sample is research-only data
+#                              and never reaches a production volume unasked.
+#   container_start.sh serve   exec `m2grl serve` with M2GRL_WORKERS workers (the same server as
+#                              outside a container: JSON bodies on uvicorn's own 400s too)
 #
 # Environment: M2GRL_INDEX_ROOT (default /data/index), M2GRL_HOST (0.0.0.0), M2GRL_PORT (8000),
-# M2GRL_WORKERS (2), M2GRL_HOME (/opt/m2grl), PROMETHEUS_MULTIPROC_DIR (default /tmp/m2grl-prometheus
-# when M2GRL_WORKERS > 1), uvicorn's M2GRL_TIMEOUT_KEEP_ALIVE_S (5), M2GRL_LIMIT_CONCURRENCY (1000),
-# M2GRL_BACKLOG (2048); every other M2GRL_* variable reaches the service's settings unchanged.
+# M2GRL_WORKERS (2), M2GRL_HOME (/opt/m2grl), M2GRL_SEED_SAMPLE (0), PROMETHEUS_MULTIPROC_DIR (default
+# /tmp/m2grl-prometheus when M2GRL_WORKERS > 1); every other M2GRL_* variable (uvicorn's
+# M2GRL_TIMEOUT_KEEP_ALIVE_S, M2GRL_LIMIT_CONCURRENCY, M2GRL_BACKLOG included) reaches the service's
+# settings unchanged, checked by `m2grl serve` before it starts.
 set -euo pipefail
 
 APP_HOME=${M2GRL_HOME:-/opt/m2grl}
@@ -21,6 +25,7 @@ SAMPLE_DATA=${M2GRL_SAMPLE_DATA:-$APP_HOME/data}
 HOST=${M2GRL_HOST:-0.0.0.0}
 PORT=${M2GRL_PORT:-8000}
 WORKERS=${M2GRL_WORKERS:-2}
+SEED_SAMPLE=${M2GRL_SEED_SAMPLE:-0}
 
 log() { echo "container_start: $*" >&2; }
 
@@ -28,6 +33,10 @@ seed() {
   local root=$M2GRL_INDEX_ROOT
   if [ -s "$root/CURRENT" ]; then
     log "serving the published index under $root ($(cat "$root/CURRENT"))"
+    return 0
+  fi
+  if [ "$SEED_SAMPLE" != 1 ]; then
+    log "no index under $root: unready until the daily chain publishes one (M2GRL_SEED_SAMPLE=1 seeds the sample)"
     return 0
   fi
   mkdir -p "$root/versions"
@@ -63,17 +72,13 @@ serve() {
     find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -delete
   fi
   log "serving $M2GRL_INDEX_ROOT on $HOST:$PORT with $WORKERS worker(s)"
-  # uvicorn's limits: the same M2GRL_* names as the service settings (app/settings.py, docs/deploy.md)
-  exec uvicorn app.main:create_app --factory --host "$HOST" --port "$PORT" --workers "$WORKERS" \
-    --no-access-log --timeout-graceful-shutdown 20 \
-    --timeout-keep-alive "${M2GRL_TIMEOUT_KEEP_ALIVE_S:-5}" \
-    --limit-concurrency "${M2GRL_LIMIT_CONCURRENCY:-1000}" \
-    --backlog "${M2GRL_BACKLOG:-2048}"
+  # uvicorn's limits come from the service settings (M2GRL_TIMEOUT_KEEP_ALIVE_S...), read by m2grl serve
+  exec m2grl serve --index-root "$M2GRL_INDEX_ROOT" --host "$HOST" --port "$PORT" --workers "$WORKERS"
 }
 
 case "${1:-all}" in
   all) seed && serve ;;
   seed) seed ;;
   serve) serve ;;
-  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
 esac

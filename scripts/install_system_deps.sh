@@ -3,6 +3,7 @@
 #   prometheus   -> `promtool` (config/rule checks, rule unit tests) and `prometheus` (end-to-end test)
 #   redis-server -> the Redis recent-category store tests
 #   wrk          -> the serving benchmark
+#   chromium, chromium-driver -> the explorer page's browser test (headless Chromium driven by Selenium)
 # A no-op (no apt-get call at all) when every binary is already on PATH.
 set -euo pipefail
 
@@ -11,6 +12,8 @@ declare -A PACKAGE_OF=(
   [prometheus]=prometheus
   [redis-server]=redis-server
   [wrk]=wrk
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
 )
 
 missing=()
@@ -21,7 +24,7 @@ for binary in "${!PACKAGE_OF[@]}"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install_system_deps: promtool, prometheus, redis-server and wrk already present"
+  echo "install_system_deps: promtool, prometheus, redis-server, wrk, chromium and chromedriver already present"
   exit 0
 fi
 

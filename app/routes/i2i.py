@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from app.catalogue import add_fields, catalogues_of, with_fields_parameter
 from app.deps import Ctx, context_of, query_of, request_id_for, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
 from app.query import openapi_parameters, parse_item_id
@@ -62,7 +63,7 @@ def check_k(k: int | None, default_k: int, max_k: int) -> int:
     description="General (similar) or diversity (related, other categories) neighbours of a trigger. "
     "Diversity mode excludes the trigger's category and the user's recent categories; general mode "
     "excludes recent categories only with exclude_recent=true. Fewer than k only when exhausted.",
-    openapi_extra=openapi_parameters(item_id=True),
+    openapi_extra=with_fields_parameter(openapi_parameters(item_id=True)),
 )
 async def get_i2i(request: Request) -> Response:
     # no declared parameters: the hot path parses its own (see app.query)
@@ -94,6 +95,9 @@ async def get_i2i(request: Request) -> Response:
         "excluded_categories": sorted(excluded),
         "candidates": result.records(),
     }
+    # optional candidate fields (?fields=title): one substring test when absent, so the hot path is unchanged
+    if b"fields" in request.scope["query_string"]:
+        await add_fields(catalogues_of(request.app.state), index, request.scope["query_string"], body)
     rid = body["request_id"] = request_id_for(ctx, variant.name, mode)
     return OrjsonResponse(
         body, headers={"X-Variant": variant.name, "X-Index-Version": index.version, "X-Request-Id": rid}

@@ -115,6 +115,8 @@ def test_an_empty_index_root_is_a_warning_once_then_uvicorn_runs_with_the_limits
     (call,) = started
     assert call["target"] == "app.main:create_app" and call["http"] is JsonErrorsHttpToolsProtocol
     assert (call["timeout_keep_alive"], call["limit_concurrency"], call["backlog"]) == (7, 1000, 2048)
+    # in-flight requests get 20 s after SIGTERM: inside the Deployment's 30 s grace period less its preStop
+    assert call["timeout_graceful_shutdown"] == 20
 
 
 def test_the_metrics_folder_of_several_workers_is_removed_at_exit(

@@ -24,6 +24,9 @@ def test_services_and_build() -> None:
     assert {"m2grl", "prometheus", "grafana"} <= set(services)
     build = services["m2grl"]["build"]
     assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == REPO / "Dockerfile"
+    # the local stack serves the bundled sample: the opt-in demo target, tagged apart from production
+    assert build["target"] == "demo" and services["m2grl"]["image"].endswith("-demo")
+    assert f"AS {build['target']}" in (REPO / "Dockerfile").read_text()
 
 
 def test_every_bind_mount_exists() -> None:

@@ -17,6 +17,8 @@ from tests.deploy.conftest import DEPLOY, load_yaml_docs, require_binary, run
 K8S = DEPLOY / "k8s"
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
 IMAGE = "m2grl-service"
+#: The Dockerfile's `offline` target: the training stack the serving image leaves out.
+OFFLINE_IMAGE = "m2grl-offline"
 
 
 def resources() -> dict[str, dict[str, Any]]:
@@ -55,7 +57,7 @@ def test_schema_validation_catches_a_broken_manifest() -> None:
 def test_kustomization_lists_every_manifest_once() -> None:
     (kustomization,) = load_yaml_docs(K8S / "kustomization.yaml")
     assert sorted(kustomization["resources"]) == sorted(p.name for p in MANIFESTS)
-    assert [i["name"] for i in kustomization["images"]] == [IMAGE]
+    assert [i["name"] for i in kustomization["images"]] == [IMAGE, OFFLINE_IMAGE]
 
 
 def test_required_resources_exist() -> None:
@@ -81,8 +83,12 @@ def test_deployment_probes_resources_and_multiprocess_metrics() -> None:
     assert "emptyDir" in volumes[mounts[multiproc]]
     configmap = resources()["ConfigMap/m2grl-settings"]["data"]
     assert int(configmap["M2GRL_WORKERS"]) > 1
-    assert server["args"][-1] == "serve" and spec["initContainers"][0]["args"][-1] == "seed"
-    # the service only reads the shared volume; the init container seeds it
+    assert server["args"][-1] == "serve"
+    # nothing seeds the production volume with the bundled research-only sample: no init container,
+    # no M2GRL_SEED_SAMPLE; the first version comes from the daily chain
+    assert "initContainers" not in spec
+    assert "M2GRL_SEED_SAMPLE" not in env and "M2GRL_SEED_SAMPLE" not in configmap
+    # the service only reads the shared volume
     data_mount = next(m for m in server["volumeMounts"] if m["mountPath"] == "/data")
     assert data_mount["readOnly"] is True
     assert configmap["M2GRL_INDEX_ROOT"].startswith("/data/")
@@ -90,13 +96,13 @@ def test_deployment_probes_resources_and_multiprocess_metrics() -> None:
     assert server["ports"][0]["name"] == "http" and server["ports"][0]["containerPort"] == 8000
 
 
-def test_every_pod_runs_non_root_from_one_image() -> None:
-    for key in ("Deployment/m2grl", "CronJob/m2grl-daily"):
+def test_every_pod_runs_non_root_the_serve_or_the_offline_image() -> None:
+    for key, image in (("Deployment/m2grl", IMAGE), ("CronJob/m2grl-daily", OFFLINE_IMAGE)):
         spec = pod_spec(key)
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["runAsUser"] == 10001  # the Dockerfile's user
         for container in spec.get("initContainers", []) + spec["containers"]:
-            assert container["image"].split(":")[0] == IMAGE
+            assert container["image"].split(":")[0] == image, key
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 

@@ -43,6 +43,9 @@ def test_flat_build_writes_the_layout(tmp_path: Path, model_dir: Path, metric_di
             for m in ("general", "diversity")
             for f in ("index.faiss", "topn_ids.npy", "topn_scores.npy")
         ),
+        # the explorer's map and training counts (no dataset here: no titles, no labels)
+        "explorer/map.npy",
+        "explorer/train_counts.npy",
     }
     for rel, info in manifest["files"].items():
         assert sha256_file(layout.root / rel) == info["sha256"]
