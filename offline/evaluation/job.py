@@ -269,6 +269,7 @@ def evaluate(
         "catalogue": len(data.catalogue),
         "seeds": list(seeds),
         "methods": results,
+        "method_order": list(results),
         "notes": list(notes),
     }
     if diversity_report is not None:

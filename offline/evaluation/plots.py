@@ -28,7 +28,9 @@ def write_curves(results: dict[str, Any], output_dir: Path, stem: str) -> dict[s
     for metric, name in names.items():
         fig = Figure(figsize=(7, 4.5))
         ax = fig.subplots()
-        for method, entry in results["methods"].items():
+        order = [m for m in results.get("method_order", []) if m in results["methods"]]
+        for method in order + sorted(set(results["methods"]) - set(order)):
+            entry = results["methods"][method]
             means = [100 * entry["mean"].get(f"{metric}@{k}", float("nan")) for k in ks]
             stds = [100 * entry["std"].get(f"{metric}@{k}", 0.0) for k in ks]
             style = "-" if method.startswith(("m2grl", "served-")) else "--"

@@ -109,7 +109,11 @@ def _long_tail_table(methods: dict[str, Any], k: int, freq_buckets: Sequence[Seq
 def render_markdown(results: dict[str, Any], pictures: dict[str, str] | None = None) -> str:
     """The human report: one table-2-like table per K (and the ``pictures`` of metric against K),
     discovery table, table 3, views, notes."""
-    methods: dict[str, Any] = results["methods"]
+    # the run's row order (JSON files sort their keys): M2GRL variants, served mixes, baselines
+    order = [m for m in results.get("method_order", []) if m in results["methods"]]
+    methods: dict[str, Any] = {
+        m: results["methods"][m] for m in order + sorted(set(results["methods"]) - set(order))
+    }
     ks: list[int] = results["protocol"]["ks"]
     all_names = [(m, m) for m in methods]
     seeds = results.get("seeds", [])
