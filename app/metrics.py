@@ -8,6 +8,7 @@ then writes its values to memory-mapped files there, and ``/metrics`` aggregates
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -152,6 +153,7 @@ class Metrics:
         # label children cached: .labels() takes a lock and builds a tuple on every call
         self._req_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self._candidate_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._channel_children: dict[tuple[str, str], Any] = {}
         for reason in ("unknown_item", "bad_request", "not_ready", "store_unavailable", "internal"):
             self.errors.labels(reason)
         for result in ("success", "failure"):
@@ -185,12 +187,18 @@ class Metrics:
 
     def observe_channels(self, variant: str, channels: Iterable[Iterable[str]]) -> None:
         """Count each candidate once per channel that listed it (``NeighbourResult.channels``)."""
+        # one C-level pass over the (few distinct) channel lists, then a cached child per channel
         counts: dict[str, int] = {}
-        for names in channels:
+        for names, count in collections.Counter(map(tuple, channels)).items():
             for name in names:
-                counts[name] = counts.get(name, 0) + 1
+                counts[name] = counts.get(name, 0) + count
         for name, count in counts.items():
-            self.candidates_by_channel.labels(name, variant).inc(count)
+            child = self._channel_children.get((name, variant))
+            if child is None:
+                child = self._channel_children[(name, variant)] = self.candidates_by_channel.labels(
+                    name, variant
+                )
+            child.inc(count)
 
     def init_feedback(self, variants: Iterable[str], modes: Iterable[str]) -> None:
         """Create the feedback series at 0: ``increase()`` misses the first value of a new series, so
