@@ -11,12 +11,13 @@ Scores are "higher is closer": inner product (``ip``) or negated squared L2 dist
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import faiss
 import numpy as np
@@ -80,6 +81,24 @@ class _Mode:
         assert self.index is not None and self.index_type is not None
         params = self.index_type.search_params(self.index, self.params, width + 1, exhaustive)
         return search_rows(self.index, self.query_vectors(rows), rows, width, self.metric, params)
+
+
+#: a lookup method of ``ServingIndex`` returning a ``NeighbourResult``
+_Lookup = TypeVar("_Lookup", bound=Callable[..., NeighbourResult])
+
+
+def _reports_damage(lookup: _Lookup) -> _Lookup:
+    """A lookup raises ``DamagedIndex`` when a mapped file no longer holds what was validated at load
+    (a row index out of range), instead of an ``IndexError`` from inside numpy."""
+
+    @functools.wraps(lookup)
+    def guarded(self: ServingIndex, *args: Any, **kwargs: Any) -> NeighbourResult:
+        try:
+            return lookup(self, *args, **kwargs)
+        except IndexError as exc:
+            raise DamagedIndex(self.version, f"a map lists a row outside the catalogue ({exc})") from exc
+
+    return cast(_Lookup, guarded)
 
 
 @dataclass(frozen=True)
@@ -410,28 +429,8 @@ class ServingIndex:
         row = self._row(item_id)
         return {view: int(arr[row]) for view, arr in self._attributes.items()}
 
+    @_reports_damage
     def neighbours(
-        self,
-        item_id: int,
-        mode: str,
-        k: int,
-        *,
-        exclude_categories: Collection[int] = (),
-        exclude_items: Collection[int] = (),
-        category_view: str = "category",
-        _channel: str | None = None,
-    ) -> NeighbourResult:
-        """Top-``k`` neighbours of ``item_id`` in ``mode`` (``_neighbours`` says how), or
-        ``DamagedIndex`` when a mapped file no longer holds what was validated at load."""
-        try:
-            return self._neighbours(
-                item_id, mode, k, exclude_categories=exclude_categories, exclude_items=exclude_items,
-                category_view=category_view, _channel=_channel,
-            )  # fmt: skip
-        except IndexError as exc:
-            raise DamagedIndex(self.version, f"a map lists a row outside the catalogue ({exc})") from exc
-
-    def _neighbours(
         self,
         item_id: int,
         mode: str,
@@ -449,7 +448,7 @@ class ServingIndex:
         ``k``. ``exhausted`` is True when fewer than ``k`` candidates exist; ``filtered_out`` counts the
         candidates that ranked above the last returned one (or anywhere, when exhausted) and were excluded.
         Raises ``UnknownItem``, ``UnknownMode``, ``UnknownView`` (category view not stored), ``ValueError``
-        (``k`` < 1).
+        (``k`` < 1), ``DamagedIndex`` (a mapped file changed since it was validated).
         """
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ValueError(f"k: must be a positive int, got {k!r}")
@@ -582,27 +581,8 @@ class ServingIndex:
             ranked = m.search(np.array([row], dtype=np.int64), depth)[0][0]
         return ranked[(ranked >= 0) & (ranked != row)]
 
+    @_reports_damage
     def mixed_neighbours(
-        self,
-        item_id: int,
-        mix: Mapping[str, float] | None,
-        k: int,
-        *,
-        exclude_categories: Collection[int] = (),
-        exclude_items: Collection[int] = (),
-        category_view: str = "category",
-    ) -> NeighbourResult:
-        """General-mode neighbours of ``mix`` (``_mixed_neighbours`` says how), or ``DamagedIndex`` when a
-        mapped file no longer holds what was validated at load."""
-        try:
-            return self._mixed_neighbours(
-                item_id, mix, k, exclude_categories=exclude_categories, exclude_items=exclude_items,
-                category_view=category_view,
-            )  # fmt: skip
-        except IndexError as exc:
-            raise DamagedIndex(self.version, f"a map lists a row outside the catalogue ({exc})") from exc
-
-    def _mixed_neighbours(
         self,
         item_id: int,
         mix: Mapping[str, float] | None,
