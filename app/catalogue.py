@@ -62,7 +62,7 @@ class Catalogues:
             found = self._loaded.get(index)
             if found is None:
                 try:
-                    found = Explorer.load(self.root.version(index.version).root, index.manifest)
+                    found = Explorer.load(self.root.version(index.version).root, index.manifest, index.labels)
                 except (InvalidIndexVersion, OSError, ValueError) as exc:
                     log.warning("explorer data of version %s unreadable: %s", index.version, exc)
                     raise ApiError(

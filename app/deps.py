@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,10 +16,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.errors import ApiError
 from app.feedback import issue_request_id
 from app.metrics import LABELS_KEY
-from app.query import RetrievalQuery, parse_retrieval_query, query_params
+from app.query import RetrievalQuery, parse_retrieval_query
 from app.schemas import MAX_USER_ID_CHARS
 from app.service import AppContext
 from app.settings import VariantConfig
+from index.labels import VersionLabels
 
 
 def context_of(request: Request) -> AppContext:
@@ -38,11 +40,16 @@ async def get_ctx(request: Request) -> AppContext:
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
-def query_of(request: Request, ctx: AppContext) -> RetrievalQuery:
-    """The retrieval query parameters of ``request`` under the configured ``default_k`` / ``max_k``."""
+def query_of(params: Mapping[str, str], ctx: AppContext, labels: VersionLabels | None) -> RetrievalQuery:
+    """The retrieval query ``params`` (``app.query.query_params``) under the configured ``default_k`` /
+    ``max_k``, category and item ids read as the served version speaks them (``labels``)."""
     settings = ctx.settings
-    raw = query_params(request.scope["query_string"])
-    return parse_retrieval_query(raw, default_k=settings.default_k, max_k=settings.max_k)
+    if labels is None:
+        return parse_retrieval_query(params, default_k=settings.default_k, max_k=settings.max_k)
+    return parse_retrieval_query(
+        params, default_k=settings.default_k, max_k=settings.max_k,
+        categories=labels.of(settings.category_view), items=labels.item,
+    )  # fmt: skip
 
 
 def user_of(request: Request, ctx: AppContext) -> str | None:

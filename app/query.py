@@ -5,6 +5,10 @@ FastAPI's per-parameter validation cost about half of an /i2i request's server t
 cProfile: ``solve_dependencies`` ~50%, then ~25% with the path parameter and the context dependency
 alone), so the hot routes read their few parameters here and document them with ``openapi_extra``.
 Errors are the same 422 ``bad_request`` bodies naming the field and what is allowed.
+
+In a version with labels (``index.labels``), ``exclude_categories`` and ``recent_items`` of a labelled
+view are comma-separated labels, read straight into dense ids (an unknown label is dropped: no item has
+it); a label holding a comma can be given in the body of ``POST /i2i:batch`` only.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from urllib.parse import parse_qsl
 
 from app.errors import ApiError
 from app.schemas import INT64_MAX, INT64_MIN
+from index.labels import ViewLabels
 
 MODES = ("general", "diversity")
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -68,6 +73,21 @@ def query_params(query_string: bytes) -> dict[str, str]:
     return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
 
 
+def _label_list(raw: str | None, labels: ViewLabels) -> tuple[int, ...]:
+    """Comma-separated labels as the dense ids of those ``labels`` knows (exact text, empty parts skipped)."""
+    if raw is None or not raw:
+        return ()
+    return tuple(i for i in labels.ids_of(part for part in raw.split(",") if part) if i >= 0)
+
+
+def parse_mode(params: Mapping[str, str]) -> str:
+    """The ``mode`` query parameter (default ``general``); 422 listing the modes otherwise."""
+    mode = params.get("mode", "general")
+    if mode not in MODES:
+        raise ApiError(422, "bad_request", f"query.mode: {mode!r} is not a mode", {"mode": list(MODES)})
+    return mode
+
+
 def parse_item_id(raw: str) -> int:
     """The ``{item_id}`` path segment as an int64; 422 naming the field otherwise."""
     value = _strict_int(raw)
@@ -79,11 +99,17 @@ def parse_item_id(raw: str) -> int:
     return value
 
 
-def parse_retrieval_query(params: Mapping[str, str], *, default_k: int, max_k: int) -> RetrievalQuery:
-    """Validate the query parameters; raises ``ApiError`` (422) naming the bad one."""
-    mode = params.get("mode", "general")
-    if mode not in MODES:
-        raise ApiError(422, "bad_request", f"query.mode: {mode!r} is not a mode", {"mode": list(MODES)})
+def parse_retrieval_query(
+    params: Mapping[str, str],
+    *,
+    default_k: int,
+    max_k: int,
+    categories: ViewLabels | None = None,
+    items: ViewLabels | None = None,
+) -> RetrievalQuery:
+    """Validate the query parameters; raises ``ApiError`` (422) naming the bad one. ``categories`` and
+    ``items`` are the served version's labels of the category and item views (None: integer ids)."""
+    mode = parse_mode(params)
     raw_k = params.get("k")
     if raw_k is None:
         k = default_k
@@ -103,9 +129,13 @@ def parse_retrieval_query(params: Mapping[str, str], *, default_k: int, max_k: i
     return RetrievalQuery(
         mode=mode,
         k=k,
-        exclude_categories=_int_list(params.get("exclude_categories"), "exclude_categories"),
+        exclude_categories=_int_list(params.get("exclude_categories"), "exclude_categories")
+        if categories is None
+        else _label_list(params.get("exclude_categories"), categories),
         exclude_recent=raw_recent in _TRUE,
-        recent_items=_int_list(params.get("recent_items"), "recent_items"),
+        recent_items=_int_list(params.get("recent_items"), "recent_items")
+        if items is None
+        else _label_list(params.get("recent_items"), items),
     )
 
 
@@ -126,18 +156,29 @@ def openapi_parameters(*, item_id: bool = False, recent_items: bool = False) -> 
         _param("mode", "general (similar items) or diversity (other categories).",
                {"type": "string", "enum": list(MODES), "default": "general"}, "diversity"),
         _param("k", "Candidates wanted, 1..max_k (default default_k).", {"type": "integer", "minimum": 1}, 50),
-        _param("exclude_categories", "Comma-separated category ids to exclude.", INT_LIST, "3,7"),
+        _param("exclude_categories", "Comma-separated category ids to exclude (the dataset's own ids when "
+               "its categories were strings).", INT_LIST, "3,7"),
         _param("exclude_recent", "General mode: also exclude the user's recent categories.",
                {"type": "boolean", "default": False}),
     ]  # fmt: skip
     if item_id:
         int64 = {"type": "integer", "format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX}
-        params.insert(0, _param("item_id", "Trigger item id.", int64, 1193, where="path"))
+        params.insert(
+            0,
+            _param(
+                "item_id",
+                "Trigger item id (the dataset's own id when its item ids were strings).",
+                int64,
+                1193,
+                where="path",
+            ),
+        )
     if recent_items:
         params.append(
             _param(
                 "recent_items",
-                "Comma-separated trigger items, newest first (else the user's events).",
+                "Comma-separated trigger items, newest first (else the user's events); the dataset's own ids "
+                "when its item ids were strings.",
                 INT_LIST,
                 "1193,661",
             )  # fmt: skip

@@ -1,5 +1,9 @@
 """Request and response schemas (request bodies are validated with them; responses are built as plain
-dicts on the hot path and these models document them in OpenAPI)."""
+dicts on the hot path and these models document them in OpenAPI).
+
+Item and category ids are int64 integers, except in an index version built from a dataset with string
+ids (``index.labels``): there the service takes and returns the dataset's own ids, as strings, for each
+view that had them (``app.ids``). Request bodies accept both forms; the served version decides."""
 
 from __future__ import annotations
 
@@ -15,6 +19,13 @@ ModeName = Literal["general", "diversity"]
 #: ids are int64 everywhere (core.types); a larger JSON integer is a 422, not an overflow later
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+#: longest string id accepted in a body (a label of the dataset)
+MAX_LABEL_CHARS = 512
+#: an item or category id in a request: an int64, or the dataset's own string id (see the module docstring)
+IdIn = Int64 | Annotated[str, Field(min_length=1, max_length=MAX_LABEL_CHARS)]
+#: an id in an answer: an int64, or a string in a version built from string ids
+IdOut = int | str
+ID_DOC = "int64, or the dataset's own string id when the served version was built from string ids"
 #: longest user id (body or header) accepted: stores key users by id, so ids must stay small
 MAX_USER_ID_CHARS = 256
 #: most events in one POST /feedback (more is a 413)
@@ -26,12 +37,15 @@ REQUEST_ID_DOC = (
 
 
 class CandidateOut(BaseModel):
-    item_id: int = Field(description="Original item id.")
+    item_id: IdOut = Field(description=f"Original item id ({ID_DOC}).")
     score: float = Field(
         description="Higher is closer: the similarity (diversity mode, one-channel mixes) or the fused "
         "reciprocal-rank score of a multi-channel general-mode mix."
     )
-    attributes: dict[str, int] = Field(description="Side attributes (category, shop...), -1 unknown.")
+    attributes: dict[str, IdOut | None] = Field(
+        description="Side attributes (category, shop...), -1 unknown; in a view with string ids, the "
+        "dataset's own id and null unknown."
+    )
     channels: list[str] | None = Field(
         default=None, description="General mode: the retrieval channel(s) that listed it (m2grl, cooc)."
     )
@@ -63,7 +77,7 @@ class I2IResponse(BaseModel):
         }
     )
 
-    trigger: int
+    trigger: IdOut = Field(description=f"The trigger item ({ID_DOC}).")
     mode: ModeName
     variant: str
     strategy: Literal["metric", "filter"]
@@ -71,7 +85,7 @@ class I2IResponse(BaseModel):
     k: int = Field(description="Candidates asked for.")
     returned: int = Field(description="Candidates in the answer (< k only when exhausted).")
     exhausted: bool = Field(description="True when fewer than k candidates survive the exclusions.")
-    excluded_categories: list[int]
+    excluded_categories: list[IdOut] = Field(description=f"Category ids ({ID_DOC}).")
     candidates: list[CandidateOut]
     request_id: str = Field(description=REQUEST_ID_DOC)
 
@@ -84,15 +98,15 @@ class BatchRequest(BaseModel):
         json_schema_extra={"example": {"item_ids": [1193, 661], "mode": "general", "k": 10}},
     )
 
-    item_ids: list[Int64] = Field(min_length=1, description="Trigger items (at most max_batch).")
+    item_ids: list[IdIn] = Field(min_length=1, description=f"Trigger items (at most max_batch; {ID_DOC}).")
     mode: ModeName = "general"
     k: int | None = Field(default=None, ge=1, description="Candidates per trigger (default_k when omitted).")
-    exclude_categories: list[Int64] = Field(default_factory=list)
+    exclude_categories: list[IdIn] = Field(default_factory=list, description=f"Category ids ({ID_DOC}).")
     exclude_recent: bool = False
 
 
 class BatchItem(BaseModel):
-    trigger: int
+    trigger: IdOut = Field(description="The trigger as the request named it.")
     error: str | None = Field(default=None, description="'unknown_item' when the trigger is not indexed.")
     exhausted: bool = False
     candidates: list[CandidateOut] = Field(default_factory=list)
@@ -110,7 +124,9 @@ class BatchResponse(BaseModel):
 
 class U2IResponse(BaseModel):
     user_id: str | None
-    triggers: list[int] = Field(description="Recent items whose neighbours were merged (newest first).")
+    triggers: list[IdOut] = Field(
+        description=f"Recent items whose neighbours were merged (newest first; {ID_DOC})."
+    )
     mode: ModeName
     variant: str
     strategy: Literal["metric", "filter"]
@@ -125,7 +141,7 @@ class U2IResponse(BaseModel):
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    item_id: Int64
+    item_id: IdIn = Field(description=f"The item ({ID_DOC}).")
     # strict mode would want an enum instance; the JSON string is validated against the values
     behavior: Behavior = Field(default=Behavior.VIEW, strict=False)
     timestamp: float | None = Field(
@@ -154,14 +170,14 @@ class EventsRequest(BaseModel):
 class EventsResponse(BaseModel):
     user_id: str
     recorded: int
-    unknown_items: list[int] = Field(description="Items not in the served index (not recorded).")
-    categories: list[int] = Field(description="Categories now remembered for these events.")
+    unknown_items: list[IdOut] = Field(description="Items not in the served index (not recorded).")
+    categories: list[IdOut] = Field(description=f"Categories now remembered for these events ({ID_DOC}).")
 
 
 class FeedbackEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    item_id: Int64 = Field(description="A candidate of the answer named by request_id.")
+    item_id: IdIn = Field(description=f"A candidate of the answer named by request_id ({ID_DOC}).")
     kind: Literal["impression", "click"]
     timestamp: float | None = Field(
         default=None, allow_inf_nan=False, description="Unix seconds; now when omitted."

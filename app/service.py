@@ -19,11 +19,13 @@ from typing import Any
 from anyio import CapacityLimiter
 
 from app.ab import Assigner
+from app.ids import recent_dense
 from app.metrics import Metrics
 from app.reload import IndexManager
 from app.settings import Settings, VariantConfig
 from app.stores import EMPTY, Recent, RecentStore, StoreUnavailable
 from core.types import NeighbourResult
+from index.labels import VersionLabels
 from index.serving import ServingIndex
 
 log = logging.getLogger("m2grl.app")
@@ -77,19 +79,25 @@ def needs_recent(mode: str, exclude_recent: bool) -> bool:
     return mode == "diversity" or exclude_recent
 
 
-async def recent_or_empty(ctx: AppContext, user_id: str | None) -> Recent:
-    """The user's recent interactions; on a store failure, nothing (answer with explicit exclusions
+async def recent_or_empty(
+    ctx: AppContext, user_id: str | None, labels: VersionLabels | None = None
+) -> Recent[int]:
+    """The user's recent interactions in the served version's dense ids (read from the store's labelled
+    space when the version has ``labels``); on a store failure, nothing (answer with explicit exclusions
     only): counted in ``m2grl_recent_store_errors_total`` and ``m2grl_degraded_answers_total``
     (not an error: the answer is a 200), logged at most once per ``ctx.outage_log.interval_s``."""
     if not user_id:
         return EMPTY
     try:
-        return await ctx.store.recent(user_id)
+        if labels is None:
+            return await ctx.store.recent(user_id)
+        found = await ctx.store.recent(user_id, labelled=True)
     except StoreUnavailable as exc:
         ctx.metrics.recent_store_errors.labels(ctx.store.name).inc()
         ctx.metrics.degraded_answers.labels("recent_store").inc()
         ctx.outage_log.warn(f"recent store unavailable, answering without recent categories: {exc}")
         return EMPTY
+    return recent_dense(labels, ctx.settings.category_view, found)
 
 
 def category_of(index: ServingIndex, item_id: int, category_view: str) -> int:
@@ -98,7 +106,12 @@ def category_of(index: ServingIndex, item_id: int, category_view: str) -> int:
 
 
 def exclusions(
-    *, mode: str, explicit: Iterable[int], recent: Recent, exclude_recent: bool, own_categories: Iterable[int]
+    *,
+    mode: str,
+    explicit: Iterable[int],
+    recent: Recent[int],
+    exclude_recent: bool,
+    own_categories: Iterable[int],
 ) -> frozenset[int]:
     """Categories to exclude under the rules in the module docstring (``-1`` never excluded)."""
     out = set(explicit)

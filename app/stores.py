@@ -7,6 +7,11 @@ Two implementations behind one async interface, picked by name from ``STORES``:
 - ``redis``: two sorted sets per user (member = id, score = last-seen unix time), trimmed by time on
   write and read by score range, with a key expiry so idle users vanish.
 
+Ids are kept as the API speaks them, in one of two spaces: integer ids (a version without labels), or,
+with ``labelled=True``, the text of the user's own ids (a version with labels, ``index.labels``). Two
+versions served side by side (a pinned A/B variant) may speak different ids; separate spaces keep one's
+ids from ever reaching the other's lookups, and the integer space works exactly as before labels existed.
+
 Any backend failure (down, slow past its budget) raises ``StoreUnavailable``; callers degrade.
 """
 
@@ -18,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -26,6 +31,8 @@ from redis.exceptions import RedisError
 from app.settings import Settings
 
 T = TypeVar("T")
+#: an id as stored: ``int`` in the integer space, ``str`` in the labelled one
+K = TypeVar("K", int, str)
 
 
 class StoreUnavailable(RuntimeError):
@@ -33,14 +40,19 @@ class StoreUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class Recent:
+class Recent(Generic[K]):
     """What the store knows of a user: categories seen within the TTL, and items newest first."""
 
-    categories: frozenset[int]
-    items: tuple[int, ...]
+    categories: frozenset[K]
+    items: tuple[K, ...]
 
 
-EMPTY = Recent(frozenset(), ())
+EMPTY: Recent[Any] = Recent(frozenset(), ())
+
+
+def _known(category: int | str | None) -> bool:
+    """Whether a recorded category is stored: not unknown (``-1`` integer, None label)."""
+    return category is not None and not (isinstance(category, int) and category < 0)
 
 
 class RecentStore(ABC):
@@ -50,14 +62,21 @@ class RecentStore(ABC):
 
     @abstractmethod
     async def record(
-        self, user_id: str, items: Sequence[int], categories: Sequence[int], timestamps: Sequence[float]
+        self,
+        user_id: str,
+        items: Sequence[int] | Sequence[str],
+        categories: Sequence[int] | Sequence[str | None],
+        timestamps: Sequence[float],
+        *,
+        labelled: bool = False,
     ) -> None:
-        """Record interactions: ``items[i]`` of category ``categories[i]`` (``-1`` = unknown, not
-        stored) seen at unix time ``timestamps[i]``. Events older than the TTL are ignored."""
+        """Record interactions: ``items[i]`` of category ``categories[i]`` (``-1`` or None = unknown, not
+        stored) seen at unix time ``timestamps[i]``, in the labelled space (strings) or the integer one.
+        Events older than the TTL are ignored."""
 
     @abstractmethod
-    async def recent(self, user_id: str) -> Recent:
-        """Categories and items (newest first) seen by the user within the TTL."""
+    async def recent(self, user_id: str, *, labelled: bool = False) -> Recent[Any]:
+        """Categories and items (newest first) seen by the user within the TTL, in one id space."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -83,32 +102,43 @@ class MemoryStore(RecentStore):
         self.max_users = max_users
         self.items_kept = items_kept
         self.clock = clock
-        # user -> ({category: last seen}, {item: last seen})
-        self._users: OrderedDict[str, tuple[dict[int, float], dict[int, float]]] = OrderedDict()
+        # per id space (labelled or not): user -> ({category: last seen}, {item: last seen}); each space
+        # holds at most max_users users
+        self._spaces: dict[bool, OrderedDict[str, tuple[dict[Any, float], dict[Any, float]]]] = {
+            False: OrderedDict(),
+            True: OrderedDict(),
+        }
 
     async def record(
-        self, user_id: str, items: Sequence[int], categories: Sequence[int], timestamps: Sequence[float]
+        self,
+        user_id: str,
+        items: Sequence[int] | Sequence[str],
+        categories: Sequence[int] | Sequence[str | None],
+        timestamps: Sequence[float],
+        *,
+        labelled: bool = False,
     ) -> None:
         horizon = self.clock() - self.ttl_s
-        cats, its = self._users.pop(user_id, ({}, {}))
+        users = self._spaces[labelled]
+        cats, its = users.pop(user_id, ({}, {}))
         # a handful of events per call: a plain loop is cheaper than building arrays
         for item, cat, ts in zip(items, categories, timestamps, strict=True):
             if ts < horizon:
                 continue
             its[item] = max(ts, its.get(item, ts))
-            if cat >= 0:
+            if _known(cat):
                 cats[cat] = max(ts, cats.get(cat, ts))
         if len(its) > self.items_kept:
             its = dict(sorted(its.items(), key=lambda kv: kv[1], reverse=True)[: self.items_kept])
-        self._users[user_id] = (cats, its)
-        while len(self._users) > self.max_users:
-            self._users.popitem(last=False)
-        self._expire(horizon)
+        users[user_id] = (cats, its)
+        while len(users) > self.max_users:
+            users.popitem(last=False)
+        self._expire(users, horizon)
 
-    def _expire(self, horizon: float) -> None:
+    @staticmethod
+    def _expire(users: OrderedDict[str, tuple[dict[Any, float], dict[Any, float]]], horizon: float) -> None:
         """Drop users whose every event is older than ``horizon``, oldest write first, at most
         ``EXPIRE_PER_WRITE`` per write (amortised O(1)): idle users leave by TTL, not only at the cap."""
-        users = self._users
         for _ in range(EXPIRE_PER_WRITE):
             oldest = next(iter(users), None)
             if oldest is None:
@@ -119,16 +149,17 @@ class MemoryStore(RecentStore):
             del users[oldest]
 
     def __len__(self) -> int:
-        return len(self._users)
+        return sum(len(users) for users in self._spaces.values())
 
-    async def recent(self, user_id: str) -> Recent:
-        entry = self._users.get(user_id)
+    async def recent(self, user_id: str, *, labelled: bool = False) -> Recent[Any]:
+        users = self._spaces[labelled]
+        entry = users.get(user_id)
         if entry is None:
             return EMPTY
         horizon = self.clock() - self.ttl_s
         cats, its = entry
         if not its or max(its.values()) < horizon:
-            del self._users[user_id]  # wholly expired: forget the user now
+            del users[user_id]  # wholly expired: forget the user now
             return EMPTY
         return Recent(
             frozenset(c for c, ts in cats.items() if ts >= horizon),
@@ -137,10 +168,11 @@ class MemoryStore(RecentStore):
 
 
 class RedisStore(RecentStore):
-    """Redis store: ``<prefix>:<user>:c`` and ``<prefix>:<user>:i`` sorted sets scored by last-seen time.
+    """Redis store: ``<prefix>:<user>:c`` and ``<prefix>:<user>:i`` sorted sets scored by last-seen time
+    (``:lc`` and ``:li`` in the labelled id space).
 
-    Every call is bounded by ``timeout_s``; after a failure Redis is skipped for ``retry_s`` seconds
-    (a simple circuit breaker) so a dead Redis costs no latency, then tried again (recovery).
+        Every call is bounded by ``timeout_s``; after a failure Redis is skipped for ``retry_s`` seconds
+        (a simple circuit breaker) so a dead Redis costs no latency, then tried again (recovery).
     """
 
     name = "redis"
@@ -167,7 +199,9 @@ class RedisStore(RecentStore):
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
         )
 
-    def _keys(self, user_id: str) -> tuple[str, str]:
+    def _keys(self, user_id: str, labelled: bool = False) -> tuple[str, str]:
+        if labelled:
+            return f"{self.prefix}:{user_id}:lc", f"{self.prefix}:{user_id}:li"
         return f"{self.prefix}:{user_id}:c", f"{self.prefix}:{user_id}:i"
 
     async def _guard(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -181,21 +215,27 @@ class RedisStore(RecentStore):
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
     async def record(
-        self, user_id: str, items: Sequence[int], categories: Sequence[int], timestamps: Sequence[float]
+        self,
+        user_id: str,
+        items: Sequence[int] | Sequence[str],
+        categories: Sequence[int] | Sequence[str | None],
+        timestamps: Sequence[float],
+        *,
+        labelled: bool = False,
     ) -> None:
         now = self.clock()
         horizon = now - self.ttl_s
-        cat_scores: dict[int, float] = {}
-        item_scores: dict[int, float] = {}
+        cat_scores: dict[Any, float] = {}
+        item_scores: dict[Any, float] = {}
         for item, cat, ts in zip(items, categories, timestamps, strict=True):
             if ts < horizon:
                 continue
             item_scores[item] = max(ts, item_scores.get(item, ts))
-            if cat >= 0:
+            if _known(cat):
                 cat_scores[cat] = max(ts, cat_scores.get(cat, ts))
         if not item_scores:
             return
-        ckey, ikey = self._keys(user_id)
+        ckey, ikey = self._keys(user_id, labelled)
         ttl = max(1, int(self.ttl_s))
 
         async def write() -> None:
@@ -212,9 +252,9 @@ class RedisStore(RecentStore):
 
         await self._guard(write)
 
-    async def recent(self, user_id: str) -> Recent:
+    async def recent(self, user_id: str, *, labelled: bool = False) -> Recent[Any]:
         horizon = self.clock() - self.ttl_s
-        ckey, ikey = self._keys(user_id)
+        ckey, ikey = self._keys(user_id, labelled)
 
         async def read() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)
@@ -223,6 +263,8 @@ class RedisStore(RecentStore):
             return list(await pipe.execute())
 
         cats, its = await self._guard(read)
+        if labelled:
+            return Recent(frozenset(c.decode() for c in cats), tuple(i.decode() for i in its))
         return Recent(frozenset(int(c) for c in cats), tuple(int(i) for i in its))
 
     async def ping(self) -> bool:

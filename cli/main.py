@@ -545,8 +545,8 @@ def build_index(
     dataset: Annotated[
         Path | None,
         typer.Option(
-            help="Dataset folder of the cooc channel and of the explorer's titles and category names "
-            "(default: the one the model was trained on)."
+            help="Dataset folder of the cooc channel, of the explorer's titles and of the string ids the "
+            "version serves (default: the one the model was trained on)."
         ),
     ] = None,
     default_mix: Annotated[

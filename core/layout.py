@@ -49,6 +49,8 @@ class DatasetLayout:
       are strings: its ids everywhere else are dense ``0..n-1`` (``core.id_labels``).
     - ``titles.parquet``: ``item_id, title`` of the catalogue's items, only for sources with titles
       (MovieLens; ``core.titles``).
+    - ``catalogue.parquet``: every item the source knows, with or without training behaviour, and its
+      side attributes (and title): ``core.catalogue``.
     """
 
     root: Path
@@ -88,6 +90,10 @@ class DatasetLayout:
     @property
     def titles(self) -> Path:
         return self.root / "titles.parquet"
+
+    @property
+    def catalogue(self) -> Path:
+        return self.root / "catalogue.parquet"
 
 
 @dataclass(frozen=True)
@@ -176,10 +182,13 @@ class IndexVersionLayout:
       the precomputed item-to-item map, memory-mapped when served.
     - ``<channel>/topn_ids.npy`` / ``topn_scores.npy``: a map-only retrieval channel (``cooc``), and
       ``fused/`` the default mix's merged map (float32 scores, ``topn_sources.npy`` uint8 channel masks).
+    - ``labels/<view>.parquet`` (``core.id_labels``), only for views whose dataset ids were strings (the
+      item view and/or side views, listed in the manifest's ``labels``): the user's own ids, which the
+      service takes and returns instead of the dense ids stored everywhere else (``index.labels``).
     - ``explorer/``: what the explorer page (``/explore``) reads, never the lookups: ``map.npy`` (float32
       ``[N, 2]``, a 2-D projection of the general-mode vectors), ``train_counts.npy`` (int64 ``[N]``,
       training events per item, -1 unknown) and, when the dataset has them, ``titles.parquet``
-      (``core.titles``) and ``labels/<view>.parquet`` (``core.id_labels``, e.g. category names).
+      (``core.titles``).
     - ``manifest.json`` then ``_COMPLETE`` written last: a folder without it is never loaded.
     """
 
@@ -199,6 +208,10 @@ class IndexVersionLayout:
 
     def attributes(self, view: str) -> Path:
         return self.root / "attributes" / f"{view}.npy"
+
+    def labels(self, view: str) -> Path:
+        """The user's own ids of ``view`` (only views whose dataset ids were strings)."""
+        return self.root / "labels" / f"{view}.parquet"
 
     def faiss_index(self, mode: str) -> Path:
         return self.root / mode / "index.faiss"
@@ -224,9 +237,6 @@ class IndexVersionLayout:
     @property
     def explorer_titles(self) -> Path:
         return self.root / "explorer" / "titles.parquet"
-
-    def explorer_labels(self, view: str) -> Path:
-        return self.root / "explorer" / "labels" / f"{view}.parquet"
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,14 @@ import numpy.typing as npt
 from tqdm.auto import tqdm
 
 from core.atomic import atomic_dir, atomic_write_json
-from core.layout import IndexRoot, IndexVersionLayout
+from core.layout import DatasetLayout, IndexRoot, IndexVersionLayout
 from index.channels import CHANNEL_MODES, FUSED, check_mix, fused_map
 from index.config import IndexConfig
 from index.device import faiss_threads, resolve_device, to_cpu, to_device
 from index.errors import InvalidArtifact, InvalidIndexVersion, RecallTooLow
 from index.explorer import catalogue_dataset, write_explorer
 from index.inputs import BuildInputs, ChannelInput, ModeInput, read_inputs, require_complete
+from index.labels import write_labels
 from index.manifest import FORMAT, describe_files
 from index.publish import check_version_name, prune
 from index.publish import publish as publish_version
@@ -207,9 +208,9 @@ def write_version(
     default_mix: Mapping[str, float] | None = None,
     dataset_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Write a whole version into the (temporary) folder ``tmp``: arrays, every mode, the explorer's
-    data (``index.explorer``, titles and labels from ``dataset_dir``), the manifest with checksums, then
-    the completion marker last. Returns the manifest."""
+    """Write a whole version into the (temporary) folder ``tmp``: arrays, every mode, the labels of views
+    with string ids and the explorer's data (``index.labels``, ``index.explorer``: both from
+    ``dataset_dir``), the manifest with checksums, then the completion marker last. Returns the manifest."""
     layout = IndexVersionLayout(tmp)
     np.save(layout.items, inputs.items)
     layout.attributes("x").parent.mkdir(parents=True, exist_ok=True)
@@ -221,9 +222,10 @@ def write_version(
     channel_entries = {c: write_channel(layout, c, data) for c, data in (channels or {}).items()}
     fused = write_fused(layout, default_mix, config.topn, progress) if default_mix is not None else None
     explorer = write_explorer(
-        layout, inputs.items, inputs.modes["general"].vectors, inputs.attributes,
-        item_view=inputs.item_view, dataset_dir=dataset_dir,
+        layout, inputs.items, inputs.modes["general"].vectors, item_view=inputs.item_view, dataset_dir=dataset_dir,
     )  # fmt: skip
+    dataset = DatasetLayout(Path(dataset_dir)) if dataset_dir is not None else None
+    labels = write_labels(layout, dataset, [inputs.item_view, *inputs.attributes])
     model = inputs.sources["model"]
     manifest = {
         "format": FORMAT,
@@ -238,6 +240,7 @@ def write_version(
         "default_mix": dict(default_mix) if default_mix is not None else None,
         "fused": fused,
         "explorer": explorer,
+        "labels": labels,
         "sources": inputs.sources,
         "model_version": model.get("version") or (model.get("manifest_sha256") or "unknown")[:12],
         "config": config.to_dict(),
@@ -271,8 +274,9 @@ def build_index(
     ``channels`` adds map-only retrieval channels (e.g. ``cooc``, ``index.channels``), given as maps or
     as a function of the model's item ids called once the inputs are validated (so a broken model is
     reported before any channel is computed); ``default_mix`` is the mix served when a variant names
-    none (default: the general mode alone). ``dataset_dir`` is the dataset whose titles and labels the
-    explorer page shows (default: the one the model manifest names; none: ids only).
+    none (default: the general mode alone). ``dataset_dir`` is the dataset whose titles the explorer page
+    shows and whose string-id labels the version serves (default: the one the model manifest names;
+    none: integer ids only).
     ``version`` defaults to a UTC timestamp. Returns the version name. Raises ``InvalidArtifact`` (broken
     or unfinished inputs, e.g. a folder without its manifest), ``RecallTooLow`` (approximate index too
     lossy), ``ValueError`` (index type unusable for this catalogue, bad version name), ``FileExistsError``

@@ -8,12 +8,14 @@ class IndexError_(Exception):
 
 
 class UnknownItem(IndexError_, KeyError):
-    def __init__(self, item_id: int) -> None:
+    """An item id (or, in a version with labels, the user's own string id) that the index lacks."""
+
+    def __init__(self, item_id: int | str) -> None:
         super().__init__(item_id)
         self.item_id = item_id
 
     def __str__(self) -> str:
-        return f"item {self.item_id} is not in the index"
+        return f"item {self.item_id!r} is not in the index"
 
 
 class UnknownMode(IndexError_, ValueError):

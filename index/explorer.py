@@ -3,12 +3,14 @@ by ``build-index`` beside the maps and read only when a person asks (never by th
 
 Build time (``write_explorer``): a 2-D map of the item space (the first two principal components of the
 general-mode vectors, the vectors general mode ranks with), each item's training events, and, when the
-dataset the model was trained on has them, the titles of the indexed items and the names of the side
-attribute ids (e.g. MovieLens genre strings). Everything goes under ``IndexVersionLayout``'s ``explorer/``
-folder, so the manifest's file inventory (sizes and checksums) covers it like every other file.
+dataset the model was trained on has them, the titles of the indexed items. Everything goes under
+``IndexVersionLayout``'s ``explorer/`` folder, so the manifest's file inventory (sizes and checksums)
+covers it like every other file. The names of string ids (e.g. MovieLens genre strings) are the
+version's own labels (``index.labels``), which the service loads with the version and hands over.
 
-Serve time (``Explorer.load``): those files, checked against the manifest, behind small lookups. A version
-built before the explorer existed, or from a dataset without titles, answers with ids only.
+Serve time (``Explorer.load``): those files, checked against the manifest, behind small lookups, in dense
+ids (the routes translate). A version built before the explorer existed, or from a dataset without
+titles, answers with ids only.
 
 Why PCA rather than UMAP: it is a few lines of numpy over a ``[d, d]`` covariance (streamed, so a catalogue
 of millions costs one pass and no extra dependency), deterministic, and its axes mean the same for every
@@ -18,7 +20,7 @@ point; the map is a picture to find one's bearings in, not a measurement.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.atomic import read_json
-from core.id_labels import IdLabels, read_id_labels, write_id_labels
 from core.layout import DatasetLayout, IndexVersionLayout, ModelLayout
 from core.titles import read_titles, write_titles
 from index.errors import InvalidIndexVersion
+from index.labels import VersionLabels, ViewLabels
 from index.manifest import verify_files
 
 log = logging.getLogger(__name__)
@@ -116,36 +118,28 @@ def write_explorer(
     layout: IndexVersionLayout,
     items: npt.NDArray[np.int64],
     general: npt.NDArray[np.float32],
-    attribute_views: Iterable[str],
     *,
     item_view: str = "item",
     dataset_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Write ``explorer/`` into the (temporary) version folder ``layout``: the 2-D map of ``general``
     (rows aligned with ``items``), training counts and, from ``dataset_dir`` when it has them, the titles
-    of ``items`` and the labels of the ``attribute_views``. Returns the manifest entry."""
+    of ``items``. Returns the manifest entry."""
     coords, explained = project_2d(general)
     layout.explorer_map.parent.mkdir(parents=True, exist_ok=True)
     np.save(layout.explorer_map, coords)
     dataset = DatasetLayout(Path(dataset_dir)) if dataset_dir is not None else None
     np.save(layout.explorer_train_counts, _train_counts(items, dataset, item_view))
     n_titles: int | None = None
-    labels: list[str] = []
     if dataset is not None:
         titles = read_titles(dataset.titles)
         if titles is not None:
             inside = pc.is_in(titles.column("item_id"), value_set=pa.array(items, pa.int64()))
             n_titles = write_titles(layout.explorer_titles, titles.filter(inside))
-        for view in sorted(attribute_views):
-            view_labels = read_id_labels(dataset.labels(view))
-            if view_labels is not None:
-                write_id_labels(layout.explorer_labels(view), view_labels)
-                labels.append(view)
     return {
         "map": "pca",
         "explained_variance": explained,
         "titles": n_titles,
-        "labels": labels,
         "dataset": str(Path(dataset_dir).resolve()) if dataset_dir is not None else None,
     }
 
@@ -186,7 +180,8 @@ class ItemCard:
 class Explorer:
     """The explorer data of one index version (see the module docstring). ``items`` int64 ``[N]`` in the
     version's row order; ``attributes`` ``{view: int64 [N]}``; ``coords`` float32 ``[N, 2]`` or None;
-    ``train_counts`` int64 ``[N]``; ``titles`` ``(item_id, title)`` or None; ``labels`` per view."""
+    ``train_counts`` int64 ``[N]``; ``titles`` ``(item_id, title)`` or None; ``labels`` the names of the
+    side views with string ids (the version's ``index.labels``)."""
 
     version: str
     items: npt.NDArray[np.int64]
@@ -194,7 +189,7 @@ class Explorer:
     coords: npt.NDArray[np.float32] | None = None
     train_counts: npt.NDArray[np.int64] | None = None
     titles: pa.Table | None = None
-    labels: Mapping[str, IdLabels] = field(default_factory=dict)
+    labels: Mapping[str, ViewLabels] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._order = np.argsort(self.items, kind="stable")
@@ -212,10 +207,13 @@ class Explorer:
         return self._title_text is not None
 
     @classmethod
-    def load(cls, version_dir: Path, manifest: Mapping[str, Any]) -> Explorer:
+    def load(
+        cls, version_dir: Path, manifest: Mapping[str, Any], labels: VersionLabels | None = None
+    ) -> Explorer:
         """Read a version's ids, attributes and ``explorer/`` files after checking them against the
-        manifest's inventory (sizes and checksums). A version without ``explorer`` in its manifest gets
-        ids and attributes only. Raises ``InvalidIndexVersion`` naming a damaged or missing file."""
+        manifest's inventory (sizes and checksums); ``labels`` are the version's, as loaded with it
+        (``ServingIndex.labels``). A version without ``explorer`` in its manifest gets ids and attributes
+        only. Raises ``InvalidIndexVersion`` naming a damaged or missing file."""
         layout = IndexVersionLayout(Path(version_dir))
         root = layout.root
         name = str(manifest.get("version") or root.name)
@@ -233,11 +231,11 @@ class Explorer:
             wanted += [rel(layout.explorer_map), rel(layout.explorer_train_counts)]
             if spec.get("titles") is not None:
                 wanted.append(rel(layout.explorer_titles))
-            wanted += [rel(layout.explorer_labels(str(v))) for v in spec.get("labels") or ()]
         verify_files(root, {k: v for k, v in files.items() if k in wanted}, wanted, full=True)
         items = np.asarray(np.load(layout.items, allow_pickle=False), dtype=np.int64)
         attributes = {v: np.load(layout.attributes(v), mmap_mode="r", allow_pickle=False) for v in views}
-        out = cls(version=name, items=items, attributes=attributes)
+        names = dict(labels.attributes) if labels is not None else {}
+        out = cls(version=name, items=items, attributes=attributes, labels=names)
         if not isinstance(spec, dict):
             return out
         coords = np.load(layout.explorer_map, allow_pickle=False)
@@ -246,15 +244,10 @@ class Explorer:
             raise InvalidIndexVersion(
                 f"{name}: explorer/ map {coords.shape} or counts {counts.shape} do not fit {len(items)} items"
             )
-        labels: dict[str, IdLabels] = {}
-        for v in spec.get("labels") or ():
-            found = read_id_labels(layout.explorer_labels(str(v)))
-            if found is not None:
-                labels[str(v)] = found
         titles = read_titles(layout.explorer_titles) if spec.get("titles") is not None else None
         return cls(
             version=name, items=items, attributes=attributes, coords=np.asarray(coords, dtype=np.float32),
-            train_counts=np.asarray(counts, dtype=np.int64), titles=titles, labels=labels,
+            train_counts=np.asarray(counts, dtype=np.int64), titles=titles, labels=names,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ lookups
@@ -282,16 +275,20 @@ class Explorer:
     def label(self, view: str, value: int) -> str | None:
         """The name of attribute id ``value`` in ``view`` (None without labels or for ``-1``)."""
         labels = self.labels.get(view)
-        return None if labels is None else labels.to_labels([value])[0]
+        return None if labels is None else labels.name_of(value)
 
-    def search(self, query: str, limit: int = 20) -> list[int]:
-        """Item ids matching ``query``: the item whose id it is first, then items whose title contains it
-        (case-insensitive), most trained first (the version's row order). At most ``limit``."""
+    def search(
+        self, query: str, limit: int = 20, id_of: Callable[[str], int | None] | None = None
+    ) -> list[int]:
+        """Item ids matching ``query``: the item whose id it is first (read by ``id_of``, e.g. a label
+        lookup; default: an integer), then items whose title contains it (case-insensitive), most trained
+        first (the version's row order). At most ``limit``."""
         query = query.strip()
         limit = max(1, min(int(limit), MAX_SEARCH))
         out: list[int] = []
-        if query.lstrip("-").isdigit() and len(query) <= 19 and self.rows([int(query)])[0] >= 0:
-            out.append(int(query))
+        exact = (id_of or _integer)(query)
+        if exact is not None and self.rows([exact])[0] >= 0:
+            out.append(exact)
         text = self._title_text
         if text is None or not query:
             return out
@@ -340,7 +337,7 @@ class Explorer:
         cats = np.asarray(cats_arr[rows]) if cats_arr is not None else np.full(len(rows), -1)
         labels = self.labels.get(category_view)
         present = np.unique(cats[cats >= 0])
-        names = labels.to_labels(present) if labels is not None else [None] * len(present)
+        names = labels.names_of(present.tolist()) if labels is not None else [None] * len(present)
         return {
             "version": self.version,
             "total": n,
@@ -350,3 +347,8 @@ class Explorer:
             "category": cats.astype(np.int64).tolist(),
             "category_labels": {str(int(c)): name for c, name in zip(present, names, strict=True) if name},
         }
+
+
+def _integer(query: str) -> int | None:
+    """``query`` as an int64 id, or None."""
+    return int(query) if query.lstrip("-").isdigit() and len(query) <= 19 else None

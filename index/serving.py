@@ -36,6 +36,7 @@ from index.errors import (
     UnknownMode,
     UnknownView,
 )
+from index.labels import VersionLabels, label_views, read_labels
 from index.manifest import FORMAT, verify_files
 from index.registry import METRICS, IndexParams, IndexType, Metric, faiss_metric, get_index_type
 from index.topn import build_topn_map, search_rows, to_scores
@@ -121,7 +122,9 @@ class ServingIndex:
     """Neighbour lookups over one index version (see the module docstring).
 
     Attributes: ``version``, ``manifest`` (dict), ``modes`` (served mode names), ``num_items``,
-    ``attribute_views`` (side attributes stored per item, e.g. ``category``).
+    ``attribute_views`` (side attributes stored per item, e.g. ``category``), ``labels`` (the user's own
+    string ids of the item and side views, ``index.labels``; None for a version of integer ids). Lookups
+    take and return dense ids either way: the service translates at its boundary.
     Thread-safe for concurrent lookups (FAISS search parameters are passed per call).
     """
 
@@ -136,6 +139,7 @@ class ServingIndex:
         channels: Mapping[str, _Mode] | None = None,
         default_mix: Mapping[str, float] | None = None,
         fused: _Fused | None = None,
+        labels: VersionLabels | None = None,
     ) -> None:
         items = np.asarray(items)
         channels = dict(channels or {})
@@ -191,6 +195,10 @@ class ServingIndex:
         if fused is not None and (fused.mix != self.default_mix or fused.ids.shape[0] != n):
             raise InvalidIndexVersion(f"{version}: the fused map is not the default mix's map of {n} items")
         self._fused = fused
+        if labels is not None:
+            labels.check(version, self._items, self._attributes)
+        #: loaded once with the version; None keeps the integer-id path free of any translation
+        self.labels = labels
         self._lock = threading.Lock()
         #: whether maps and attributes are memory-mapped (``load(mmap=True)``): then a change of the files
         #: on disk reaches the lookups, and the service re-verifies them (``app.reload``)
@@ -204,7 +212,8 @@ class ServingIndex:
         present, manifest readable, every file's size and (cheap) checksum, shapes and dimensions
         consistent, ids unique, maps in range and finite, FAISS index readable and matching.
 
-        Maps and attributes are memory-mapped when ``mmap``. Raises ``InvalidIndexVersion`` with the reason.
+        Maps and attributes are memory-mapped when ``mmap``; the labels (``index.labels``), when the manifest
+        lists any, are read here once. Raises ``InvalidIndexVersion`` with the reason.
         """
         layout = IndexVersionLayout(Path(version_dir))
         name = layout.root.name
@@ -248,6 +257,8 @@ class ServingIndex:
         if manifest.get("fused"):
             for path in (layout.topn_ids(FUSED), layout.topn_scores(FUSED), layout.topn_sources(FUSED)):
                 required.append(path.relative_to(root).as_posix())
+        labelled = label_views(manifest, name)
+        required += [layout.labels(v).relative_to(root).as_posix() for v in labelled]
         verify_files(root, files, required, full=full_checksums)
 
         mmap_mode: Literal["r"] | None = "r" if mmap else None
@@ -267,9 +278,10 @@ class ServingIndex:
             ids, scores = _load_map(layout, name, channel, n, topn, mmap_mode)
             channels[channel] = _Mode("ip", ids, scores)
         fused = _load_fused(layout, name, manifest.get("fused"), n, mmap_mode)
+        labels = read_labels(layout, name, labelled, str(manifest.get("item_view") or "item"), views)
         index = cls(
             version=name, manifest=manifest, items=items, attributes=attributes, modes=modes,
-            channels=channels, default_mix=default_mix, fused=fused,
+            channels=channels, default_mix=default_mix, fused=fused, labels=labels,
         )  # fmt: skip
         index.mapped = mmap
         return index

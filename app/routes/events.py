@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from app.deps import Ctx, EventsGuard, user_of
 from app.errors import ApiError, OrjsonResponse
+from app.ids import body_items, sorted_categories, stored
 from app.routes.i2i import BODY_ERRORS
 from app.schemas import ErrorBody, EventsRequest, EventsResponse
 from app.service import category_of
@@ -49,7 +50,8 @@ def check_event_times(stamps: list[float | None], now: float, settings: Settings
         503: {"model": ErrorBody, "description": "No index loaded, or the recent store is unavailable."},
     },
     summary="Record interactions (item, behaviour, timestamp)",
-    description="The user is `user_id` in the body or the user header. Categories come from the served "
+    description="The user is `user_id` in the body or the user header. Item ids are the served "
+    "version's (the dataset's own string ids when it has them). Categories come from the served "
     "index; items it does not know are listed in `unknown_items` and not recorded. Needs the ingest "
     "token. Timestamps must lie between now - recent_ttl_s and now + events_max_skew_s (else 422).",
 )
@@ -64,23 +66,32 @@ async def post_events(request: Request, ctx: Ctx, body: EventsRequest) -> Respon
     now = time.time()
     check_event_times([e.timestamp for e in body.events], now, ctx.settings)
     index = ctx.manager.served.get(None)
+    labels = index.labels
     view = ctx.settings.category_view
+    given = [e.item_id for e in body.events]
+    dense = body_items(labels, given, "body.events.{}.item_id")
     # events arrive a few at a time (<= 1000 by schema); the index answers per item
-    known = [e for e in body.events if index.has_item(e.item_id)]
-    unknown = sorted({e.item_id for e in body.events if not index.has_item(e.item_id)})
-    items = [e.item_id for e in known]
-    cats = [category_of(index, e.item_id, view) for e in known]
-    stamps = [e.timestamp if e.timestamp is not None else now for e in known]
+    known = [i for i, item in enumerate(dense) if index.has_item(item)]
+    unknown_at = [i for i, item in enumerate(dense) if not index.has_item(item)]
+    items = [dense[i] for i in known]
+    cats = [category_of(index, item, view) for item in items]
+    stamps = [now if (t := body.events[i].timestamp) is None else t for i in known]
     if items:
         try:
-            await ctx.store.record(user_id, items, cats, stamps)
+            if labels is None:
+                await ctx.store.record(user_id, items, cats, stamps)
+            else:
+                # the user's ids, so that tomorrow's version (new dense ids) still reads them
+                texts, cat_texts = stored(labels, view, items, cats)
+                await ctx.store.record(user_id, texts, cat_texts, stamps, labelled=True)
         except StoreUnavailable as exc:
             ctx.metrics.recent_store_errors.labels(ctx.store.name).inc()
             raise ApiError(503, "store_unavailable", f"events not recorded: {exc}") from None
+    known_cats = sorted({c for c in cats if c >= 0})
     out = {
         "user_id": user_id,
         "recorded": len(items),
-        "unknown_items": unknown,
-        "categories": sorted({c for c in cats if c >= 0}),
+        "unknown_items": sorted({given[i] if labels is None else str(given[i]) for i in unknown_at}),
+        "categories": known_cats if labels is None else sorted_categories(labels, view, known_cats),
     }
     return OrjsonResponse(out, status_code=202)

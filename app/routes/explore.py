@@ -3,7 +3,9 @@
 The page itself (``app/static/explore.*``: plain HTML, JS and CSS, nothing fetched from the network) asks
 ``GET /i2i`` exactly as a client does, with the user and variant headers, so exclusions and A/B variants
 are the real ones; these routes add only what a client does not need: search by id or title, item cards
-(title, attribute names, map position, training events) and the 2-D map of the item space. Mounted only
+(title, attribute names, map position, training events) and the 2-D map of the item space. Ids are the
+ones a client uses (the dataset's own string ids in a version with labels, ``app.ids``), so any id the
+page shows can be asked of ``GET /i2i``. Mounted only
 when ``docs_pages`` is on; kept out of the OpenAPI document (not an API for clients). The handlers are
 plain functions: FastAPI runs them in its thread pool, off the event loop that serves ``/i2i``.
 """
@@ -20,8 +22,10 @@ from starlette.responses import Response
 from app.catalogue import catalogues_of
 from app.deps import context_of
 from app.errors import ApiError, OrjsonResponse
+from app.ids import categories_out, items_out
 from app.query import MODES
-from index.explorer import MAX_SEARCH, Explorer
+from index.explorer import MAX_SEARCH, Explorer, ItemCard
+from index.labels import VersionLabels, ViewLabels
 
 router = APIRouter(prefix="/explore", include_in_schema=False)
 
@@ -59,9 +63,34 @@ def _ids(raw: str, field: str) -> list[int]:
         ) from None  # fmt: skip
 
 
-def _explorer(request: Request, version: str | None = None) -> Explorer:
+def _label_ids(raw: str, field: str, names: ViewLabels) -> list[int]:
+    """Comma-separated labels (exact text) as dense ids, ``-1`` for an unknown one."""
+    parts = [p for p in raw.split(",") if p]
+    if len(parts) > MAX_IDS:
+        raise ApiError(
+            422, "bad_request", f"query.{field}: more than {MAX_IDS} ids", {field: {"max": MAX_IDS}}
+        )
+    return names.ids_of(parts)
+
+
+def _explorer(request: Request, version: str | None = None) -> tuple[Explorer, VersionLabels | None]:
+    """The served version's explorer data and labels (None: integer ids)."""
     ctx = context_of(request)
-    return catalogues_of(request.app.state).load(ctx.manager.served.get(version))
+    index = ctx.manager.served.get(version)
+    return catalogues_of(request.app.state).load(index), index.labels
+
+
+def _card(card: ItemCard | None, labels: VersionLabels | None) -> dict[str, Any] | None:
+    """A card as JSON, in the ids a client uses."""
+    if card is None:
+        return None
+    out = card.to_dict()
+    if labels is None:
+        return out
+    out["item_id"] = items_out(labels, (card.item_id,))[0]
+    for view, (dense, _) in card.attributes.items():
+        out["attributes"][view]["id"] = categories_out(labels, view, (dense,))[0]
+    return out
 
 
 @router.get("")
@@ -83,7 +112,7 @@ def config(request: Request) -> OrjsonResponse:
     served version and whether it has titles."""
     ctx = context_of(request)
     settings = ctx.settings
-    explorer = _explorer(request)
+    explorer, _ = _explorer(request)
     return OrjsonResponse(
         {
             "version": explorer.version,
@@ -107,9 +136,10 @@ def search(
     limit: Annotated[int, Query(ge=1, le=MAX_SEARCH)] = 20,
 ) -> OrjsonResponse:
     """Items whose id is ``q`` or whose title contains it, as cards."""
-    explorer = _explorer(request)
-    found = explorer.search(q, limit)
-    cards = [c.to_dict() for c in explorer.cards(found) if c is not None]
+    explorer, labels = _explorer(request)
+    item = labels.item if labels is not None else None
+    found = explorer.search(q, limit, None if item is None else lambda text: item.id_of(text))
+    cards = [_card(c, labels) for c in explorer.cards(found) if c is not None]
     return OrjsonResponse({"query": q, "version": explorer.version, "results": cards})
 
 
@@ -121,9 +151,10 @@ def items(
 ) -> OrjsonResponse:
     """Cards of ``ids`` (null for an id the version does not hold), from ``version`` (an answer's
     ``index_version``; default CURRENT) so a pinned variant's candidates are described by their own data."""
-    explorer = _explorer(request, _served_name(request, version))
-    wanted = _ids(ids, "ids")
-    out: list[dict[str, Any] | None] = [c.to_dict() if c else None for c in explorer.cards(wanted)]
+    explorer, labels = _explorer(request, _served_name(request, version))
+    item = labels.item if labels is not None else None
+    wanted = _ids(ids, "ids") if item is None else _label_ids(ids, "ids", item)
+    out = [_card(c, labels) for c in explorer.cards(wanted)]
     return OrjsonResponse({"version": explorer.version, "items": out})
 
 
@@ -133,9 +164,17 @@ def labels(
     ids: Annotated[str, Query(max_length=25 * MAX_IDS)] = "",
     view: Annotated[str | None, Query(max_length=64)] = None,
 ) -> OrjsonResponse:
-    """Names of attribute ids of ``view`` (default: the category view): ``{id: name or null}``."""
-    explorer = _explorer(request)
+    """Names of attribute ids of ``view`` (default: the category view): ``{id: name or null}``; in a view
+    with string ids, an id is its own name (null when the version does not know it)."""
+    explorer, labels = _explorer(request)
     name = view or context_of(request).settings.category_view
+    names = labels.of(name) if labels is not None else None
+    if names is not None:
+        parts = [p for p in ids.split(",") if p]
+        known = _label_ids(ids, "ids", names)
+        return OrjsonResponse(
+            {"view": name, "labels": {p: p if i >= 0 else None for p, i in zip(parts, known, strict=True)}}
+        )
     return OrjsonResponse(
         {
             "view": name,
@@ -149,9 +188,16 @@ def item_map(
     request: Request, max_points: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 5000
 ) -> OrjsonResponse:
     """Up to ``max_points`` points of the version's 2-D map (``Explorer.map_points``), with titles."""
-    explorer = _explorer(request)
-    out = explorer.map_points(max_points, context_of(request).settings.category_view)
+    explorer, labels = _explorer(request)
+    view = context_of(request).settings.category_view
+    out = explorer.map_points(max_points, view)
     out["titles"] = explorer.titles_of(out["ids"]) if explorer.has_titles else None
+    if labels is not None:
+        out["ids"] = items_out(labels, out["ids"])
+        if labels.of(view) is not None:
+            # categories in the ids a client uses; a string id is its own name
+            out["category"] = categories_out(labels, view, out["category"])
+            out["category_labels"] = {c: c for c in out["category"] if c is not None}
     return OrjsonResponse(out)
 
 

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from app.deps import Ctx, IngestGuard, feedback_secret_of
 from app.errors import ApiError, OrjsonResponse
 from app.feedback import InvalidRequestId, read_request_id
+from app.ids import check_items
 from app.schemas import MAX_FEEDBACK_EVENTS, ErrorBody, FeedbackRequest, FeedbackResponse
 from app.settings import Settings
 
@@ -73,6 +74,14 @@ async def post_feedback(ctx: Ctx, body: FeedbackRequest) -> Response:
     except InvalidRequestId as exc:
         raise ApiError(422, "bad_request", f"body.request_id: {exc}") from None
     check_timestamps([e.timestamp for e in body.events], claims.issued, now, settings)
+    # item ids are counted, not looked up: only their form is checked, against the version that served
+    # the answer's variant (accepted as they are while none is loaded)
+    variant = settings.variant(claims.variant)
+    pinned = variant.index_version if variant is not None else None
+    served = ctx.manager.served
+    index = served.current if pinned is None else served.pinned.get(pinned)
+    if index is not None:
+        check_items(index.labels, [e.item_id for e in body.events], "body.events.{}.item_id")
     clicks = sum(1 for e in body.events if e.kind == "click")
     impressions = len(body.events) - clicks
     ctx.metrics.count_feedback(claims.variant, claims.mode, impressions, clicks)

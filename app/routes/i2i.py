@@ -1,4 +1,5 @@
-"""``GET /i2i/{item_id}`` and ``POST /i2i:batch``: neighbours of trigger items."""
+"""``GET /i2i/{item_id}`` and ``POST /i2i:batch``: neighbours of trigger items, asked and answered in the
+served version's ids (the user's own string ids when it has labels: ``app.ids``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from starlette.responses import Response
 from app.catalogue import add_fields, catalogues_of, with_fields_parameter
 from app.deps import Ctx, context_of, query_of, request_id_for, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
-from app.query import openapi_parameters, parse_item_id
+from app.ids import body_categories, body_items, items_out, label_answer, label_records, trigger_of
+from app.query import openapi_parameters, parse_item_id, parse_mode, query_params
 from app.schemas import BatchRequest, BatchResponse, ErrorBody, I2IResponse
 from app.service import (
     AppContext,
@@ -69,15 +71,20 @@ async def get_i2i(request: Request) -> Response:
     # no declared parameters: the hot path parses its own (see app.query)
     ctx = context_of(request)
     settings = ctx.settings
-    item_id = parse_item_id(request.path_params["item_id"])
-    q = query_of(request, ctx)
-    mode, k, explicit, exclude_recent = q.mode, q.k, q.exclude_categories, q.exclude_recent
+    params = query_params(request.scope["query_string"])
+    mode = parse_mode(params)
     user_id = user_of(request, ctx)
     variant = variant_of(request, ctx, mode, user_id)
     # one snapshot for the whole request: a concurrent reload cannot change the version under it
     index = ctx.manager.served.get(variant.index_version)
+    # ids are read as this version speaks them; None (integer ids) skips every translation
+    labels = index.labels
+    raw_item = request.path_params["item_id"]
+    item_id = parse_item_id(raw_item) if labels is None else trigger_of(labels, raw_item)
+    q = query_of(params, ctx, labels)
+    k, explicit, exclude_recent = q.k, q.exclude_categories, q.exclude_recent
     own = (category_of(index, item_id, settings.category_view),) if mode == "diversity" else ()
-    recent = await recent_or_empty(ctx, user_id) if needs_recent(mode, exclude_recent) else EMPTY
+    recent = await recent_or_empty(ctx, user_id, labels) if needs_recent(mode, exclude_recent) else EMPTY
     excluded = exclusions(
         mode=mode, explicit=explicit, recent=recent, exclude_recent=exclude_recent, own_categories=own
     )
@@ -98,6 +105,8 @@ async def get_i2i(request: Request) -> Response:
     # optional candidate fields (?fields=title): one substring test when absent, so the hot path is unchanged
     if b"fields" in request.scope["query_string"]:
         await add_fields(catalogues_of(request.app.state), index, request.scope["query_string"], body)
+    if labels is not None:
+        label_answer(labels, body, settings.category_view)
     rid = body["request_id"] = request_id_for(ctx, variant.name, mode)
     return OrjsonResponse(
         body, headers={"X-Variant": variant.name, "X-Index-Version": index.version, "X-Request-Id": rid}
@@ -126,16 +135,23 @@ async def post_i2i_batch(request: Request, ctx: Ctx, body: BatchRequest) -> Resp
     user_id = user_of(request, ctx)
     variant = variant_of(request, ctx, body.mode, user_id)
     index = ctx.manager.served.get(variant.index_version)
-    recent = await recent_or_empty(ctx, user_id) if needs_recent(body.mode, body.exclude_recent) else EMPTY
+    labels = index.labels
+    triggers = body_items(labels, body.item_ids, "body.item_ids.{}")
+    explicit = body_categories(
+        labels, settings.category_view, body.exclude_categories, "body.exclude_categories.{}"
+    )
+    recent = (
+        await recent_or_empty(ctx, user_id, labels) if needs_recent(body.mode, body.exclude_recent) else EMPTY
+    )
     shared = exclusions(
-        mode=body.mode, explicit=body.exclude_categories, recent=recent,
-        exclude_recent=body.exclude_recent, own_categories=(),
+        mode=body.mode, explicit=explicit, recent=recent, exclude_recent=body.exclude_recent, own_categories=(),
     )  # fmt: skip
     rid = request_id_for(ctx, variant.name, body.mode)
     # up to max_batch_candidates candidates and their JSON: in a worker thread (at most batch_threads
     # per worker), so that /healthz and the hot GET /i2i keep their event loop
     answer = await anyio.to_thread.run_sync(
-        functools.partial(batch_answer, ctx, index, body, variant, k, shared, rid), limiter=ctx.heavy
+        functools.partial(batch_answer, ctx, index, body, triggers, variant, k, shared, rid),
+        limiter=ctx.heavy,
     )
     return Response(
         answer,
@@ -159,18 +175,21 @@ def batch_answer(
     ctx: AppContext,
     index: ServingIndex,
     body: BatchRequest,
+    triggers: list[int],
     variant: VariantConfig,
     k: int,
     shared: frozenset[int],
     rid: str,
 ) -> bytes:
-    """The JSON answer of a batch (blocking: run in a worker thread). One lookup per trigger: exclusions
-    differ per trigger in diversity mode; an unknown trigger gets its own error entry."""
+    """The JSON answer of a batch (blocking: run in a worker thread). One lookup per trigger (``triggers``:
+    the dense ids of ``body.item_ids``, -1 for an unknown label): exclusions differ per trigger in
+    diversity mode; an unknown trigger gets its own error entry, naming it as the body did."""
     settings = ctx.settings
+    labels = index.labels
     results: list[dict[str, Any]] = []
     served_channels: list[list[str]] = []
     returned = filtered = 0
-    for trigger in body.item_ids:
+    for given, trigger in zip(body.item_ids, triggers, strict=True):
         try:
             own = {category_of(index, trigger, settings.category_view)} if body.mode == "diversity" else set()
             res = lookup(
@@ -179,16 +198,15 @@ def batch_answer(
             )  # fmt: skip
         except UnknownItem:
             ctx.metrics.error("unknown_item")
-            results.append(
-                {"trigger": trigger, "error": "unknown_item", "exhausted": False, "candidates": []}
-            )
+            results.append({"trigger": given, "error": "unknown_item", "exhausted": False, "candidates": []})
             continue
         returned += len(res)
         filtered += res.filtered_out
         served_channels += res.channels or ()
+        records = res.records() if labels is None else label_records(labels, res.records())
         results.append(
-            {"trigger": trigger, "error": None, "exhausted": res.exhausted,
-             "candidates": res.records()}
+            {"trigger": given if labels is None else items_out(labels, (trigger,))[0], "error": None,
+             "exhausted": res.exhausted, "candidates": records}
         )  # fmt: skip
     observe(ctx, body.mode, variant.name, returned, filtered, served_channels)
     out = {

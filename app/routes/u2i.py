@@ -7,7 +7,8 @@ from starlette.responses import Response
 
 from app.deps import context_of, query_of, request_id_for, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
-from app.query import openapi_parameters
+from app.ids import items_out, label_records
+from app.query import openapi_parameters, parse_mode, query_params
 from app.routes.i2i import ERRORS
 from app.schemas import U2IResponse
 from app.service import category_of, exclusions, lookup, merge_candidates, observe, recent_or_empty
@@ -28,23 +29,20 @@ router = APIRouter(tags=["retrieval"])
 async def get_u2i(request: Request) -> Response:
     ctx = context_of(request)
     settings = ctx.settings
-    q = query_of(request, ctx)
-    mode, k, explicit, exclude_recent, given = (
-        q.mode,
-        q.k,
-        q.exclude_categories,
-        q.exclude_recent,
-        q.recent_items,
-    )
+    params = query_params(request.scope["query_string"])
+    mode = parse_mode(params)
     user_id = user_of(request, ctx)
-    if not given and not user_id:
+    if not user_id and not params.get("recent_items", "").strip(", "):
         raise ApiError(
             422, "bad_request", f"give recent_items or a {settings.user_header} header",
-            {"recent_items": "comma-separated integers", "headers": [settings.user_header]},
+            {"recent_items": "comma-separated item ids", "headers": [settings.user_header]},
         )  # fmt: skip
     variant = variant_of(request, ctx, mode, user_id)
     index = ctx.manager.served.get(variant.index_version)
-    recent = await recent_or_empty(ctx, user_id)
+    labels = index.labels
+    q = query_of(params, ctx, labels)
+    k, explicit, exclude_recent, given = q.k, q.exclude_categories, q.exclude_recent, q.recent_items
+    recent = await recent_or_empty(ctx, user_id, labels)
     candidates = list(given) or list(recent.items)
     triggers = [t for t in dict.fromkeys(candidates) if index.has_item(t)][: settings.u2i_triggers]
     own = [category_of(index, t, settings.category_view) for t in triggers] if mode == "diversity" else []
@@ -66,11 +64,13 @@ async def get_u2i(request: Request) -> Response:
         for t in triggers
     ]
     merged = merge_candidates(results, k)
+    if labels is not None:
+        label_records(labels, merged)
     channels = [c["channels"] for c in merged if "channels" in c]
     observe(ctx, mode, variant.name, len(merged), sum(r.filtered_out for r in results), channels)
     body = {
         "user_id": user_id,
-        "triggers": triggers,
+        "triggers": triggers if labels is None else items_out(labels, triggers),
         "mode": mode,
         "variant": variant.name,
         "strategy": variant.strategy,

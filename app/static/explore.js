@@ -1,6 +1,7 @@
 // The explorer page: asks GET /i2i exactly as a client does (user and variant headers included) and the
 // /explore/* routes for what a client does not need (search, item cards, the 2-D map). Plain JS, no
-// library, nothing fetched from another origin.
+// library, nothing fetched from another origin. Ids are numbers, or the dataset's own strings when the
+// served version was built from string ids: they are passed around as given and URL-encoded when sent.
 "use strict";
 
 const state = {
@@ -50,10 +51,15 @@ function setStatus(text, isError = false) {
 
 // ------------------------------------------------------------------------------------------- names
 
+// -1 (integer ids) and null (string ids) both mean "unknown"
+function unknownId(id) {
+  return id === null || id === undefined || (typeof id === "number" && id < 0);
+}
+
 function categoryName(card) {
   const view = state.config.category_view;
   const attr = card && card.attributes ? card.attributes[view] : undefined;
-  if (!attr || attr.id < 0) return "unknown category";
+  if (!attr || unknownId(attr.id)) return "unknown category";
   return attr.label ? attr.label : `category ${attr.id}`;
 }
 
@@ -62,8 +68,13 @@ function itemName(id, title) {
 }
 
 function colourOf(category) {
-  if (category === undefined || category < 0) return "hsl(0, 0%, 70%)";
-  const hue = (category * 137.508) % 360;
+  if (unknownId(category)) return "hsl(0, 0%, 70%)";
+  let key = category;
+  if (typeof category === "string") {  // a string id: a stable number from its characters
+    key = 0;
+    for (let i = 0; i < category.length; i++) key = (key * 31 + category.charCodeAt(i)) % 1000003;
+  }
+  const hue = (key * 137.508) % 360;
   return `hsl(${hue.toFixed(1)}, 55%, 55%)`;
 }
 
@@ -93,9 +104,13 @@ async function runSearch(event) {
 // ------------------------------------------------------------------------------------------- trigger
 
 function select(itemId) {
-  state.trigger = Number(itemId);
-  history.replaceState(null, "", `#item=${state.trigger}`);
+  state.trigger = String(itemId);
+  history.replaceState(null, "", `#item=${encodeURIComponent(state.trigger)}`);
   load();
+}
+
+function idList(ids) {
+  return ids.map((id) => encodeURIComponent(String(id))).join(",");
 }
 
 function clientHeaders() {
@@ -114,10 +129,10 @@ async function load() {
   const headers = clientHeaders();
   document.body.dataset.state = "loading";
   setStatus("loading…");
-  const ask = (mode) => getJson(`/i2i/${trigger}?mode=${mode}&k=${k}&fields=title`, headers)
+  const ask = (mode) => getJson(`/i2i/${encodeURIComponent(trigger)}?mode=${mode}&k=${k}&fields=title`, headers)
     .then((answer) => ({answer}), (error) => ({error}));
   const [card, general, diversity] = await Promise.all([
-    getJson(`/explore/items?ids=${trigger}`).then((r) => r.items[0], () => null),
+    getJson(`/explore/items?ids=${idList([trigger])}`).then((r) => r.items[0], () => null),
     ask("general"),
     ask("diversity"),
   ]);
@@ -147,7 +162,8 @@ function renderCard(card, trigger) {
   }
   const rows = [["item id", card.item_id]];
   for (const [view, attr] of Object.entries(card.attributes)) {
-    rows.push([view, attr.id < 0 ? "unknown" : (attr.label ? `${attr.label} (${attr.id})` : attr.id)]);
+    const named = attr.label && attr.label !== attr.id ? `${attr.label} (${attr.id})` : attr.id;
+    rows.push([view, unknownId(attr.id) ? "unknown" : named]);
   }
   const warmth = card.train_count < 0 ? "unknown" : (card.cold ? "cold (no training events)" : `warm (${card.train_count} training events)`);
   rows.push(["cold/warm", warmth]);
@@ -175,10 +191,10 @@ async function renderColumn(mode, result, trigger) {
     `${answer.returned} of k=${answer.k}${answer.exhausted ? " (exhausted)" : ""} · request ${answer.request_id.slice(0, 12)}…`;
   const ids = answer.candidates.map((c) => c.item_id);
   const [cards, names] = await Promise.all([
-    ids.length ? getJson(`/explore/items?ids=${ids.join(",")}&version=${encodeURIComponent(answer.index_version)}`)
+    ids.length ? getJson(`/explore/items?ids=${idList(ids)}&version=${encodeURIComponent(answer.index_version)}`)
       .then((r) => r.items, () => ids.map(() => null)) : Promise.resolve([]),
     answer.excluded_categories.length
-      ? getJson(`/explore/labels?ids=${answer.excluded_categories.join(",")}`).then((r) => r.labels, () => ({}))
+      ? getJson(`/explore/labels?ids=${idList(answer.excluded_categories)}`).then((r) => r.labels, () => ({}))
       : Promise.resolve({}),
   ]);
   if (trigger !== state.trigger) return [];
@@ -290,7 +306,7 @@ function renderLegend() {
   for (const [c] of top) {
     const swatch = el("span", {className: "swatch"});
     swatch.style.background = colourOf(c);
-    legend.append(swatch, state.map.category_labels[String(c)] || (c < 0 ? "unknown" : `category ${c}`));
+    legend.append(swatch, state.map.category_labels[String(c)] || (unknownId(c) ? "unknown" : `category ${c}`));
   }
 }
 
@@ -402,8 +418,8 @@ async function start() {
   }
   drawMap();
   document.body.dataset.state = "idle";
-  const fromHash = /item=(-?\d+)/.exec(location.hash);
-  if (fromHash) select(Number(fromHash[1]));
+  const fromHash = /item=([^&]+)/.exec(location.hash);
+  if (fromHash) select(decodeURIComponent(fromHash[1]));
 }
 
 document.addEventListener("DOMContentLoaded", start);

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
 from core.atomic import atomic_write_json
-from core.layout import MetricLayout, ModelLayout
+from core.id_labels import IdLabels, write_id_labels
+from core.layout import DatasetLayout, MetricLayout, ModelLayout
 from index.build import build_index
 from index.config import IndexConfig
 
@@ -42,12 +44,12 @@ def vectors_for(seed: int) -> Vectors:
     return Vectors(g, z)
 
 
-def write_model_and_metric(root: Path, vectors: Vectors) -> tuple[Path, Path]:
+def write_model_and_metric(root: Path, vectors: Vectors, items: np.ndarray = ITEM_IDS) -> tuple[Path, Path]:
     model = ModelLayout(root / "model")
     for path in (model.embeddings("item"), model.vocab("item"), model.attributes("category")):
         path.parent.mkdir(parents=True, exist_ok=True)
     np.save(model.embeddings("item"), vectors.general)
-    np.save(model.vocab("item"), ITEM_IDS)
+    np.save(model.vocab("item"), items)
     np.save(model.attributes("category"), CATEGORIES)
     np.save(model.attributes("shop"), SHOPS)
     atomic_write_json(model.manifest, {"version": "model-test", "views": ["item", "category", "shop"]})
@@ -69,6 +71,48 @@ def build_version(index_root: Path, work: Path, version: str, seed: int, *, publ
         progress=False,
     )  # fmt: skip
     return vectors
+
+
+#: a dataset with string item and category ids: dense id ``i`` is ``ITEM_LABELS[i]`` (category
+#: ``CATEGORY_LABELS[CATEGORIES[i]]``); shops keep integer ids
+ITEM_LABELS = ("B07-abc", *(f"B08-{i:03d}" for i in range(1, N_ITEMS)))
+CATEGORY_LABELS = ("books", "garden", "music", "outdoor", "toys", "tv")
+
+
+def build_labelled_version(index_root: Path, work: Path, version: str, seed: int) -> Vectors:
+    """Publish ``version``, built from a dataset whose item and category ids were strings (the labels
+    ``m2grl prepare`` writes; the model's vocabulary holds the dense ids)."""
+    vectors = vectors_for(seed)
+    dataset = DatasetLayout(work / version / "dataset")
+    write_id_labels(dataset.labels("item"), IdLabels(pa.array(list(ITEM_LABELS))))
+    write_id_labels(dataset.labels("category"), IdLabels(pa.array(list(CATEGORY_LABELS))))
+    atomic_write_json(dataset.manifest, {"format": "m2grl-dataset"})
+    model_dir, metric_dir = write_model_and_metric(
+        work / version, vectors, np.arange(N_ITEMS, dtype=np.int64)
+    )
+    build_index(
+        model_dir, index_root, INDEX_CONFIG, metric_dir=metric_dir, version=version, progress=False,
+        dataset_dir=dataset.root,
+    )  # fmt: skip
+    return vectors
+
+
+@pytest.fixture(scope="session")
+def labelled_built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Vectors]:
+    """A read-only index root whose published version ``s1`` speaks string item and category ids."""
+    base = tmp_path_factory.mktemp("app-labelled-index")
+    vectors = build_labelled_version(base / "index", base / "work", "s1", seed=3)
+    return base / "index", vectors
+
+
+@pytest.fixture
+def labelled_root(labelled_built: tuple[Path, Vectors], tmp_path: Path) -> Path:
+    """A private, writable copy of the string-id index root."""
+    import shutil
+
+    dst = tmp_path / "labelled-index"
+    shutil.copytree(labelled_built[0], dst)
+    return dst
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from tests.app.conftest import (
     INGEST,
     INGEST_TOKEN,
     ITEM_IDS,
+    ITEM_LABELS,
     UNKNOWN_ITEM,
     Built,
     RedisServer,
@@ -70,6 +71,28 @@ def test_every_route(index_root: Path, tmp_path: Path, built: Built) -> None:
         assert "example" in schema["components"]["schemas"]["I2IResponse"]
         assert c.get("/docs").status_code == 200
         assert "m2grl_request_latency_seconds_bucket" in c.get("/metrics").text
+
+
+def test_string_ids_end_to_end(labelled_root: Path, tmp_path: Path) -> None:
+    """A version built from string ids, under uvicorn: labels in, labels out, a percent-encoded label
+    included, and an unknown label a one-line JSON 404."""
+    settings = {"ingest_token": INGEST_TOKEN}
+    with run_service(labelled_root, settings=settings, log_path=tmp_path / "log") as base, \
+            httpx.Client(base_url=base, timeout=5) as c:  # fmt: skip
+        r = c.get("/i2i/B07-abc", params={"k": 3, "exclude_categories": "garden"})
+        assert r.status_code == 200 and r.json()["trigger"] == "B07-abc"
+        assert all(
+            x["item_id"] in ITEM_LABELS and x["attributes"]["category"] != "garden"
+            for x in r.json()["candidates"]
+        )
+        seen = r.json()["candidates"][0]
+        assert c.post("/events", json={"user_id": "s", "events": [{"item_id": seen["item_id"]}]},
+                      headers=INGEST).json()["categories"] == [seen["attributes"]["category"]]  # fmt: skip
+        d = c.get("/i2i/B07%2Dabc", params={"mode": "diversity"}, headers={"X-User-Id": "s"}).json()
+        assert seen["attributes"]["category"] in d["excluded_categories"]
+        missing = c.get("/i2i/B07-missing")
+        assert missing.status_code == 404 and missing.content.count(b"\n") == 0
+        assert missing.json()["detail"] == "item 'B07-missing' is not in the index"
 
 
 def test_variant_split_and_stickiness(index_root: Path) -> None:

@@ -101,9 +101,10 @@ def column(driver: WebDriver, mode: str) -> list[tuple[int, str]]:
     ]
 
 
-def excluded(driver: WebDriver, mode: str) -> list[int]:
+def excluded(driver: WebDriver, mode: str) -> list[str]:
+    """The excluded categories the page shows, as text (MovieLens genres are string ids)."""
     raw = driver.find_element(By.ID, f"excluded-{mode}").get_attribute("data-categories") or ""
-    return [int(c) for c in raw.split(",") if c]
+    return [c for c in raw.split(",") if c]
 
 
 def api(base: str, trigger: int, mode: str, k: int, headers: dict[str, str] | None = None) -> dict:
@@ -130,7 +131,7 @@ def assert_columns_match(driver: WebDriver, base: str, trigger: int, k: int, hea
         shown = column(driver, mode)
         assert [i for i, _ in shown] == [c["item_id"] for c in answer["candidates"]], mode
         assert [name for _, name in shown] == [c["title"] for c in answer["candidates"]], mode
-        assert excluded(driver, mode) == answer["excluded_categories"], mode
+        assert excluded(driver, mode) == [str(c) for c in answer["excluded_categories"]], mode
 
 
 def trigger_on_map(driver: WebDriver) -> tuple[float, float]:
@@ -240,3 +241,31 @@ def test_explore_in_a_browser(service: str, browser: WebDriver, tmp_path: Path) 
     colours, counts = np.unique(pixels, axis=0, return_counts=True)
     # text, chips and a map coloured by category: hundreds of colours, no single one covering the page
     assert len(colours) > 300 and counts.max() / len(pixels) < 0.8
+
+
+def test_explore_string_ids_in_a_browser(labelled_root: Path, browser: WebDriver, tmp_path: Path) -> None:
+    """A version built from string ids: the page searches, selects and asks /i2i by label (URL-encoded),
+    and shows the labels the API answers."""
+    with run_service(labelled_root, log_path=tmp_path / "log") as base:
+        browser.get(f"{base}/explore")
+        WebDriverWait(browser, WAIT_S).until(lambda d: body_attr(d, "data-state") == "idle")
+        browser.find_element(By.ID, "search").send_keys("B07-abc")
+        browser.find_element(By.ID, "search-go").click()
+        wait_loads(browser, 1)
+        assert browser.find_element(By.ID, "card").get_attribute("data-item") == "B07-abc"
+        for mode in ("general", "diversity"):
+            answer = httpx.get(f"{base}/i2i/B07-abc", params={"mode": mode, "k": 10}).json()
+            rows = browser.find_elements(By.CSS_SELECTOR, f"#col-{mode} li.candidate")
+            assert [r.get_attribute("data-item") for r in rows] == [
+                c["item_id"] for c in answer["candidates"]
+            ]
+            assert excluded(browser, mode) == answer["excluded_categories"]
+        chips = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#excluded-diversity .chip")]
+        assert chips == excluded(browser, "diversity")  # a string id names itself
+        rows[0].click()  # a candidate's label becomes the trigger
+        wait_loads(browser, 2)
+        assert (
+            browser.find_element(By.ID, "card").get_attribute("data-item")
+            == answer["candidates"][0]["item_id"]
+        )
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

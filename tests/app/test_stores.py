@@ -161,6 +161,40 @@ def test_redis_store_round_trip_and_ttl(redis_server: RedisServer) -> None:
     run(scenario())
 
 
+def test_memory_store_keeps_labelled_ids_apart() -> None:
+    """Versions with labels record the user's own ids in their own space: an integer-id version never
+    reads them (nor the other way round), so a pinned variant of the other kind cannot be fed strings."""
+    clock = Clock(1000.0)
+    store = MemoryStore(DAY, max_users=10, items_kept=5, clock=clock)
+    run(store.record("u", [1, 2], [10, -1], [990.0, 995.0]))
+    run(store.record("u", ["B07-abc", "7"], ["books", None], [996.0, 997.0], labelled=True))
+    assert run(store.recent("u")) == run(store.recent("u", labelled=False))
+    assert run(store.recent("u")).items == (2, 1) and run(store.recent("u")).categories == {10}
+    labelled = run(store.recent("u", labelled=True))
+    assert labelled.items == ("7", "B07-abc") and labelled.categories == {"books"}
+    assert len(store) == 2 and run(store.recent("v", labelled=True)).items == ()
+
+
+@pytest.mark.redis
+def test_redis_store_keeps_labelled_ids_apart(redis_server: RedisServer) -> None:
+    clock = Clock(time.time())
+    now = clock.now
+
+    async def scenario() -> None:
+        store = _redis_store(redis_server.url, clock)
+        try:
+            await store.record("u", [1], [10], [now - 2])
+            await store.record("u", ["B07-abc", "12"], ["toys", None], [now - 3, now - 1], labelled=True)
+            recent = await store.recent("u")
+            assert recent.items == (1,) and recent.categories == {10}
+            labelled = await store.recent("u", labelled=True)
+            assert labelled.items == ("12", "B07-abc") and labelled.categories == {"toys"}
+        finally:
+            await store.close()
+
+    run(scenario())
+
+
 @pytest.mark.redis
 def test_redis_down_raises_store_unavailable_quickly() -> None:
     async def scenario() -> None:

@@ -1,5 +1,6 @@
-"""``index.explorer``: the 2-D map, the explorer files written by ``build_index`` (titles and labels of
-the indexed items only, all covered by the manifest's checksums) and their serve-time reader."""
+"""``index.explorer``: the 2-D map, the explorer files written by ``build_index`` (titles of the indexed
+items only, all covered by the manifest's checksums, and the version's labels) and their serve-time
+reader."""
 
 from __future__ import annotations
 
@@ -87,12 +88,12 @@ def test_build_copies_the_titles_of_indexed_items_and_labels(tmp_path: Path) -> 
     version = build(tmp_path, dataset)
     manifest = read_json(IndexVersionLayout(version).manifest)
     assert manifest["explorer"]["titles"] == 3  # item 999 is not in the model
-    assert manifest["explorer"]["labels"] == ["category"]
+    assert manifest["labels"] == ["category"]  # the version's own labels (index.labels)
     for rel in ("explorer/map.npy", "explorer/titles.parquet", "explorer/train_counts.npy",
-                "explorer/labels/category.parquet"):  # fmt: skip
+                "labels/category.parquet"):  # fmt: skip
         assert rel in manifest["files"]
     index = ServingIndex.load(version)
-    explorer = Explorer.load(version, index.manifest)
+    explorer = Explorer.load(version, index.manifest, index.labels)
     assert explorer.has_titles
     assert explorer.titles_of([21, 31, 1, 999]) == ["alphabet soup", None, "Alpha", None]
     # training counts follow the dataset's vocabulary, whatever its order
@@ -115,7 +116,8 @@ def test_build_finds_the_dataset_through_the_model_manifest(tmp_path: Path) -> N
 def test_without_a_dataset_the_version_has_a_map_and_ids_only(tmp_path: Path) -> None:
     version = build(tmp_path, None)
     spec = read_json(IndexVersionLayout(version).manifest)["explorer"]
-    assert spec["titles"] is None and spec["labels"] == [] and spec["dataset"] is None
+    assert spec["titles"] is None and spec["dataset"] is None
+    assert read_json(IndexVersionLayout(version).manifest)["labels"] == []
     explorer = Explorer.load(version, read_json(IndexVersionLayout(version).manifest))
     assert not explorer.has_titles and explorer.titles_of([1, 11]) == [None, None]
     card = explorer.cards([1])[0]
@@ -139,7 +141,9 @@ def test_search_matches_ids_then_titles_most_trained_first(tmp_path: Path) -> No
 
 def test_map_points_sample_evenly_and_name_categories(tmp_path: Path) -> None:
     version = build(tmp_path, write_dataset(tmp_path / "ds"))
-    explorer = Explorer.load(version, read_json(IndexVersionLayout(version).manifest))
+    explorer = Explorer.load(
+        version, read_json(IndexVersionLayout(version).manifest), ServingIndex.load(version).labels
+    )
     full = explorer.map_points(1000, "category")
     assert full["total"] == N and full["ids"] == IDS.tolist() and len(full["x"]) == N
     assert full["category"] == (np.arange(N) % 5).tolist()
