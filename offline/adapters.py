@@ -137,6 +137,9 @@ class AdapterResult:
     notes: list[str] = field(default_factory=list)
     #: ``item_id, title`` of the catalogue when the source has titles (``core.titles``), else None
     titles: pa.Table | None = None
+    #: ``item_id, <view>_id...`` of every item the source lists, behaviour or not (MovieLens movies);
+    #: None when the log is the only list of items (``offline.catalogue``)
+    listing: pa.Table | None = None
 
 
 # ----------------------------------------------------------------------------------------------- parsing
@@ -581,7 +584,8 @@ def read_movielens(
     (``movielens_files``). Ratings below ``min_rating`` are dropped (appendix A.1) and counted in
     ``filtered``. The category of a movie is its whole genre string (e.g. ``"Comedy|Romance"``)
     factorised to int64 in sorted label order; ``labels["category"]`` holds ``(id, label)``. A rated
-    movie absent from the movies file keeps a null category. The movies' titles come back in ``titles``.
+    movie absent from the movies file keeps a null category. The movies' titles come back in ``titles``
+    and every movie with its genre id in ``listing`` (unrated ones included).
     """
     ratings_csv, movies_csv = Path(ratings_csv), Path(movies_csv)
     if kind is None:
@@ -612,6 +616,7 @@ def read_movielens(
         inputs=(ratings_csv, movies_csv),
         notes=[f"MovieLens {kind} format: {ratings_csv.name} + {movies_csv.name}"],
         titles=clean_titles(movie_ids, titles) if titles is not None else None,
+        listing=pa.table({"item_id": movie_ids, "category_id": genre_ids}),
     )
 
 

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from core.atomic import atomic_dir, atomic_write_json, sha256_file
+from core.catalogue import write_catalogue
 from core.id_labels import IdLabels, write_id_labels
 from core.layout import DatasetLayout
 from core.titles import write_titles
@@ -39,6 +40,7 @@ from offline.adapters import (
     read_movielens,
     read_taobao,
 )
+from offline.catalogue import build_catalogue, event_attributes
 from offline.cleaning import check_schema, clean, clean_rows, drop_counts
 from offline.config import BadInputError, LogFormat, PrepareConfig
 from offline.engine import Engine, check_memory_limit, engine_session
@@ -310,6 +312,7 @@ def prepare_dataset(
     require_test: bool = False,
     extra: Mapping[str, Any] | None = None,
     titles: pa.Table | None = None,
+    listing: pa.Table | None = None,
 ) -> Path:
     """Canonical events -> dataset folder at ``output`` (``core.layout.DatasetLayout``); returns ``output``.
 
@@ -325,13 +328,15 @@ def prepare_dataset(
     unusable input.
     ``titles`` (``item_id, title``, ``core.titles``) are written to ``titles.parquet`` when the source has
     them: the explorer page and ``GET /i2i?fields=title`` show them (``build-index`` copies them).
+    ``catalogue.parquet`` (``core.catalogue``) holds every item of ``events`` (before cleaning and
+    splitting) and of ``listing`` (``item_id, <view>_id...``: the source's items without behaviour too).
     """
     output = Path(output)
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} already exists (pass overwrite=True to replace it)")
     if bad_rows is not None:
         bad_rows.check(config.max_bad_row_share)
-    timer = _Timer(stages=8 + 2 * len(config.views))
+    timer = _Timer(stages=9 + 2 * len(config.views))
     with (
         engine_session(engine, spark_master=spark_master, memory_limit=memory_limit) as eng,
         atomic_dir(output, overwrite=overwrite) as tmp,
@@ -386,6 +391,12 @@ def prepare_dataset(
                 (lookup(_column(test_items, "item_id"), item_vocab) < 0).sum()
             )
             counts["test_items"] = test_items.num_rows
+        with timer.stage("catalogue"):
+            catalogue = build_catalogue(
+                *event_attributes(eng, raw, config.side_views), listing=listing, titles=titles
+            )
+            counts["catalogue_items"] = write_catalogue(layout.catalogue, catalogue)
+            counts["catalogue_items_without_train"] = int((lookup(catalogue.items, item_vocab) < 0).sum())
         with timer.stage("walks"):
             for i, view in enumerate(config.views):
                 if config.walks_per_node == 0:
@@ -563,6 +574,7 @@ def prepare_from_source(
         require_test=True,
         extra=extra,
         titles=result.titles,
+        listing=result.listing,
     )
 
 

@@ -186,6 +186,24 @@ class Eges(nn.Module):
         )
 
     @torch.no_grad()
+    def side_only(self, side: Mapping[str, IntArray]) -> np.ndarray:
+        """EGES's cold-start rule: the mean of an item's side-information vectors (no item vector, no
+        learned attention), for items given by their rows in each side view (``-1`` unknown) -> float32
+        ``[n, dim]``; an item with no known side value gets a zero vector."""
+        n = len(next(iter(side.values()))) if side else 0
+        total = torch.zeros(n, table(self.item).weight.shape[1])
+        known = torch.zeros(n)
+        for view in self.views:
+            rows = torch.as_tensor(np.asarray(side[view], dtype=np.int64))
+            weight = table(self.side_tables[view]).weight.detach().cpu()
+            if len(rows) and int(rows.max()) >= weight.shape[0] - 1:
+                raise ValueError(f"side[{view!r}]: rows must lie in [-1, {weight.shape[0] - 1})")
+            use = rows >= 0
+            total[use] += weight[rows[use]]
+            known += use.float()
+        return to_numpy(total / known.clamp(min=1.0).unsqueeze(1))
+
+    @torch.no_grad()
     def vectors(self, chunk: int = 65536) -> np.ndarray:
         """``H`` of every item as float32 ``[num_items, dim]``."""
         n = table(self.item).num_rows
@@ -223,6 +241,11 @@ def make_pair_batches(
 
 def fit_eges(data: TrainData, *, seed: int = 0, settings: EgesSettings | None = None) -> ItemModel:
     """EGES attention-combined item vectors ``H`` (served by inner product)."""
+    return ItemModel(vectors=train_eges(data, seed=seed, settings=settings).vectors(), metric="ip")
+
+
+def train_eges(data: TrainData, *, seed: int = 0, settings: EgesSettings | None = None) -> Eges:
+    """The trained EGES tables (for :meth:`Eges.vectors` and the cold-start :meth:`Eges.side_only`)."""
     s = settings or EgesSettings()
     if len(data.seq_tokens) < 2:
         raise ValueError("EGES needs training sequences with at least two tokens")
@@ -230,4 +253,4 @@ def fit_eges(data: TrainData, *, seed: int = 0, settings: EgesSettings | None = 
     model = Eges(data.n_items, data.side, sizes, dim=s.dim, negatives=s.negatives, seed=seed)
     steps, batches = make_pair_batches(data, s, seed)
     fit_with_trainer(model, batches, epochs=s.epochs, lr=s.lr, seed=seed, steps_per_epoch=steps, name="eges")
-    return ItemModel(vectors=model.vectors(), metric="ip")
+    return model

@@ -251,6 +251,51 @@ def build_eval_data(
     return EvalData(**{**data.__dict__, "new_truth_indptr": new_indptr, "new_truth_items": new_items})
 
 
+def restrict_truth(data: EvalData, keep: npt.NDArray[np.bool_]) -> tuple[EvalData, IntArray]:
+    """The protocol on part of the ground truth: ``keep`` (bool, one per ``data.truth_items`` entry, e.g.
+    the cold items: ``data.truth_train_counts == 0``) filters each user's ground truth (and discovery
+    ground truth), and only the users left with some stay. Returns the restricted data and the rows of
+    ``data`` its users came from, so one retrieval over ``data`` is scored on several parts
+    (``candidates[rows]``)."""
+    keep = np.asarray(keep, dtype=bool)
+    if keep.shape != data.truth_items.shape:
+        raise ValueError(
+            f"keep must have one entry per ground-truth item ({len(data.truth_items)}), got {keep.shape}"
+        )
+    truth_indptr, truth_items = _filter_csr(data.truth_indptr, data.truth_items, keep)
+    counts = data.truth_train_counts[keep]
+    rows = np.flatnonzero(np.diff(truth_indptr) > 0).astype(np.int64)
+    kept_new = M.row_isin(
+        data.new_truth_items[:, None], *_row_view(data.new_truth_indptr, truth_indptr, truth_items)
+    )[:, 0]
+    new_indptr, new_items = _filter_csr(data.new_truth_indptr, data.new_truth_items, kept_new)
+
+    def sub(indptr: IntArray, values: IntArray) -> tuple[IntArray, IntArray]:
+        return _subset_csr(indptr, values, rows)
+
+    t_indptr, t_items = sub(truth_indptr, truth_items)
+    seen_indptr, seen_items = sub(data.seen_indptr, data.seen_items)
+    recent_indptr, recent_cats = sub(data.recent_cats_indptr, data.recent_cats)
+    n_indptr, n_items = sub(new_indptr, new_items)
+    restricted = EvalData(
+        catalogue=data.catalogue,
+        users=data.users[rows],
+        triggers=data.triggers[rows],
+        truth_indptr=t_indptr,
+        truth_items=t_items,
+        seen_indptr=seen_indptr,
+        seen_items=seen_items,
+        recent_cats_indptr=recent_indptr,
+        recent_cats=recent_cats,
+        new_truth_indptr=n_indptr,
+        new_truth_items=n_items,
+        cat_items=data.cat_items,
+        cat_values=data.cat_values,
+        truth_train_counts=sub(truth_indptr, counts)[1],
+    )
+    return restricted, rows
+
+
 def _row_view(
     value_indptr: IntArray, set_indptr: IntArray, set_values: IntArray
 ) -> tuple[IntArray, IntArray]:

@@ -110,6 +110,7 @@ def test_spark_and_duckdb_give_identical_datasets(tmp_path: Path) -> None:
             x, y = np.load(path), np.load(spark.root / path.relative_to(duck.root))
             assert all(np.array_equal(x[k], y[k]) for k in x.files)
     assert np.array_equal(np.load(duck.link("item", "category")), np.load(spark.link("item", "category")))
+    assert pq.read_table(duck.catalogue).equals(pq.read_table(spark.catalogue))
     dm, sm = read_json(duck.manifest), read_json(spark.manifest)
     assert dm["counts"] == sm["counts"] and sm["engine"]["name"] == "spark"
     shutil.rmtree(tmp_path, ignore_errors=True)
