@@ -29,7 +29,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy app index model core
+	$(BIN)/mypy --explicit-package-bases app index model core offline cli benchmarks
 
 pytest: install system-deps
 	$(BIN)/pytest -q

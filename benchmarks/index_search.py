@@ -97,7 +97,17 @@ def bench_one(
     index = kind.make(d, "ip", n, params)
     if not index.is_trained:
         rng = np.random.default_rng(0)
-        index.train(x[np.sort(rng.choice(n, size=min(n, max(64 * index.nlist, 39 * 256)), replace=False))])
+        index.train(
+            x[
+                np.sort(
+                    rng.choice(
+                        n,
+                        size=min(n, max(64 * faiss.extract_index_ivf(index).nlist, 39 * 256)),
+                        replace=False,
+                    )
+                )
+            ]
+        )
     index.add(x)
     build_s = time.perf_counter() - t0
     memory_mb = len(faiss.serialize_index(index)) / 2**20  # what the index holds in RAM when served
@@ -109,9 +119,9 @@ def bench_one(
     faiss.omp_set_num_threads(1)
     lat = np.empty(len(queries))
     for i, q in enumerate(queries):
-        t = time.perf_counter_ns()
+        t_ns = time.perf_counter_ns()
         run(x[q : q + 1], K + 1)
-        lat[i] = (time.perf_counter_ns() - t) / 1e6
+        lat[i] = (time.perf_counter_ns() - t_ns) / 1e6
     faiss.omp_set_num_threads(threads)
     t = time.perf_counter()
     _, got = run(x[queries], K + 1)

@@ -80,7 +80,7 @@ def run(
     # the exclude-seen pass reads the folder the standard pass prepared (make bench-quality runs that
     # first), so that its models are reused rather than trained again on a byte-different manifest
     if not (exclude_seen and (dataset / "manifest.json").is_file()):
-        prepare_from_source(name, _input_for(name), dataset, overwrite=True)
+        prepare_from_source(name, _input_for(name), dataset, overwrite=True)  # type: ignore[arg-type]
     md = evaluate(
         dataset,
         workdir / stem / "report",

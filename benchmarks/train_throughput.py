@@ -264,7 +264,7 @@ def main() -> None:
             corpora.append(synthetic_corpus(ns.events, Path(tmp)))
         for name, corpus in corpora:
             path = str(Path(tmp) / f"{name}.npz")
-            np.savez(path, **corpus)
+            np.savez(path, **corpus)  # type: ignore[arg-type]  # numpy stubs read the first kwarg as allow_pickle
             n_tok = len(corpus["tokens"])
             runs: list[tuple[str, Any, dict[str, Any]]] = [("gensim", run_gensim, {})]
             runs += [

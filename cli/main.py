@@ -243,7 +243,7 @@ def prepare(
             config=prepare_config,
             engine=engine,
             spark_master=spark_master,
-            target=target,
+            target=target,  # type: ignore[arg-type]
             column_map=_parse_mapping(_split_commas(column), "--column") or None,
             log_format=log_format if source == "generic" else None,
             views=tuple(v.strip() for v in views.split(",")) if views else None,
@@ -385,9 +385,10 @@ def train_metric(
     """Train the contrastive multi-view metric model of section 6.1 (diversity embeddings)."""
     from offline.diversity import MetricConfig, train_metric_model
 
-    overrides = {k: v for k, v in dict(epochs=epochs, seed=seed).items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in dict(epochs=epochs, seed=seed).items() if v is not None}
     try:
-        out = train_metric_model(dataset, model, output, MetricConfig(**overrides), overwrite=overwrite)
+        config = dataclasses.replace(MetricConfig(), **overrides)
+        out = train_metric_model(dataset, model, output, config, overwrite=overwrite)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"metric model written to {out}")

@@ -542,12 +542,16 @@ def redis_outage(
                 client.get("/metrics").text, "m2grl_recent_store_errors_total", store="redis"
             )
 
+        def restart() -> None:
+            redis.start()
+            record_all(client)
+
         def controller(start: float) -> None:
             actions = {
                 "stopped": lambda: redis.signal(signal.SIGSTOP),
                 "resumed": lambda: redis.signal(signal.SIGCONT),
                 "killed": redis.kill,
-                "restarted": lambda: (redis.start(), record_all(client)),
+                "restarted": restart,
             }
             for name, begin, _ in bounds:
                 time.sleep(max(0.0, start + begin - time.perf_counter()))
