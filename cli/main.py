@@ -381,6 +381,9 @@ def train_metric(
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the newest per-epoch checkpoint of an interrupted run.")
+    ] = False,
 ) -> None:
     """Train the contrastive multi-view metric model of section 6.1 (diversity embeddings)."""
     from offline.diversity import MetricConfig, train_metric_model
@@ -388,7 +391,7 @@ def train_metric(
     overrides: dict[str, Any] = {k: v for k, v in dict(epochs=epochs, seed=seed).items() if v is not None}
     try:
         config = dataclasses.replace(MetricConfig(), **overrides)
-        out = train_metric_model(dataset, model, output, config, overwrite=overwrite)
+        out = train_metric_model(dataset, model, output, config, overwrite=overwrite, resume=resume)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"metric model written to {out}")

@@ -99,6 +99,10 @@ class PairBatch:
     def __len__(self) -> int:
         return int(self.a.shape[0])
 
+    def to(self, device: torch.device) -> PairBatch:
+        """The same pairs on ``device`` (the shared trainer moves batches with this)."""
+        return PairBatch(self.a.to(device), self.b.to(device), self.label.to(device))
+
 
 class MultiViewMetric(nn.Module):
     """Learned metric ``d = d_i + d_ic`` over frozen M2GRL item representations (section 6.1).

@@ -37,11 +37,14 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow.parquet as pq
 import torch
-from tqdm import tqdm
 
 from core.atomic import atomic_dir, atomic_write_json, read_json, sha256_file
 from core.layout import DatasetLayout, MetricLayout, ModelLayout, relation_name
+from model.config import TrainerConfig
+from model.distributed import DistInfo
 from model.metric import MultiViewMetric, PairBatch
+from model.trainer import train
+from offline.train import check_resume
 
 log = logging.getLogger(__name__)
 
@@ -431,32 +434,28 @@ def epoch_batches(inputs: MetricInputs, config: MetricConfig) -> Callable[[int],
 
 
 def _fit(
-    model: MultiViewMetric, inputs: MetricInputs, config: MetricConfig, *, checkpoints: Path
+    model: MultiViewMetric, inputs: MetricInputs, config: MetricConfig, *, checkpoints: Path, resume: bool
 ) -> list[float]:
-    """Optimise the factors with Adam; returns the mean loss of every epoch.
+    """Optimise the factors with the shared loop (``model.trainer.train``: Adam on the dense factors,
+    per-epoch checkpoints in ``checkpoints``, progress); returns the mean loss of every epoch.
 
-    TEMPORARY: ``model.trainer.train`` (the shared loop) did not exist when this job was written.
-    This is the only place to change when it lands: hand it ``model`` (``model(batch)`` returns the
-    equation-12 loss) and ``epoch_batches(inputs, config)`` (epoch -> batches), and pass ``checkpoints``.
-    """
-    del checkpoints  # the shared trainer owns checkpointing
-    torch.manual_seed(config.seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batches = epoch_batches(inputs, config)
-    history: list[float] = []
-    for epoch in tqdm(
-        range(config.epochs), desc="metric model", unit="epoch", disable=not sys.stderr.isatty()
-    ):
-        total, seen = 0.0, 0
-        for batch in batches(epoch):
-            optimiser.zero_grad()
-            loss = model(batch)
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(batch)
-            seen += len(batch)
-        history.append(total / max(seen, 1))
-    return history
+    No gradient clipping: the metric model's defaults were chosen without it (reports/tuning.md)."""
+    trainer = TrainerConfig(
+        lr=config.lr, weight_decay=config.weight_decay, grad_clip=0.0, epochs=config.epochs,
+        seed=config.seed, device="cpu",
+    )  # fmt: skip
+    pairs_per_epoch = len(inputs.pos_a) * (1 + config.negatives_per_positive)
+    result = train(
+        model,
+        epoch_batches(inputs, config),
+        trainer,
+        checkpoint_dir=checkpoints,
+        resume=resume,
+        progress=sys.stderr.isatty(),
+        steps_per_epoch=-(-pairs_per_epoch // config.batch_size),
+        description="metric model",
+    )
+    return result.epoch_losses["total"]
 
 
 def input_checksums(dataset_dir: Path, model_dir: Path, config: MetricConfig) -> dict[str, str]:
@@ -472,7 +471,13 @@ def input_checksums(dataset_dir: Path, model_dir: Path, config: MetricConfig) ->
 
 
 def train_metric_model(
-    dataset_dir: Path, model_dir: Path, output_dir: Path, config: MetricConfig, *, overwrite: bool = False
+    dataset_dir: Path,
+    model_dir: Path,
+    output_dir: Path,
+    config: MetricConfig,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
 ) -> Path:
     """Train the diversity metric model and write a ``MetricLayout`` folder atomically.
 
@@ -482,6 +487,8 @@ def train_metric_model(
         output_dir: the metric folder to write (``diversity.npy``, ``L_i.npy``, ``L_ic.npy``, manifest).
         config: a validated :class:`MetricConfig`.
         overwrite: replace an existing ``output_dir``.
+        resume: continue from the newest per-epoch checkpoint (kept next to ``output_dir``; refused when
+            it was written for another config or other inputs).
     Returns:
         ``output_dir``. Raises ``FileExistsError`` (exists, no overwrite), ``FileNotFoundError``
         (missing input) or ``ValueError`` (no discovery pair, inconsistent inputs).
@@ -498,7 +505,12 @@ def train_metric_model(
         )
     log.info("metric model: %d positive pairs from %d train events", len(inputs.pos_a), inputs.train_events)
     model = build_model(inputs, config)
-    history = _fit(model, inputs, config, checkpoints=ModelLayout(output_dir).checkpoints)
+    checksums = input_checksums(dataset_dir, model_dir, config)
+    checkpoints = ModelLayout(output_dir).checkpoints
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    resumable = {k: v for k, v in asdict(config).items() if k != "epochs"}
+    check_resume(checkpoints, {"config": resumable, "inputs_sha256": checksums}, resume, DistInfo())
+    history = _fit(model, inputs, config, checkpoints=checkpoints, resume=resume)
     z = diversity_embeddings(model)
     eig_i, eig_ic = psd_min_eigenvalues(model)
     manifest = {
@@ -507,7 +519,7 @@ def train_metric_model(
         "source_model": str(model_dir.resolve()),
         "source_dataset": str(dataset_dir.resolve()),
         "config": asdict(config),
-        "inputs_sha256": input_checksums(dataset_dir, model_dir, config),
+        "inputs_sha256": checksums,
         "counts": {
             "items": model.num_items,
             "train_events": inputs.train_events,
@@ -527,6 +539,9 @@ def train_metric_model(
         np.save(layout.factor("i"), model.L_i.detach().numpy().astype(np.float32))
         np.save(layout.factor("ic"), model.L_ic.detach().numpy().astype(np.float32))
         atomic_write_json(layout.manifest, manifest)
+    for old in checkpoints.glob("*"):
+        old.unlink()
+    checkpoints.rmdir()
     return output_dir
 
 

@@ -176,7 +176,7 @@ def batch_settings(config: M2GRLConfig) -> BatchSettings:
     )
 
 
-def _check_resume(checkpoints: Path, fingerprint: dict[str, Any], resume: bool, info: DistInfo) -> None:
+def check_resume(checkpoints: Path, fingerprint: dict[str, Any], resume: bool, info: DistInfo) -> None:
     """Refuse to resume checkpoints written for another config or dataset; start a fresh run cleanly."""
     meta = checkpoints / "run.json"
     if resume and meta.exists():
@@ -244,7 +244,7 @@ def train_m2grl(
             "world": info.world,
             "warm_start": warm,
         }
-        _check_resume(checkpoints, fingerprint, resume, info)
+        check_resume(checkpoints, fingerprint, resume, info)
         result = train(
             model,
             make_batch_fn(inputs, settings, seed=config.seed, rank=info.rank, world=info.world),

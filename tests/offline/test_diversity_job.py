@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -162,3 +163,39 @@ def test_evaluate_diversity_serves_both_modes_and_reports_the_table(tmp_path: Pa
     }  # fmt: skip
     md = render_markdown(report)
     assert "## Diversity (section 6.1)" in md and "| general+filter |" in md and "| diversity |" in md
+
+
+def test_an_interrupted_job_resumes_to_the_same_factors_and_cleans_its_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The metric job trains through the shared loop: per-epoch checkpoints next to the output, a
+    resumed run equal to an uninterrupted one, a resume under another config refused."""
+    import offline.diversity as job
+
+    dataset, model = _write_folders(tmp_path, _events())
+    config = MetricConfig(epochs=3, batch_size=16, lr=0.05, negatives_per_positive=3, seed=1)
+    straight = train_metric_model(dataset, model, tmp_path / "straight", config)
+    assert not ModelLayout(straight).checkpoints.exists()
+
+    out = tmp_path / "resumed"
+    with monkeypatch.context() as patch:  # crash after two epochs' checkpoints, before anything is written
+
+        def crash(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("killed")
+
+        patch.setattr(job, "diversity_embeddings", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            train_metric_model(dataset, model, out, dataclasses.replace(config, epochs=2))
+    assert not out.exists()
+    assert sorted(p.name for p in ModelLayout(out).checkpoints.glob("epoch-*.pt")) == [
+        "epoch-0001.pt",
+        "epoch-0002.pt",
+    ]
+    with pytest.raises(ValueError, match="cannot resume"):
+        train_metric_model(dataset, model, out, dataclasses.replace(config, lr=0.01), resume=True)
+    train_metric_model(dataset, model, out, config, resume=True)
+    assert len(json.loads(MetricLayout(out).manifest.read_text())["history"]) == 3
+    np.testing.assert_array_equal(
+        np.load(MetricLayout(out).diversity), np.load(MetricLayout(straight).diversity)
+    )
+    assert not ModelLayout(out).checkpoints.exists()
