@@ -53,6 +53,11 @@ class CandidateOut(BaseModel):
         default=None,
         description="The catalogue's title, only with ?fields=title (null where the dataset has none).",
     )
+    cold: bool = Field(
+        default=False,
+        description="True for a catalogue item without training behaviour, placed from its side views "
+        "(category, shop) by build-index.",
+    )
 
 
 class I2IResponse(BaseModel):

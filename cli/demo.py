@@ -46,6 +46,7 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
     from index.config import IndexConfig
     from model.config import M2GRLConfig
     from offline.channels import COOC_DEFAULT_MIX, cooc_builder
+    from offline.cold_items import cold_builder
     from offline.diversity import MetricConfig, train_metric_model
     from offline.prepare import prepare_from_source
     from offline.train import train_m2grl
@@ -65,7 +66,7 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
     if fresh or not IndexRoot(index_root).current.exists():
         build_index(
             model, index_root, IndexConfig(), metric_dir=metric, channels=cooc_builder(model, dataset),
-            default_mix=COOC_DEFAULT_MIX,
+            default_mix=COOC_DEFAULT_MIX, cold=cold_builder(model, dataset),
         )  # fmt: skip
 
     if not serve:

@@ -31,6 +31,9 @@ app.add_typer(ab_app, name="ab")
 log = logging.getLogger("m2grl")
 
 Source = Literal["movielens", "taobao", "generic"]
+#: ``build-index --cold-scale`` default: ``offline.cold_items.DEFAULT_COLD_SCALE`` (a test keeps them equal;
+#: the module is not imported here, so ``--help`` stays instant)
+COLD_SCALE = 0.9
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = {
     "movielens": REPO_ROOT / "data" / "movielens-small",
@@ -560,14 +563,26 @@ def build_index(
             "with --cooc, else 'm2grl=1')."
         ),
     ] = None,  # fmt: skip
+    cold_rule: Annotated[
+        str,
+        typer.Option(
+            help="How catalogue items without training behaviour are placed from their side views: "
+            "group-mean, or none to index the model's items only."
+        ),
+    ] = "group-mean",
+    cold_scale: Annotated[
+        float,
+        typer.Option(help="Cold items' general-mode vectors are multiplied by this, in (0, 1]."),
+    ] = COLD_SCALE,
 ) -> None:
-    """Build a versioned FAISS index + precomputed item-to-item maps (and the cooc channel); publish
-    atomically."""
+    """Build a versioned FAISS index + precomputed item-to-item maps (and the cooc channel), with the
+    dataset catalogue's cold items placed from their side views; publish atomically."""
     from app.settings import pinned_in_config_file
     from index.build import build_index as run_build
     from index.channels import parse_mix
     from index.config import IndexConfig
     from offline.channels import COOC_DEFAULT_MIX, cooc_builder
+    from offline.cold_items import cold_builder
 
     try:
         config = IndexConfig(
@@ -576,6 +591,7 @@ def build_index(
         mix = parse_mix(default_mix, "--default-mix") if default_mix is not None else None
         pinned = set(pin or ()) | set(pinned_in_config_file(serving_config) if serving_config else ())
         channels = cooc_builder(model, dataset, topn) if cooc else None
+        cold = cold_builder(model, dataset, rule=cold_rule, scale=cold_scale)
         if cooc:
             mix = mix or COOC_DEFAULT_MIX
         version = run_build(
@@ -588,6 +604,7 @@ def build_index(
             default_mix=mix,
             pinned=pinned,
             dataset_dir=dataset,
+            cold=cold,
         )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))

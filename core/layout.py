@@ -185,6 +185,8 @@ class IndexVersionLayout:
     - ``labels/<view>.parquet`` (``core.id_labels``), only for views whose dataset ids were strings (the
       item view and/or side views, listed in the manifest's ``labels``): the user's own ids, which the
       service takes and returns instead of the dense ids stored everywhere else (``index.labels``).
+    - ``cold.npy``: bool ``[N]``, True for a catalogue item without training behaviour whose vectors were
+      placed from its side views (``index.cold``); only in a version that holds such items (manifest ``cold``).
     - ``explorer/``: what the explorer page (``/explore``) reads, never the lookups: ``map.npy`` (float32
       ``[N, 2]``, a 2-D projection of the general-mode vectors), ``train_counts.npy`` (int64 ``[N]``,
       training events per item, -1 unknown) and, when the dataset has them, ``titles.parquet``
@@ -212,6 +214,11 @@ class IndexVersionLayout:
     def labels(self, view: str) -> Path:
         """The user's own ids of ``view`` (only views whose dataset ids were strings)."""
         return self.root / "labels" / f"{view}.parquet"
+
+    @property
+    def cold(self) -> Path:
+        """Per row, whether the item is cold (placed from its side views, no trained row)."""
+        return self.root / "cold.npy"
 
     def faiss_index(self, mode: str) -> Path:
         return self.root / mode / "index.faiss"

@@ -71,6 +71,8 @@ class NeighbourResult:
     filtered_out: int = 0
     #: per candidate, the retrieval channels that listed it (``index.channels``); None when not merged
     channels: list[list[str]] | None = None
+    #: per candidate, whether it is a cold item (placed from its side views); None: none is
+    cold: list[bool] | None = None
 
     @classmethod
     def from_candidates(
@@ -97,18 +99,19 @@ class NeighbourResult:
         ]
 
     def records(self) -> list[dict[str, Any]]:
-        """The candidates as JSON-ready ``{"item_id", "score", "attributes"}`` dicts (plus ``channels``
-        when the answer was merged from channels)."""
+        """The candidates as JSON-ready ``{"item_id", "score", "attributes", "cold"}`` dicts (plus
+        ``channels`` when the answer was merged from channels)."""
+        cold = self.cold if self.cold is not None else [False] * len(self.item_ids)
         if self.channels is not None:
             return [
-                {"item_id": i, "score": s, "attributes": a, "channels": c}
-                for i, s, a, c in zip(
-                    self.item_ids, self.scores, self._attribute_dicts(), self.channels, strict=True
+                {"item_id": i, "score": s, "attributes": a, "channels": c, "cold": f}
+                for i, s, a, c, f in zip(
+                    self.item_ids, self.scores, self._attribute_dicts(), self.channels, cold, strict=True
                 )
             ]
         return [
-            {"item_id": i, "score": s, "attributes": a}
-            for i, s, a in zip(self.item_ids, self.scores, self._attribute_dicts(), strict=True)
+            {"item_id": i, "score": s, "attributes": a, "cold": f}
+            for i, s, a, f in zip(self.item_ids, self.scores, self._attribute_dicts(), cold, strict=True)
         ]
 
     def _attribute_dicts(self) -> list[dict[str, int]]:

@@ -29,7 +29,15 @@ from index.config import IndexConfig
 from index.device import faiss_threads, resolve_device, to_cpu, to_device
 from index.errors import InvalidArtifact, InvalidIndexVersion, RecallTooLow
 from index.explorer import catalogue_dataset, write_explorer
-from index.inputs import BuildInputs, ChannelInput, ModeInput, read_inputs, require_complete
+from index.inputs import (
+    BuildInputs,
+    ChannelInput,
+    ColdInput,
+    ModeInput,
+    read_inputs,
+    require_complete,
+    with_cold,
+)
 from index.labels import write_labels
 from index.manifest import FORMAT, describe_files
 from index.publish import check_version_name, prune
@@ -47,6 +55,8 @@ _ADD_ROWS = 1 << 16
 
 #: Computes the map-only channels of a version from its item ids (rows in index order).
 ChannelBuilder = Callable[[npt.NDArray[np.int64]], Mapping[str, ChannelInput]]
+#: Places the catalogue items the model has no row for, from the validated model inputs (None: none).
+ColdBuilder = Callable[[BuildInputs], ColdInput | None]
 
 
 def new_version_name(index_root: Path, now: datetime | None = None) -> str:
@@ -208,11 +218,14 @@ def write_version(
     default_mix: Mapping[str, float] | None = None,
     dataset_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Write a whole version into the (temporary) folder ``tmp``: arrays, every mode, the labels of views
-    with string ids and the explorer's data (``index.labels``, ``index.explorer``: both from
-    ``dataset_dir``), the manifest with checksums, then the completion marker last. Returns the manifest."""
+    """Write a whole version into the (temporary) folder ``tmp``: arrays (with ``cold.npy`` when
+    ``inputs`` holds cold items), every mode, the labels of views with string ids and the explorer's data
+    (``index.labels``, ``index.explorer``: both from ``dataset_dir``), the manifest with checksums, then
+    the completion marker last. Returns the manifest."""
     layout = IndexVersionLayout(tmp)
     np.save(layout.items, inputs.items)
+    if inputs.cold is not None:
+        np.save(layout.cold, np.asarray(inputs.cold, dtype=np.bool_))
     layout.attributes("x").parent.mkdir(parents=True, exist_ok=True)
     for view, arr in inputs.attributes.items():
         np.save(layout.attributes(view), arr)
@@ -223,6 +236,7 @@ def write_version(
     fused = write_fused(layout, default_mix, config.topn, progress) if default_mix is not None else None
     explorer = write_explorer(
         layout, inputs.items, inputs.modes["general"].vectors, item_view=inputs.item_view, dataset_dir=dataset_dir,
+        cold=inputs.cold,
     )  # fmt: skip
     dataset = DatasetLayout(Path(dataset_dir)) if dataset_dir is not None else None
     labels = write_labels(layout, dataset, [inputs.item_view, *inputs.attributes])
@@ -241,6 +255,7 @@ def write_version(
         "fused": fused,
         "explorer": explorer,
         "labels": labels,
+        "cold": inputs.cold_details if inputs.cold is not None else None,
         "sources": inputs.sources,
         "model_version": model.get("version") or (model.get("manifest_sha256") or "unknown")[:12],
         "config": config.to_dict(),
@@ -265,6 +280,7 @@ def build_index(
     default_mix: Mapping[str, float] | None = None,
     pinned: Collection[str] = (),
     dataset_dir: Path | None = None,
+    cold: ColdInput | ColdBuilder | None = None,
 ) -> str:
     """Build an index version from ``model_dir`` (+ ``metric_dir`` for the diversity mode) under
     ``<index_root>/versions/<version>/`` (``core.layout.IndexVersionLayout``), validate it, and when
@@ -276,7 +292,10 @@ def build_index(
     reported before any channel is computed); ``default_mix`` is the mix served when a variant names
     none (default: the general mode alone). ``dataset_dir`` is the dataset whose titles the explorer page
     shows and whose string-id labels the version serves (default: the one the model manifest names;
-    none: integer ids only).
+    none: integer ids only). ``cold`` appends catalogue items without a trained row (``index.inputs.
+    ColdInput``, or a function of the validated inputs returning one, e.g. ``offline.cold_items``): they
+    are indexed and mapped like the others, marked in ``cold.npy``, and every channel built from the item
+    ids sees them (the ``cooc`` map has no row for them, so their neighbours come from the vectors).
     ``version`` defaults to a UTC timestamp. Returns the version name. Raises ``InvalidArtifact`` (broken
     or unfinished inputs, e.g. a folder without its manifest), ``RecallTooLow`` (approximate index too
     lossy), ``ValueError`` (index type unusable for this catalogue, bad version name), ``FileExistsError``
@@ -286,6 +305,10 @@ def build_index(
     root = IndexRoot(Path(index_root))
     require_complete(Path(model_dir), Path(metric_dir) if metric_dir is not None else None)
     inputs = read_inputs(Path(model_dir), Path(metric_dir) if metric_dir is not None else None)
+    if callable(cold):
+        cold = cold(inputs)
+    if cold is not None:
+        inputs = with_cold(inputs, cold)
     if callable(channels):
         channels = channels(inputs.items)
     for channel, data in (channels or {}).items():

@@ -121,15 +121,20 @@ def write_explorer(
     *,
     item_view: str = "item",
     dataset_dir: Path | None = None,
+    cold: npt.NDArray[np.bool_] | None = None,
 ) -> dict[str, Any]:
     """Write ``explorer/`` into the (temporary) version folder ``layout``: the 2-D map of ``general``
-    (rows aligned with ``items``), training counts and, from ``dataset_dir`` when it has them, the titles
-    of ``items``. Returns the manifest entry."""
+    (rows aligned with ``items``), training counts (0 for the ``cold`` rows, which the card then calls
+    cold) and, from ``dataset_dir`` when it has them, the titles of ``items``. Returns the manifest
+    entry."""
     coords, explained = project_2d(general)
     layout.explorer_map.parent.mkdir(parents=True, exist_ok=True)
     np.save(layout.explorer_map, coords)
     dataset = DatasetLayout(Path(dataset_dir)) if dataset_dir is not None else None
-    np.save(layout.explorer_train_counts, _train_counts(items, dataset, item_view))
+    counts = _train_counts(items, dataset, item_view)
+    if cold is not None:
+        counts[np.asarray(cold, dtype=bool)] = 0
+    np.save(layout.explorer_train_counts, counts)
     n_titles: int | None = None
     if dataset is not None:
         titles = read_titles(dataset.titles)

@@ -7,7 +7,7 @@ file and the problem, so nothing is published.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +58,79 @@ class ChannelInput:
 
 
 @dataclass(frozen=True)
+class ColdInput:
+    """Catalogue items without a trained row, placed from their side views (``offline.cold_items``):
+    int64 ``items [M]`` (none of them a model item), their side ``attributes`` (view -> int64 ``[M]``, the
+    version's id space, ``-1`` unknown), float32 ``vectors`` per mode ``[M, d]`` exactly as they are to be
+    indexed (any scale already applied), and what the manifest records of them (``details``: the rule,
+    the scale, the dataset...)."""
+
+    items: npt.NDArray[np.int64]
+    attributes: dict[str, npt.NDArray[np.int64]]
+    vectors: dict[str, npt.NDArray[np.float32]]
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class BuildInputs:
-    """Everything the builder needs: item ids, side attributes, vectors per mode, source descriptions."""
+    """Everything the builder needs: item ids, side attributes, vectors per mode, source descriptions.
+
+    ``cold`` marks the rows appended by :func:`with_cold` (None: the model's items only) and
+    ``cold_details`` is their manifest entry."""
 
     items: npt.NDArray[np.int64]
     attributes: dict[str, npt.NDArray[np.int64]]
     modes: dict[str, ModeInput]
     sources: dict[str, dict[str, Any]]
     item_view: str
+    cold: npt.NDArray[np.bool_] | None = None
+    cold_details: dict[str, Any] | None = None
 
     @property
     def num_items(self) -> int:
         return len(self.items)
+
+
+def with_cold(inputs: BuildInputs, cold: ColdInput) -> BuildInputs:
+    """``inputs`` with the rows of ``cold`` appended after the model's (so every warm row keeps its
+    position and its vectors) and ``cold`` marking them. Raises ``InvalidArtifact`` when ``cold`` does
+    not fit: an id repeated or already a model item, a mode without vectors, another dimension, a
+    non-finite vector, an attribute array of another length."""
+    m = len(cold.items)
+    items = np.asarray(cold.items, dtype=np.int64)
+    if items.ndim != 1 or len(np.unique(items)) != m:
+        raise InvalidArtifact("cold items: expected unique ids in a 1-D array")
+    if np.isin(items, inputs.items).any():
+        raise InvalidArtifact("cold items: some already have a trained row")
+    if set(cold.vectors) != set(inputs.modes):
+        raise InvalidArtifact(
+            f"cold items: vectors for modes {sorted(cold.vectors)}, the version has {sorted(inputs.modes)}"
+        )
+    modes: dict[str, ModeInput] = {}
+    for mode, data in inputs.modes.items():
+        x = np.asarray(cold.vectors[mode], dtype=np.float32)
+        if x.shape != (m, data.vectors.shape[1]):
+            raise InvalidArtifact(
+                f"cold items: {mode} vectors of shape {x.shape}, expected ({m}, {data.vectors.shape[1]})"
+            )
+        if not np.isfinite(x).all():
+            raise InvalidArtifact(f"cold items: {mode} vectors hold NaN or infinite values")
+        modes[mode] = ModeInput(
+            np.ascontiguousarray(np.concatenate([data.vectors, x])), data.metric, data.source
+        )
+    attributes: dict[str, npt.NDArray[np.int64]] = {}
+    for view, warm in inputs.attributes.items():
+        values = np.asarray(cold.attributes.get(view, np.full(m, -1)), dtype=np.int64)
+        if values.shape != (m,):
+            raise InvalidArtifact(
+                f"cold items: attributes[{view!r}] of shape {values.shape}, expected ({m},)"
+            )
+        attributes[view] = np.concatenate([warm, values])
+    marker = np.concatenate([np.zeros(inputs.num_items, dtype=bool), np.ones(m, dtype=bool)])
+    return replace(
+        inputs, items=np.concatenate([inputs.items, items]), attributes=attributes, modes=modes,
+        cold=marker, cold_details={**cold.details, "items": m},
+    )  # fmt: skip
 
 
 def _source(root: Path, manifest_path: Path) -> dict[str, Any]:

@@ -123,7 +123,8 @@ class ServingIndex:
 
     Attributes: ``version``, ``manifest`` (dict), ``modes`` (served mode names), ``num_items``,
     ``attribute_views`` (side attributes stored per item, e.g. ``category``), ``labels`` (the user's own
-    string ids of the item and side views, ``index.labels``; None for a version of integer ids). Lookups
+    string ids of the item and side views, ``index.labels``; None for a version of integer ids),
+    ``num_cold`` (items placed from their side views, flagged ``cold`` in every answer). Lookups
     take and return dense ids either way: the service translates at its boundary.
     Thread-safe for concurrent lookups (FAISS search parameters are passed per call).
     """
@@ -140,6 +141,7 @@ class ServingIndex:
         default_mix: Mapping[str, float] | None = None,
         fused: _Fused | None = None,
         labels: VersionLabels | None = None,
+        cold: npt.NDArray[np.bool_] | None = None,
     ) -> None:
         items = np.asarray(items)
         channels = dict(channels or {})
@@ -163,9 +165,16 @@ class ServingIndex:
                 raise InvalidIndexVersion(
                     f"{version}: mode {name!r} FAISS index holds {m.index.ntotal} vectors but the id map has {n} items"
                 )
+        if cold is not None and (cold.shape != (n,) or cold.dtype != np.bool_):
+            raise InvalidIndexVersion(
+                f"{version}: cold marker {cold.dtype} {cold.shape}, expected bool ({n},)"
+            )
         self.version = version
         self.manifest = manifest
         self.num_items = n
+        #: per row, whether the item is cold; None when the version holds none (every answer says false)
+        self._cold = cold
+        self.num_cold = int(cold.sum()) if cold is not None else 0
         self.modes: tuple[str, ...] = tuple(modes)
         self.attribute_views: tuple[str, ...] = tuple(attributes)
         self._items = items.astype(np.int64, copy=False)
@@ -259,6 +268,9 @@ class ServingIndex:
                 required.append(path.relative_to(root).as_posix())
         labelled = label_views(manifest, name)
         required += [layout.labels(v).relative_to(root).as_posix() for v in labelled]
+        cold_spec = manifest.get("cold")
+        if cold_spec is not None:
+            required.append(layout.cold.relative_to(root).as_posix())
         verify_files(root, files, required, full=full_checksums)
 
         mmap_mode: Literal["r"] | None = "r" if mmap else None
@@ -279,9 +291,10 @@ class ServingIndex:
             channels[channel] = _Mode("ip", ids, scores)
         fused = _load_fused(layout, name, manifest.get("fused"), n, mmap_mode)
         labels = read_labels(layout, name, labelled, str(manifest.get("item_view") or "item"), views)
+        cold = _load_cold(layout, name, cold_spec, n)
         index = cls(
             version=name, manifest=manifest, items=items, attributes=attributes, modes=modes,
-            channels=channels, default_mix=default_mix, fused=fused, labels=labels,
+            channels=channels, default_mix=default_mix, fused=fused, labels=labels, cold=cold,
         )  # fmt: skip
         index.mapped = mmap
         return index
@@ -436,6 +449,11 @@ class ServingIndex:
         arr = self._attributes.get(view)
         return -1 if arr is None else int(arr[row])
 
+    def is_cold(self, item_id: int) -> bool:
+        """Whether ``item_id`` is a cold item (placed from its side views); raises ``UnknownItem``."""
+        row = self._row(item_id)
+        return self._cold is not None and bool(self._cold[row])
+
     def attributes_of(self, item_id: int) -> dict[str, int]:
         """``{view: attribute id}`` of ``item_id`` (``-1`` unknown); raises ``UnknownItem``."""
         row = self._row(item_id)
@@ -561,6 +579,7 @@ class ServingIndex:
             exhausted=exhausted,
             filtered_out=filtered,
             channels=channels,
+            cold=self._cold[rows].tolist() if self._cold is not None else None,
         )
 
     def mix_for(self, mix: Mapping[str, float] | None) -> dict[str, float]:
@@ -803,6 +822,23 @@ def _load_fused(
         if block.size and (int(block.min()) < -1 or int(block.max()) >= n):
             raise InvalidIndexVersion(f"{name}: {FUSED}/topn_ids has row indices outside [-1, {n})")
     return _Fused(mix, depth, ids, scores, sources)
+
+
+def _load_cold(layout: IndexVersionLayout, name: str, spec: Any, n: int) -> npt.NDArray[np.bool_] | None:
+    """The cold marker the manifest announces (read into memory: one byte per item), checked against the
+    count the manifest records; None for a version without cold items."""
+    if spec is None:
+        return None
+    try:
+        expected = int(spec["items"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidIndexVersion(f"{name}: manifest entry 'cold' malformed: {exc}") from exc
+    marker = np.asarray(_load_array(layout.cold, name, None, np.bool_, (n,)))
+    if int(marker.sum()) != expected:
+        raise InvalidIndexVersion(
+            f"{name}: cold.npy marks {int(marker.sum())} items, the manifest says {expected}"
+        )
+    return marker
 
 
 def _load_mode(

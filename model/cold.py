@@ -127,10 +127,12 @@ def _group_means(
     return means, found
 
 
-def group_mean_rule(inputs: ColdInputs) -> Placement:
+def group_mean_rule(inputs: ColdInputs, *, normalise: bool = True) -> Placement:
     """Rule ``group-mean`` (see the module docstring): mean unit vector of the warm items sharing the
-    first ``L`` side views, for ``L`` from all views down to 0 (every warm item), the first non-empty."""
-    unit = unit_rows(inputs.item_vectors)
+    first ``L`` side views, for ``L`` from all views down to 0 (every warm item), the first non-empty.
+    ``normalise=False`` averages the vectors as they are, for spaces whose lengths mean something (the
+    L2 diversity space)."""
+    unit = unit_rows(inputs.item_vectors) if normalise else np.asarray(inputs.item_vectors, dtype=np.float64)
     views, n_cold = inputs.views, inputs.n_cold
     out = np.zeros((n_cold, unit.shape[1]), dtype=np.float64)
     matched = np.full(n_cold, -1, dtype=np.int64)

@@ -207,6 +207,7 @@ async function renderColumn(mode, result, trigger) {
   answer.candidates.forEach((candidate, i) => {
     const card = cards[i];
     const channels = (candidate.channels || []).map((c) => el("span", {className: "channel"}, c));
+    if (candidate.cold) channels.push(el("span", {className: "channel cold", title: "placed from its side views"}, "cold"));
     list.append(el("li", {className: "candidate", dataset: {item: candidate.item_id}, title: `item ${candidate.item_id}`,
                           onclick: () => select(candidate.item_id)},
                    el("span", {className: "score"}, candidate.score.toFixed(4)),

@@ -47,8 +47,8 @@ def test_merge_keeps_best_score_per_item() -> None:
         2, [Candidate(11, 0.8, {"category": 2}), Candidate(12, 0.1, {"category": 3})], exhausted=False
     )
     merged = merge_candidates([r1, r2], k=2)
-    assert merged == [{"item_id": 10, "score": 0.9, "attributes": {"category": 1}},
-                      {"item_id": 11, "score": 0.8, "attributes": {"category": 2}}]  # fmt: skip
+    assert merged == [{"item_id": 10, "score": 0.9, "attributes": {"category": 1}, "cold": False},
+                      {"item_id": 11, "score": 0.8, "attributes": {"category": 2}, "cold": False}]  # fmt: skip
     assert [c["item_id"] for c in merge_candidates([r1, r2], k=10)] == [10, 11, 12]
 
 

@@ -99,6 +99,8 @@ def test_evaluate_passes_the_protocol_options_through(
         ),
         (["evaluate", "--served", "c:bm25=1"], "--served c: unknown channel 'bm25'"),
         (["build-index", "--default-mix", "m2grl"], "--default-mix: expected channel=weight pairs"),
+        (["build-index", "--cold-rule", "side-ridge"], "--cold-rule: 'side-ridge' is not one of"),
+        (["build-index", "--cold-scale", "1.5"], "--cold-scale: must be in (0, 1], got 1.5"),
     ],
 )
 def test_channel_options_fail_in_one_line(args: list[str], message: str) -> None:
@@ -143,3 +145,27 @@ def test_build_index_adds_the_cooc_channel_of_the_models_dataset(tmp_path: Path)
     broken = tmp_path / "missing-model"
     result = runner.invoke(app, ["build-index", "--model", str(broken), "--index-root", str(tmp_path / "i3")])
     assert result.exit_code == 2 and "model folder does not exist" in result.output
+
+
+def test_build_index_places_the_catalogues_cold_items(tmp_path: Path) -> None:
+    """The default places the dataset's cold items at the calibrated scale; --cold-rule none does not."""
+    import numpy as np
+
+    from core.atomic import read_json
+    from core.layout import IndexRoot
+    from offline.cold_items import DEFAULT_COLD_SCALE
+    from tests.index import cold_fixtures as F
+
+    model = F.write_model(tmp_path / "model", F.write_dataset(tmp_path / "ds"))
+    root = tmp_path / "index"
+    for args, cold in (([], 3), (["--cold-rule", "none"], None), (["--cold-scale", "0.5"], 3)):
+        result = runner.invoke(
+            app, ["build-index", "--model", str(model), "--index-root", str(root), "--no-cooc", *args]
+        )
+        assert result.exit_code == 0, result.output
+        version = IndexRoot(root).version(IndexRoot(root).current.read_text().strip())
+        manifest = read_json(version.manifest)
+        assert (manifest["cold"] or {}).get("items") == cold
+        if cold and not args:
+            assert manifest["cold"]["scale"] == DEFAULT_COLD_SCALE
+            assert np.load(version.cold).sum() == 3

@@ -82,7 +82,8 @@ def test_mixed_answer_by_hand(line: ServingIndex) -> None:
     assert result.channels == [["m2grl", "cooc"], ["m2grl"], ["cooc"]]
     assert not result.exhausted and result.filtered_out == 0
     assert result.records()[2] == {
-        "item_id": 60, "score": pytest.approx(r(1)), "attributes": {"category": 3}, "channels": ["cooc"]
+        "item_id": 60, "score": pytest.approx(r(1)), "attributes": {"category": 3}, "channels": ["cooc"],
+        "cold": False,
     }  # fmt: skip
 
 
