@@ -43,7 +43,7 @@ from benchmarks.common import print_table  # noqa: E402
 from core.atomic import atomic_write_bytes  # noqa: E402
 from core.layout import IndexRoot  # noqa: E402
 from tests.app.server import start_service  # noqa: E402
-from tests.reliability.conftest import (  # noqa: E402
+from tests.reliability.scenarios import (  # noqa: E402
     ADMIN,
     ADMIN_TOKEN,
     OUTAGE_PHASES,

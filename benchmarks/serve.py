@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from index.inputs import ChannelInput  # noqa: E402
 from index.manifest import FORMAT, describe_files  # noqa: E402
 from index.publish import publish  # noqa: E402
 from offline.channels import COOC_DEFAULT_MIX  # noqa: E402
+from tests.net import free_port  # noqa: E402
 
 MOVIES = Path(os.environ.get("M2GRL_BENCH_MOVIES", "/work/shared/data/ml-latest-small/movies.csv"))
 FALLBACK_MOVIES = REPO / "data" / "movielens-small" / "movies.csv"
@@ -161,12 +161,6 @@ def write_synthetic(root: Path, n: int, topn: int = 60, seed: int = 0) -> np.nda
 
 
 # ---------------------------------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

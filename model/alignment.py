@@ -12,12 +12,10 @@ positive, ``s >= 0`` always, so without an offset no pair could ever be classifi
 learned scalar per relation (started at ``-rel_dim / 4``, minus the score of two all-0.5 vectors).
 The relational embeddings ``sigma(W e)`` (:func:`project`) are model outputs.
 
-Measured on the MovieLens validation split (10 epochs, adaptive weighting): with ``b`` the alignment is
-learned (top-1 category read from the relational space 0.94) but, its loss nearing 0, takes an adaptive
-weight of ~11 and costs the item view HitRate@50 (0.52 vs 0.64-0.68 alone; see ``M2GRLConfig.weighting``).
-Without ``b`` (as the authors' TF demo, with its 2 category negatives or our 10) the loss is bounded below
-by ``k log 2``, the weight stays at 0.5 / 0.13, HitRate@50 is 0.646 / 0.663, and the alignment is barely
-learned (top-1 0.088 / 0.001): M2GRL then degrades to one view. Hence ``b``.
+Without ``b`` (as the authors' TF demo) the loss is bounded below by ``k log 2`` and the alignment is
+barely learned, so M2GRL degrades to one view; with ``b`` it is learned (its cost to the item view is
+``M2GRLConfig.weighting``'s concern). Hence ``b``: measured on the MovieLens validation split,
+reports/tuning.md, section "alignment offset".
 
 Speed: a batch draws ``B k`` negatives from the other view, whose vocabulary is often far smaller
 (categories). :func:`alignment_loss` therefore takes the *distinct* negative rows ``[U, d]`` and an

@@ -123,11 +123,11 @@ class M2GRLConfig:
             skip-gram positives (the authors' TF demo shares negatives across a batch). Each positive is
             scored against all S and the negative term is scaled by k/S, an unbiased estimate of the k
             negatives of equation 3. The alignment tasks always draw k negatives per positive (a shared
-            pool of 64 or 256 lowered the MovieLens validation HitRate@50, linear lr, from 0.577 to 0.530 / 0.567).
+            pool scored lower on the MovieLens validation split: reports/tuning.md, section shared_negatives).
         relation_dim: rows of each alignment matrix W (eq. 4); ``None`` = ``dim`` (the paper does not
-            state it). Smaller values raise the validation HitRate@50 of the instance view (MovieLens
-            0.538 with 64 rows, 0.660 with 8) only because the alignment then stops being learned (top-1
-            category from the relational space 0.94 -> 0.18), i.e. M2GRL degrades to one view: rejected.
+            state it). Smaller values raise the validation HitRate@50 of the instance view only because
+            the alignment then stops being learned, i.e. M2GRL degrades to one view: rejected
+            (reports/tuning.md, section relation_dim).
         weighting: task weighting strategy, "adaptive" (eq. 10), "bounded", "uniform" or "static".
             Adaptive settles at sigma^2 ~ L_t, a weight ~ 1 / L_t, so the easy alignment task outweighs
             the item task; "bounded" is adaptive with every other task's weight capped at
@@ -154,24 +154,16 @@ class M2GRLConfig:
         batch_size: positive skip-gram pairs of the instance view per step (paper A.3: 2048). Every other
             task is cut into the same number of steps per epoch, so each task sees its data once an epoch.
         lr_schedule: "constant" (the paper's) or "linear" (decay from lr to min_lr over the run). Linear
-            helps long runs on large vocabularies and costs short ones: validation HitRate@50 of M2GRL
-            (10 epochs) MovieLens 0.535 -> 0.577, Taobao 0.048 -> 0.046 (noise: a few hits); item view
-            alone on the synthetic 10M-event log (470k items, 3 epochs) 0.207 -> 0.366, where a constant lr
-            got worse with more epochs (0.118 after 10), but 1M events (10 epochs) 0.512 -> 0.466, and 2
-            epochs on MovieLens halve the share of same-genre neighbours. Hence opt-in. (These figures are
-            with lazy Adam on the tables; with row_adagrad, 10M: constant 0.380, linear 0.413.)
+            helps long runs on large vocabularies and costs short ones, hence opt-in (validation and
+            benchmark figures: reports/tuning.md, section lr_schedule).
         sparse_optimizer: row-sparse optimiser of the embedding tables. "row_adagrad" (default): one
             Adagrad accumulator per row, so a row's step shrinks with its own gradient history (frequent
             rows settle, rare rows keep large steps) and keeps the gradient's direction; lazy Adam's
-            first step of a row is lr * sign(g) per coordinate whatever the gradient. Validation
-            HitRate@50 (seed 0, constant lr): Taobao M2GRL 0.046 -> 0.066, item view alone 0.093 -> 0.162;
-            MovieLens M2GRL 0.533 -> 0.543, item view alone 0.676 -> 0.651. Item view alone against
-            gensim (benchmarks/train_throughput.py, batch 16384, reports/train_bench.md): synthetic 10M
-            events, 3 epochs, constant lr 0.207 (lazy Adam 0.01) -> 0.380, linear 0.366 -> 0.413 (gensim
-            0.376); 1M events, 10 epochs, constant 0.512 -> 0.511, linear 0.466 -> 0.506 (gensim 0.485).
-        sparse_lr: learning rate of the row-sparse optimiser (0.05 for row_adagrad: at 0.1 the 10M
-            figure above falls to 0.268); ``None`` = ``lr``. The dense parameters (alignment matrices,
-            log sigma^2) keep Adam at ``lr``.
+            first step of a row is lr * sign(g) per coordinate whatever the gradient. Chosen on both
+            validation splits and the synthetic logs: reports/tuning.md, section sparse_optimizer.
+        sparse_lr: learning rate of the row-sparse optimiser (0.05 for row_adagrad; 0.1 scored lower:
+            reports/tuning.md, section sparse_lr); ``None`` = ``lr``. The dense parameters (alignment
+            matrices, log sigma^2) keep Adam at ``lr``.
         lr, min_lr, grad_clip, epochs, seed, device, threads, sync_every: see TrainerConfig.
     """
 

@@ -3,11 +3,12 @@ many passes.
 
 Why: on CPU, a lazy Adam step written with torch ops gathers the touched rows of ``m``, ``v`` and the
 step counts, runs about ten ``[u, dim]`` passes and scatters them back (``index_copy_`` and
-``index_add_``, which torch runs on one thread). It was 40% of an item-view step (6.6 of 16.4 ms at
-16,384 pairs, 2 threads). :func:`lazy_adam_rows` does the same arithmetic in one pass over each touched
-row, in place, rows split between threads (the rows are unique, so no two threads write one row):
-2.45 ms. :func:`coalesce_rows` sums the per-pair gradients of a gather into one row per distinct row
-(what ``index_add_`` did, serially), parallel over the distinct rows through a counting sort.
+``index_add_``, which torch runs on one thread), a large share of an item-view step.
+:func:`lazy_adam_rows` does the same arithmetic in one pass over each touched row, in place, rows split
+between threads (the rows are unique, so no two threads write one row), a fraction of the time
+(reports/tuning.md, section "row-sparse kernels"). :func:`coalesce_rows` sums the per-pair gradients
+of a gather into one row per distinct row (what ``index_add_`` did, serially), parallel over the
+distinct rows through a counting sort.
 :func:`row_adagrad_rows` is the row-wise Adagrad step (M2GRL's default optimiser of the tables) in the
 same one-pass form.
 

@@ -6,10 +6,10 @@ Why not ``nn.Embedding`` + Adam: dense Adam reads and writes whole tables every 
 and the optimiser coalesces the rows (one ``unique`` + ``index_add``) and updates only those rows.
 
 On CPU the ``unique`` of the coalescing goes through numpy on the tensors' own memory (a "mark the
-touched rows" unique, 10x faster than ``torch.unique``'s sort on 16k rows), and so do the row gathers
-and scatters (:func:`take_rows`, :func:`put_rows`) when torch runs one intra-op thread (``np.take`` /
-fancy assignment beat the single-threaded ``index_select`` / ``index_copy_``; with more threads the
-torch ops, which split the rows between threads, are used). On CPU the coalescing sum and the lazy
+touched rows" unique, far faster than ``torch.unique``'s sort: reports/tuning.md, section "touched-row
+unique"), and so do the row gathers and scatters (:func:`take_rows`, :func:`put_rows`) when torch runs
+one intra-op thread (``np.take`` / fancy assignment beat the single-threaded ``index_select`` /
+``index_copy_``; with more threads the torch ops, which split the rows between threads, are used). On CPU the coalescing sum and the lazy
 Adam step run as compiled kernels (:mod:`model.kernels`); other devices use the torch ops.
 
 Optimisers (registry :data:`SPARSE_OPTIMIZERS`):
@@ -211,7 +211,8 @@ class LazyAdam(RowSparseOptimizer):
         st = self.state[name]
         weight = self.tables[name].weight
         if self._kernel_applies(weight, grad, st["m"], st["v"], st["t"], rows):
-            # the same arithmetic in one compiled pass per row (model.kernels: 2.7x faster on CPU)
+            # the same arithmetic in one compiled pass per row (faster on CPU: reports/tuning.md, section
+            # "row-sparse kernels")
             lazy_adam_rows(
                 weight, st["m"], st["v"], st["t"], rows, grad, lr=self.lr, betas=self.betas, eps=self.eps
             )

@@ -57,8 +57,8 @@ def _neg_logits(centre: Tensor, negatives: Tensor) -> Tensor:
 def _softplus_sum(x: Tensor, sigmoid_x: Tensor) -> Tensor:
     """``softplus(x).sum()`` from ``sigmoid(x)``, which the backward needs anyway.
 
-    ``softplus(x) = x - log sigma(x)``: one ``log`` pass instead of softplus's kernel, which takes 2.3x
-    as long on the ``[B, S]`` negative scores (0.83 against 0.36 ms for 16,384 x 64 on 2 threads).
+    ``softplus(x) = x - log sigma(x)``: one ``log`` pass instead of softplus's kernel, which takes about
+    twice as long on the ``[B, S]`` negative scores (reports/tuning.md, section "SGNS negative term").
     Where ``sigma(x)`` underflows to 0 (``x < -87`` in float32) the identity gives ``inf``; that case
     falls back to softplus.
     """

@@ -10,12 +10,9 @@ Training pairs, all from the ``train`` split of a dataset folder (``core.layout.
   so the metric learns to push same-category items apart (they are what general neighbours over-serve).
   The rest are uniform random items. Negatives are redrawn every epoch from ``seed + epoch``.
 
-Defaults chosen on the MovieLens validation split (target=valid, one M2GRL model, discovery HitRate@50 of
-diversity mode vs general + filter at 0.545): the earlier 0.5 hard share with Adam 0.01 gave 0.505; hard
-share 1.0: 0.454, 0.25: 0.533, 0 (uniform negatives only): 0.545; with lr 0.001: hard 0.5 0.537, 0.25
-0.552, **0.1 0.563** (plain HitRate@50 0.558 vs 0.540, discovery Recall@50 0.216 vs 0.135), 0 0.565.
-More negatives per positive, more epochs, a larger margin or weight decay all lowered it. The Taobao
-validation split has 1-2 discovery hits in ~640 users for every setting, too few to choose by.
+Defaults (10% hard negatives, Adam 0.001) chosen on the MovieLens validation split by discovery
+HitRate@50 of diversity mode (the Taobao one has too few discovery hits to choose by): reports/tuning.md,
+section "diversity metric model".
 
 The model (``model.metric.MultiViewMetric``) learns ``M_i = L_i^T L_i`` and ``M_ic = L_ic^T L_ic`` over the
 frozen M2GRL representations ``e_i`` (``embeddings/item.npy``) and ``e_ic`` (``relational/item-category/

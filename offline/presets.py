@@ -33,11 +33,8 @@ def _movielens() -> PrepareConfig:
 
 def _taobao() -> PrepareConfig:
     # Section 5.1.1: the last day is test. The public sample has no shop column, so two views.
-    # No walks by default. `--walks-per-node 5` augments the short, sparse sessions (most items occur a
-    # handful of times): on the validation split HitRate@50 of M2GRL 0.048 -> 0.139 and of the single
-    # view 0.093 -> 0.163, but 10 M2GRL epochs then take ~18 min on one core (10.5M pairs an epoch)
-    # instead of 35 s on two, so the default report (reports/taobao.md) is without walks.
-    # MovieLens does worse with walks (M2GRL 0.538 -> 0.337 on validation).
+    # No walks by default: `--walks-per-node 5` raises validation HitRate@50 but makes training far
+    # slower (reports/tuning.md, section "Taobao walks").
     return PrepareConfig(
         views=("item", "category"),
         behaviors=("view", "cart", "fav", "buy"),

@@ -19,16 +19,17 @@ neighbours of each (aggregated by layer 2) and ``samples[1]`` sampled neighbours
 Settings (``GraphSageSettings``), A.3 and deviations:
 
 - Layers of 64 and 32 units, not A.3's 20 and 10: with ``concat`` each layer outputs twice its units,
-  so ``z`` has 64 dimensions (like the other baselines) instead of 20. On the MovieLens *valid* split
-  (HitRate@50 / Recall@50, 5 walks per node, 3 epochs) 20/10 scored 0.316 / 0.038 and 0.337 / 0.040
-  for seeds 0 and 1, 64/32 scored 0.345 / 0.042 and 0.380 / 0.050: better on both seeds, at a
-  similar cost. ``GraphSageSettings(dims=(20, 10))`` is A.3's model. Dropout 0 (A.3).
+  so ``z`` has 64 dimensions (like the other baselines) instead of 20; 64/32 scored better than 20/10
+  on both seeds of the MovieLens *valid* split at a similar cost (reports/tuning.md, section
+  GraphSAGE). ``GraphSageSettings(dims=(20, 10))`` is A.3's model. Dropout 0 (A.3).
 - Neighbour samples 25 (hop 1) and 10 (hop 2), walks of length 5 and 20 shared negatives, as the
   GraphSAGE reference code; it draws 50 walks per node once, here 2 per node are redrawn every epoch
-  for 3 epochs (5 walks per node scored 0.345 against 0.342 for 2 on the valid split, seed 0, at 2.5x
-  the cost; the Taobao sample has ~43k connected items, so the steps per epoch scale with it).
+  for 3 epochs (5 walks per node scored about the same on the valid split at 2.5x the cost:
+  reports/tuning.md, section GraphSAGE; the Taobao sample has ~43k connected items, so the steps per
+  epoch scale with it).
 - Batch 512 positive pairs instead of A.3's 256 (half the steps; a step's cost is dominated by the
-  2-hop sample; 1024 scored 0.326), the shared loop's Adam lr 0.01, clipping 1.
+  2-hop sample; 1024 scored lower: reports/tuning.md, section GraphSAGE), the shared loop's Adam lr
+  0.01, clipping 1.
 - Feature dimension 64. Isolated items (no edge) are never in a walk nor drawn as negatives (zero
   degree); they get a zero vector.
 - Output vectors use the *full* neighbourhood mean (the expectation of the sampled mean) instead of

@@ -42,8 +42,8 @@ def fit_with_trainer(
 
     ``threads`` defaults to 1: the baselines' steps are many small ops (gathers of a few thousand rows),
     where a second intra-op thread gains little, and on a shared 2-core machine OpenMP's spin-waiting
-    made a step 3-4x slower in wall and CPU time (LINE, 3 epochs on MovieLens: 4.5 s with one thread,
-    16-19 s with two, while another job used the CPUs). ``None`` lets the loop use every core.
+    made a step several times slower (reports/tuning.md, section "baseline threads"). ``None`` lets the
+    loop use every core.
     ``progress`` is off by default: the evaluation harness draws its own bar over methods and seeds.
     """
     config = TrainerConfig(epochs=epochs, lr=lr, seed=seed, device="auto", threads=threads)

@@ -17,12 +17,12 @@ Settings (``LineSettings``), A.3 and deviations:
   decayed rate 0.025: the shared loop has one optimiser family, and Adam needs far fewer samples.
 - Samples: LINE draws a fixed number of edges (default 10^10 for its million-node graphs). An "epoch"
   here is as many weighted edge draws as there are directed edges (~110k on MovieLens small), 1024
-  per step. 5 epochs (~10 draws per undirected edge, ~5 s on one core): on the MovieLens *valid*
-  split HitRate@50 was 0.563 / 0.651 / 0.632 / 0.591 after 2 / 5 / 10 / 20 epochs; longer runs
-  fit the rare edges and lose the popular structure.
-- Served by inner product, not the cosine LINE uses for its classification tasks: on the same valid
-  split cosine scored 0.41 at 5 epochs (and fell to 0.17 at 20), inner product 0.65. The norm of
-  ``u`` grows with the degree, so inner product keeps the popularity signal that this protocol rewards.
+  per step. 5 epochs (~10 draws per undirected edge, ~5 s on one core), chosen on the MovieLens
+  *valid* split: longer runs fit the rare edges and lose the popular structure (reports/tuning.md,
+  section LINE).
+- Served by inner product, not the cosine LINE uses for its classification tasks (far lower on the same
+  valid split: reports/tuning.md, section LINE). The norm of ``u`` grows with the degree, so inner
+  product keeps the popularity signal that this protocol rewards.
 - Vertices without any edge get no signal: their vector is zero (as DeepWalk's unreached items).
 """
 

@@ -27,7 +27,7 @@ from app.readout import (
     z_two_sided,
 )
 from cli.main import app as cli
-from tests.deploy.conftest import free_port
+from tests.net import free_port
 
 # --- statistics ------------------------------------------------------------------------------------
 

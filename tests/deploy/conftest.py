@@ -1,9 +1,9 @@
-"""Shared helpers of the deployment tests: repository paths, required binaries, free ports, waiting."""
+"""Shared helpers of the deployment tests: repository paths, required binaries, waiting (free ports:
+``tests.net``)."""
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -42,13 +42,6 @@ def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as fh:
         return [doc for doc in yaml.safe_load_all(fh) if doc]
-
-
-def free_port() -> int:
-    """A TCP port free on the loopback interface right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(

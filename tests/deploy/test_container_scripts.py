@@ -20,13 +20,13 @@ from tests.deploy.conftest import (
     SCRIPTS,
     VENV_BIN,
     build_tiny_index,
-    free_port,
     http_ok,
     require_binary,
     run,
     stop,
     wait_until,
 )
+from tests.net import free_port
 
 BASH = shutil.which("bash") or "/bin/bash"
 

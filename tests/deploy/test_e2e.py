@@ -23,12 +23,12 @@ from app.metrics import LATENCY_BUCKETS
 from tests.deploy.conftest import (
     DEPLOY,
     build_tiny_index,
-    free_port,
     http_ok,
     require_binary,
     stop,
     wait_until,
 )
+from tests.net import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 
 from app.readout import readout_from_prometheus
 from cli.main import app as cli
-from tests.deploy.conftest import build_tiny_index, free_port, http_ok, require_binary, stop, wait_until
+from tests.deploy.conftest import build_tiny_index, http_ok, require_binary, stop, wait_until
 from tests.deploy.test_e2e import prometheus_config, promql, start, tail
+from tests.net import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,6 @@
 """Writers of small dataset folders in the ``core.layout.DatasetLayout`` format (only what training reads:
-manifest, vocab + counts, sequences, links, attributes), from item sequences and an item -> category map.
+manifest, vocab + counts, sequences, links, attributes), from item sequences and an item -> category map;
+and the neighbour check of the trained vectors (``same_category_rate`` against ``random_rate``).
 """
 
 from __future__ import annotations
@@ -101,3 +102,18 @@ def movielens_dataset(root: Path, ml_dir: Path, *, max_len: int = 50) -> Path:
     seq_ids = user_codes.astype(np.int64) * 10_000 + position // max_len
     _, seq_ids = np.unique(seq_ids, return_inverse=True)
     return write_dataset(root, seq_ids.astype(np.int64), ratings["movieId"].to_numpy(np.int64), genre_id)
+
+
+def same_category_rate(emb: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    """Share of each item's k nearest (cosine) neighbours that have its label."""
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    nn = np.argpartition(-sim, k, axis=1)[:, :k]
+    return float((labels[nn] == labels[:, None]).mean())
+
+
+def random_rate(labels: np.ndarray, k: int = 10) -> float:
+    """Share of k uniformly drawn items (seed 0) that have each item's label: the chance level."""
+    rng = np.random.default_rng(0)
+    return float((labels[rng.integers(0, len(labels), (len(labels), k))] == labels[:, None]).mean())

@@ -168,10 +168,32 @@ def test_sgns_backward_matches_autograd_of_the_formula(neg_shape: tuple[int, ...
 
 
 def test_sgns_gradient_only_for_inputs_that_need_it() -> None:
-    centre = torch.randn(3, 2, requires_grad=True)
-    context, pool = torch.randn(3, 2), torch.randn(4, 2)
-    sgns_loss(centre, context, pool).backward()
-    assert centre.grad is not None and centre.grad.shape == (3, 2)
+    centre = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    context = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    pool = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    sgns_loss(centre, context, pool, neg_scale=0.5).backward()
+    # d/d v_I of the mean over B = 2: (-(1 - sigma(v'_O . v_I)) v'_O + 0.5 sum_n sigma(v'_n . v_I) v'_n) / 2;
+    # scores: pair 0 pos 1, negs (2, 0); pair 1 pos 1, negs (0, 3)
+    pull = 1.0 - _sig(1.0)
+    expected = torch.tensor(
+        [
+            [(-pull + 0.5 * 2.0 * _sig(2.0)) / 2, 0.5 * 3.0 * _sig(0.0) / 2],
+            [0.5 * 2.0 * _sig(0.0) / 2, (-pull + 0.5 * 3.0 * _sig(3.0)) / 2],
+        ]
+    )
+    assert centre.grad is not None and torch.allclose(centre.grad, expected, atol=1e-6)
+    assert context.grad is None and pool.grad is None
+    # and the other way round: only the context and the pool need one
+    centre2 = centre.detach()
+    context2, pool2 = context.clone().requires_grad_(), pool.clone().requires_grad_()
+    sgns_loss(centre2, context2, pool2, neg_scale=0.5).backward()
+    assert centre2.grad is None
+    # d/d v'_O = -(1 - sigma(v'_O . v_I)) v_I / 2; d/d v'_n = 0.5 sum_pairs sigma(v'_n . v_I) v_I / 2
+    assert context2.grad is not None and torch.allclose(context2.grad, -pull / 2 * centre2, atol=1e-6)
+    pool_grad = torch.tensor(
+        [[0.5 * _sig(2.0) / 2, 0.5 * _sig(0.0) / 2], [0.5 * _sig(0.0) / 2, 0.5 * _sig(3.0) / 2]]
+    )
+    assert pool2.grad is not None and torch.allclose(pool2.grad, pool_grad, atol=1e-6)
 
 
 def test_softplus_sum_from_sigmoid_matches_softplus_and_survives_underflow() -> None:

@@ -25,7 +25,7 @@ from core.layout import IndexRoot
 from index.errors import InvalidIndexVersion
 from index.publish import publish, remove_version, rollback
 from tests.app.conftest import make_settings
-from tests.reliability.conftest import TRIGGERS, metric_sample
+from tests.reliability.scenarios import TRIGGERS, metric_sample
 
 TOKEN = "s3cret"
 

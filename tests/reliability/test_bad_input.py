@@ -29,7 +29,7 @@ from offline.adapters import SNIFF_BYTES, read_generic, read_movielens, read_tao
 from offline.config import BadInputError
 from tests.app.conftest import INGEST, INGEST_TOKEN, make_settings
 from tests.app.server import start_service
-from tests.reliability.conftest import ITEM_IDS, assert_clean_failure, m2grl, metric_sample
+from tests.reliability.scenarios import ITEM_IDS, assert_clean_failure, m2grl, metric_sample
 
 T = int(ITEM_IDS[0])
 HUGE = 10**30

@@ -30,7 +30,7 @@ from core.atomic import atomic_write_bytes
 from core.layout import DatasetLayout, IndexRoot, ModelLayout
 from offline.prepare import prepare_from_source
 from tests.app.conftest import make_settings, vectors_for, write_model_and_metric
-from tests.reliability.conftest import (
+from tests.reliability.scenarios import (
     TRIGGERS,
     assert_clean_failure,
     corrupt,

@@ -28,7 +28,7 @@ from index.publish import current_version, list_versions
 from index.serving import ServingIndex
 from model.artifact import M2GRLArtifact
 from offline.train import dataset_views, load_inputs
-from tests.reliability.conftest import REPO, cli_env, m2grl_command
+from tests.reliability.scenarios import REPO, cli_env, m2grl_command
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ import pytest
 
 from core.layout import IndexRoot
 from tests.app.server import start_service
-from tests.reliability.conftest import TRIGGERS
+from tests.reliability.scenarios import TRIGGERS
 
 pytestmark = pytest.mark.slow
 T = TRIGGERS[0]

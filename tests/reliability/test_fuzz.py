@@ -42,7 +42,7 @@ from schemathesis.specs.openapi.checks import (
 
 from app.main import create_app
 from tests.app.conftest import INGEST, make_settings
-from tests.reliability.conftest import ADMIN, ADMIN_TOKEN, ITEM_IDS
+from tests.reliability.scenarios import ADMIN, ADMIN_TOKEN, ITEM_IDS
 
 pytestmark = pytest.mark.slow
 

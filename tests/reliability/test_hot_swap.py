@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import BASES, hot_swap, known_answers
+from tests.reliability.scenarios import BASES, hot_swap, known_answers
 
 pytestmark = pytest.mark.slow
 

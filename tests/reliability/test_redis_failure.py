@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import RedisProcess, redis_outage
+from tests.reliability.scenarios import RedisProcess, redis_outage
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import soak
+from tests.reliability.scenarios import soak
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ import pytest
 
 from tests.app.conftest import INGEST_TOKEN
 from tests.app.server import start_service
-from tests.reliability.conftest import TRIGGERS
+from tests.reliability.scenarios import TRIGGERS
 from tests.reliability.stall import batch_stall, build_stall_root, huge_header, slow_body
 
 pytestmark = pytest.mark.slow

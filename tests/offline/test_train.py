@@ -1,4 +1,5 @@
-"""The train job end to end: dataset folder -> model folder; the artifact reader; quality."""
+"""The train job (``offline/train.py``) end to end: dataset folder -> model folder; the artifact reader;
+quality."""
 
 from __future__ import annotations
 
@@ -15,22 +16,15 @@ from core.layout import ModelLayout
 from model.artifact import ArtifactError, M2GRLArtifact
 from model.config import M2GRLConfig
 from offline.train import train_m2grl
+from tests.model.datasets import planted_dataset, random_rate, same_category_rate
 
 FAST = {"threads": 1, "device": "cpu", "shared_negatives": 64}
 
 
-def same_category_rate(emb: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
-    """Share of each item's k nearest (cosine) neighbours that have its label."""
-    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    sim = unit @ unit.T
-    np.fill_diagonal(sim, -np.inf)
-    nn = np.argpartition(-sim, k, axis=1)[:, :k]
-    return float((labels[nn] == labels[:, None]).mean())
-
-
-def random_rate(labels: np.ndarray, k: int = 10) -> float:
-    rng = np.random.default_rng(0)
-    return float((labels[rng.integers(0, len(labels), (len(labels), k))] == labels[:, None]).mean())
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 categories x 20 items; sequences browse category c then c + 1 (see ``planted_dataset``)."""
+    return planted_dataset(tmp_path_factory.mktemp("planted") / "dataset")
 
 
 @pytest.fixture(scope="module")
