@@ -40,12 +40,15 @@ class ColdInputs:
     - ``cold_side``: the same views -> int ``[n_cold]`` rows of the items to place.
     - ``side_vectors``: side view -> float ``[|vocab|, d_view]`` trained side-view embeddings
       (``side-ridge`` only).
+    - ``cold_count``: how many items to place; needed only without side views (a single-view model),
+      where no row array says it.
     """
 
     item_vectors: npt.NDArray[np.floating[Any]]
     warm_side: Mapping[str, npt.NDArray[np.integer[Any]]]
     cold_side: Mapping[str, npt.NDArray[np.integer[Any]]]
     side_vectors: Mapping[str, npt.NDArray[np.floating[Any]]] = field(default_factory=dict)
+    cold_count: int | None = None
 
     def __post_init__(self) -> None:
         if self.item_vectors.ndim != 2 or len(self.item_vectors) == 0:
@@ -57,9 +60,12 @@ class ColdInputs:
                 f"warm_side views {list(self.warm_side)} differ from cold_side {list(self.cold_side)}"
             )
         n_cold = {len(rows) for rows in self.cold_side.values()}
+        if self.cold_count is not None:
+            n_cold.add(self.cold_count)
         if len(n_cold) > 1:
             raise ValueError(
-                f"cold_side: every view needs one row per cold item, got lengths {sorted(n_cold)}"
+                f"cold_side: every view needs one row per cold item (cold_count {self.cold_count}), "
+                f"got lengths {sorted(n_cold)}"
             )
         for view, rows in self.warm_side.items():
             if rows.shape != (len(self.item_vectors),):
@@ -74,7 +80,9 @@ class ColdInputs:
 
     @property
     def n_cold(self) -> int:
-        return len(next(iter(self.cold_side.values()))) if self.cold_side else 0
+        if self.cold_side:
+            return len(next(iter(self.cold_side.values())))
+        return self.cold_count or 0
 
 
 @dataclass(frozen=True)
@@ -236,17 +244,22 @@ def vocabulary_rows(vocab: npt.ArrayLike, ids: npt.ArrayLike) -> IntArray:
     return np.where((vocab[order][pos] == ids) & (ids >= 0), order[pos], -1).astype(np.int64)
 
 
-def model_inputs(model: M2GRLArtifact, cold_attributes: Mapping[str, npt.ArrayLike]) -> ColdInputs:
+def model_inputs(
+    model: M2GRLArtifact, cold_attributes: Mapping[str, npt.ArrayLike], n_cold: int | None = None
+) -> ColdInputs:
     """The rules' inputs from a trained model: its item rows are the warm items (side rows from the
     model's ``attributes``), its side views the features, in the model's view order. ``cold_attributes``:
     side view -> original ids ``[n_cold]`` of the items to place (``-1`` unknown); a side view of the
-    model missing there counts as unknown for every cold item."""
-    n_cold = {len(np.asarray(a)) for a in cold_attributes.values()}
-    if len(n_cold) > 1:
+    model missing there counts as unknown for every cold item. ``n_cold``: the number of items to place,
+    required when ``cold_attributes`` is empty (a catalogue without side attributes)."""
+    lengths = {len(np.asarray(a)) for a in cold_attributes.values()}
+    if n_cold is not None:
+        lengths.add(n_cold)
+    if len(lengths) > 1:
         raise ValueError(
-            f"cold_attributes: one entry per cold item in every view, got lengths {sorted(n_cold)}"
+            f"cold_attributes: one entry per cold item in every view, got lengths {sorted(lengths)}"
         )
-    n = n_cold.pop() if n_cold else 0
+    n = lengths.pop() if lengths else 0
     views = [v for v in model.views[1:] if v in model.attributes]
     warm = {v: vocabulary_rows(model.vocab[v], model.attributes[v]) for v in views}
     cold = {
@@ -254,7 +267,7 @@ def model_inputs(model: M2GRLArtifact, cold_attributes: Mapping[str, npt.ArrayLi
         for v in views
     }
     side = {v: np.asarray(model.embeddings[v]) for v in views}
-    return ColdInputs(np.asarray(model.embeddings[model.views[0]]), warm, cold, side)
+    return ColdInputs(np.asarray(model.embeddings[model.views[0]]), warm, cold, side, cold_count=n)
 
 
 ColdRule = Callable[..., Placement]

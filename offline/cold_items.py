@@ -88,7 +88,7 @@ def cold_input(
     if not np.array_equal(np.asarray(model.vocab[model.views[0]], dtype=np.int64), inputs.items):
         raise ValueError(f"{model_dir}: the model's item vocabulary differs from the index inputs")
     side = {v: catalogue.attributes_of(v, items) for v in catalogue.views}
-    placing = model_inputs(model, side)
+    placing = model_inputs(model, side, len(items))
     placed = place_cold(rule, placing)
     vectors = {Mode.GENERAL.value: scale * placed.vectors}
     diversity = inputs.modes.get(Mode.DIVERSITY.value)

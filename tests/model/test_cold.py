@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.cold import COLD_RULES, ColdInputs, fit_side_ridge, group_mean_rule, place_cold, unit_rows
+from model.artifact import M2GRLArtifact
+from model.cold import (
+    COLD_RULES,
+    ColdInputs,
+    fit_side_ridge,
+    group_mean_rule,
+    model_inputs,
+    place_cold,
+    unit_rows,
+)
 
 # Four warm items, two categories (rows 0, 1 of the category vocabulary).
 # Unit vectors: category 0 -> (1, 0), (0, 1); category 1 -> (0, -1), (0.6, 0.8).
@@ -40,8 +49,27 @@ def test_group_mean_falls_back_from_category_and_shop_to_category() -> None:
 
 
 def test_group_mean_without_side_views_is_the_global_mean() -> None:
-    placed = group_mean_rule(ColdInputs(WARM, {}, {}))
-    assert placed.vectors.shape == (0, 2)
+    placed = group_mean_rule(ColdInputs(WARM, {}, {}, cold_count=3))
+    np.testing.assert_allclose(placed.vectors, [[0.4, 0.2]] * 3, atol=1e-7)  # (1.6, 0.8) / 4
+    assert placed.matched.tolist() == [0, 0, 0]
+    assert group_mean_rule(ColdInputs(WARM, {}, {})).vectors.shape == (0, 2)  # nothing to place
+
+
+def test_a_single_view_model_places_every_cold_item_at_the_global_mean() -> None:
+    """A model trained on the item view alone has no side view to group by: every cold item still gets
+    a row (the mean unit vector of the warm items), one per catalogue item given."""
+    model = M2GRLArtifact(
+        views=["item"], relations=[], embeddings={"item": WARM}, context={"item": np.zeros_like(WARM)},
+        relation_matrices={}, relational={}, vocab={"item": np.array([1, 2, 3, 4])}, attributes={},
+        task_weights={}, manifest={},
+    )  # fmt: skip
+    cold = model_inputs(model, {"category": np.array([0, 1])})
+    assert cold.n_cold == 2 and cold.views == []
+    np.testing.assert_allclose(group_mean_rule(cold).vectors, [[0.4, 0.2]] * 2, atol=1e-7)
+    # a catalogue without side attributes: only the count says how many items there are
+    assert group_mean_rule(model_inputs(model, {}, 3)).vectors.shape == (3, 2)
+    with pytest.raises(ValueError, match="one entry per cold item"):
+        model_inputs(model, {"category": np.array([0, 1])}, 3)
 
 
 def test_side_ridge_recovers_an_exact_linear_relation() -> None:
