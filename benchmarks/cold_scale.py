@@ -31,12 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from index.build import build_index  # noqa: E402
 from index.config import IndexConfig  # noqa: E402
 from index.serving import ServingIndex  # noqa: E402
-from offline.channels import COOC_DEFAULT_MIX, cooc_builder  # noqa: E402
-from offline.cold_items import cold_builder  # noqa: E402
 from offline.evaluation.cold import cold_share, score_parts  # noqa: E402
 from offline.evaluation.cold_job import prepare_cold_run  # noqa: E402
 from offline.evaluation.job import load_eval_data  # noqa: E402
 from offline.evaluation.protocol import ProtocolConfig, retrieve, score_candidates  # noqa: E402
+from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_builder  # noqa: E402
+from offline.jobs.cold_items import cold_builder  # noqa: E402
 
 K = 50
 MIXES = {"served (m2grl+cooc)": COOC_DEFAULT_MIX, "m2grl alone": {"m2grl": 1.0}}

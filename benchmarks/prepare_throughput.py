@@ -3,8 +3,8 @@
     python benchmarks/prepare_throughput.py                 # 100M events (the target size)
     python benchmarks/prepare_throughput.py --events 10000000
 
-1. Generates the log with ``offline.synth`` into ``artifacts/bench/synth-<N>/`` once; reruns reuse it.
-2. Runs ``offline.prepare.prepare_dataset`` (views item, category, shop) in a *child process*, so the
+1. Generates the log with ``offline.data.synth`` into ``artifacts/bench/synth-<N>/`` once; reruns reuse it.
+2. Runs ``offline.data.prepare.prepare_dataset`` (views item, category, shop) in a *child process*, so the
    peak RSS reported (``RUSAGE_CHILDREN``) is the prepare stage's own, not the generator's.
 3. Prints one row per prepare stage (seconds, events/s) and the whole stage next to the targets
    (>= 1M events/s end to end, <= 8 GiB peak RSS), and saves the figures to
@@ -50,7 +50,7 @@ def ensure_log(events: int, cache: Path, seed: int, chunk_events: int) -> tuple[
     Returns ``(folder, synth manifest, reused)``.
     """
     from core.atomic import read_json
-    from offline.synth import SYNTH_VERSION, SynthConfig, generate
+    from offline.data.synth import SYNTH_VERSION, SynthConfig, generate
 
     folder = cache / f"synth-{events}"
     manifest_path = folder / "manifest.json"
@@ -86,8 +86,8 @@ def run_prepare_child(
 
 
 def _child(events_dir: Path, output: Path, engine: str, memory_limit: str | None) -> None:
-    from offline.config import PrepareConfig
-    from offline.prepare import prepare_dataset
+    from offline.data.config import PrepareConfig
+    from offline.data.prepare import prepare_dataset
 
     prepare_dataset(
         events_dir,

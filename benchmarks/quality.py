@@ -1,6 +1,6 @@
 """Regenerate ``reports/movielens.{md,json}`` and ``reports/taobao.{md,json}`` (``make bench-quality``).
 
-Prepares each bundled dataset with its preset (``offline.prepare.prepare_from_source``), then runs the
+Prepares each bundled dataset with its preset (``offline.data.prepare.prepare_from_source``), then runs the
 whole comparison (``offline.evaluation.job.evaluate``: M2GRL variants and every baseline, 3 seeds) and
 writes the report into ``reports/`` (``<name>.md``, ``.json`` and the HitRate@K / Recall@K pictures).
 Intermediate folders live under ``artifacts/quality/``.
@@ -71,9 +71,9 @@ def run(
     name: str, seeds: tuple[int, ...], methods: list[str] | None, workdir: Path, *, exclude_seen: bool = False
 ) -> Path:
     """Prepare ``name`` and evaluate it; returns the path of ``reports/<name>[-exclude-seen].md``."""
+    from offline.data.prepare import prepare_from_source
     from offline.evaluation.job import evaluate
     from offline.evaluation.protocol import ProtocolConfig
-    from offline.prepare import prepare_from_source
 
     stem = f"{name}-exclude-seen" if exclude_seen else name
     dataset = workdir / name / name  # the folder name is the dataset name in the report

@@ -54,7 +54,7 @@ from index.config import IndexConfig  # noqa: E402
 from index.inputs import ChannelInput  # noqa: E402
 from index.manifest import FORMAT, describe_files  # noqa: E402
 from index.publish import publish  # noqa: E402
-from offline.channels import COOC_DEFAULT_MIX  # noqa: E402
+from offline.jobs.channels import COOC_DEFAULT_MIX  # noqa: E402
 from tests.net import free_port  # noqa: E402
 
 MOVIES = Path(os.environ.get("M2GRL_BENCH_MOVIES", "/work/shared/data/ml-latest-small/movies.csv"))

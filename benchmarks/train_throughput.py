@@ -1,6 +1,6 @@
 """Training throughput: our trainer (item view only) vs gensim Word2Vec on the same item sequences.
 
-For each corpus (the bundled Taobao sample, and a synthetic log from ``offline.synth``) the last item of
+For each corpus (the bundled Taobao sample, and a synthetic log from ``offline.data.synth``) the last item of
 every sequence is held out; both models train on the rest with the same dim, window, negatives and
 epochs (gensim: sg=1, as many workers as our threads (--threads, default 2), min_count=1, no down-sampling, as our trainer does not down-sample).
 Printed per corpus and model: training tokens/s, wall time, peak RSS of the worker process and
@@ -88,9 +88,9 @@ def taobao_corpus() -> dict[str, np.ndarray]:
 
 
 def synthetic_corpus(events: int, workdir: Path) -> tuple[str, dict[str, np.ndarray]]:
-    """``offline.synth`` when present (planted sessions), else a Zipf random-walk generator."""
+    """``offline.data.synth`` when present (planted sessions), else a Zipf random-walk generator."""
     try:
-        from offline.synth import SynthConfig, generate
+        from offline.data.synth import SynthConfig, generate
     except ImportError:
         return "zipf", _zipf_corpus(events)
     out = workdir / "synth"

@@ -1,6 +1,6 @@
 """Warm-started daily refresh against a cold run (``train --init-from``), on a drifting synthetic log.
 
-Day 1 is the synthetic log (``offline.synth``) cut at 80% of its time span, without a random 10% of
+Day 1 is the synthetic log (``offline.data.synth``) cut at 80% of its time span, without a random 10% of
 the items (they appear on day 2: a day's new items). Day 2 is the whole log (the new items and the
 last sessions). Yesterday's model is trained on day 1 (not timed: it exists when the refresh runs).
 On day 2's validation split, the cold run trains ``--epochs`` epochs from random rows; warm runs train
@@ -32,12 +32,12 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import print_table  # noqa: E402
 from model.config import M2GRLConfig  # noqa: E402
 from offline.baselines.base import load_train_data  # noqa: E402
+from offline.data.prepare import prepare_from_source  # noqa: E402
+from offline.data.synth import SynthConfig, generate  # noqa: E402
 from offline.evaluation.job import load_eval_data, served_m2grl  # noqa: E402
 from offline.evaluation.protocol import ProtocolConfig, evaluate_retriever  # noqa: E402
 from offline.evaluation.retrievers import serving_retriever  # noqa: E402
-from offline.prepare import prepare_from_source  # noqa: E402
-from offline.synth import SynthConfig, generate  # noqa: E402
-from offline.train import train_m2grl  # noqa: E402
+from offline.jobs.train import train_m2grl  # noqa: E402
 
 NEW_ITEM_SHARE = 0.10
 DAY1_TIME_SHARE = 0.80

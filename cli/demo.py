@@ -45,11 +45,11 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
     from index.build import build_index
     from index.config import IndexConfig
     from model.config import M2GRLConfig
-    from offline.channels import COOC_DEFAULT_MIX, cooc_builder
-    from offline.cold_items import cold_builder
-    from offline.diversity import MetricConfig, train_metric_model
-    from offline.prepare import prepare_from_source
-    from offline.train import train_m2grl
+    from offline.data.prepare import prepare_from_source
+    from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_builder
+    from offline.jobs.cold_items import cold_builder
+    from offline.jobs.diversity import MetricConfig, train_metric_model
+    from offline.jobs.train import train_m2grl
 
     if source not in BUNDLED_INPUTS:
         raise ValueError(f"unknown demo source {source!r}; valid: {sorted(BUNDLED_INPUTS)}")

@@ -31,7 +31,7 @@ app.add_typer(ab_app, name="ab")
 log = logging.getLogger("m2grl")
 
 Source = Literal["movielens", "taobao", "generic"]
-#: ``build-index --cold-scale`` default: ``offline.cold_items.DEFAULT_COLD_SCALE`` (a test keeps them equal;
+#: ``build-index --cold-scale`` default: ``offline.jobs.cold_items.DEFAULT_COLD_SCALE`` (a test keeps them equal;
 #: the module is not imported here, so ``--help`` stays instant)
 COLD_SCALE = 0.9
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -217,9 +217,9 @@ def prepare(
     from core.atomic import read_json
     from core.config_files import read_toml_overrides
     from core.layout import DatasetLayout
-    from offline.config import LogFormat
-    from offline.prepare import drop_summary, prepare_from_source
-    from offline.presets import preset
+    from offline.data.config import LogFormat
+    from offline.data.prepare import drop_summary, prepare_from_source
+    from offline.data.presets import preset
 
     try:
         prepare_config = preset(source)  # type: ignore[arg-type]
@@ -337,7 +337,7 @@ def train(
 ) -> None:
     """Train M2GRL (intra-view skip-gram, inter-view alignment, uncertainty weighting). Works under torchrun."""
     from model.config import M2GRLConfig
-    from offline.train import train_m2grl
+    from offline.jobs.train import train_m2grl
 
     overrides = {
         k: v
@@ -389,7 +389,7 @@ def train_metric(
     ] = False,
 ) -> None:
     """Train the contrastive multi-view metric model of section 6.1 (diversity embeddings)."""
-    from offline.diversity import MetricConfig, train_metric_model
+    from offline.jobs.diversity import MetricConfig, train_metric_model
 
     overrides: dict[str, Any] = {k: v for k, v in dict(epochs=epochs, seed=seed).items() if v is not None}
     try:
@@ -418,8 +418,8 @@ def tune(
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of every trial's training.")] = 0,
 ) -> None:
     """Search task balancing, norm exponent, alignment, window, epochs and session gap on the validation split."""
-    from offline.tune import TuneSpace
-    from offline.tune import tune as run_tune
+    from offline.evaluation.tune import TuneSpace
+    from offline.evaluation.tune import tune as run_tune
 
     space = TuneSpace()
     if epochs is not None:
@@ -581,8 +581,8 @@ def build_index(
     from index.build import build_index as run_build
     from index.channels import parse_mix
     from index.config import IndexConfig
-    from offline.channels import COOC_DEFAULT_MIX, cooc_builder
-    from offline.cold_items import cold_builder
+    from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_builder
+    from offline.jobs.cold_items import cold_builder
 
     try:
         config = IndexConfig(
@@ -694,7 +694,7 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Generate a synthetic behaviour log with planted multi-view structure."""
-    from offline.synth import SynthConfig, generate
+    from offline.data.synth import SynthConfig, generate
 
     try:
         summary = generate(SynthConfig(events=events, seed=seed), output)

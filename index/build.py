@@ -293,7 +293,7 @@ def build_index(
     none (default: the general mode alone). ``dataset_dir`` is the dataset whose titles the explorer page
     shows and whose string-id labels the version serves (default: the one the model manifest names;
     none: integer ids only). ``cold`` appends catalogue items without a trained row (``index.inputs.
-    ColdInput``, or a function of the validated inputs returning one, e.g. ``offline.cold_items``): they
+    ColdInput``, or a function of the validated inputs returning one, e.g. ``offline.jobs.cold_items``): they
     are indexed and mapped like the others, marked in ``cold.npy``, and every channel built from the item
     ids sees them (the ``cooc`` map has no row for them, so their neighbours come from the vectors).
     ``version`` defaults to a UTC timestamp. Returns the version name. Raises ``InvalidArtifact`` (broken

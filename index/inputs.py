@@ -59,7 +59,7 @@ class ChannelInput:
 
 @dataclass(frozen=True)
 class ColdInput:
-    """Catalogue items without a trained row, placed from their side views (``offline.cold_items``):
+    """Catalogue items without a trained row, placed from their side views (``offline.jobs.cold_items``):
     int64 ``items [M]`` (none of them a model item), their side ``attributes`` (view -> int64 ``[M]``, the
     version's id space, ``-1`` unknown), float32 ``vectors`` per mode ``[M, d]`` exactly as they are to be
     indexed (any scale already applied), and what the manifest records of them (``details``: the rule,

@@ -85,7 +85,7 @@ install_project() {
   "$venv/bin/pip" install --disable-pip-version-check --no-deps "$src"
   local modules="app.main, cli.main, cli.serving, index.serving"
   if [ -d "$src/offline" ]; then
-    modules="$modules, offline.train, offline.prepare"
+    modules="$modules, offline.jobs.train, offline.data.prepare"
   fi
   # run outside SRC, so the installed package is imported, not the source folder
   (cd / && "$venv/bin/python" -c "import $modules") \

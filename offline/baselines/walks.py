@@ -2,7 +2,7 @@
 
 Walks run on the *undirected*, unweighted version of the item graph (the paper's graphs join consecutive
 items; direction only matters for M2GRL's sessions), sampled by the one walk sampler of the project
-(``offline.walks``: vectorised, node2vec's bias by rejection sampling).
+(``offline.data.walks``: vectorised, node2vec's bias by rejection sampling).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from offline.walks import random_walks as sampled_walks
+from offline.data.walks import random_walks as sampled_walks
 
 IntArray = npt.NDArray[np.int64]
 
@@ -37,7 +37,7 @@ def random_walks(
     seed: int = 0,
 ) -> list[npt.NDArray[np.int64]]:
     """Walks from every non-isolated node, ``walks_per_node`` times, in a shuffled order, as arrays of
-    node ids: the prepare stage's sampler (``offline.walks``) on the unweighted graph ``adj``.
+    node ids: the prepare stage's sampler (``offline.data.walks``) on the unweighted graph ``adj``.
 
     ``p = q = 1`` is DeepWalk's uniform walk. Every node of an undirected graph has a neighbour, so
     every walk has ``walk_length`` nodes.

@@ -24,13 +24,13 @@ from index.channels import check_mix
 from model.config import M2GRLConfig
 from offline.baselines.base import ItemModel, TrainData, load_train_data
 from offline.baselines.registry import BASELINES, fit_baseline
-from offline.channels import COOC_DEFAULT_MIX, cooc_channel
-from offline.diversity_eval import evaluate_diversity
+from offline.evaluation.diversity import evaluate_diversity
 from offline.evaluation.protocol import EvalData, ProtocolConfig, build_eval_data, evaluate_retriever
 from offline.evaluation.report import write_report
 from offline.evaluation.retrievers import RetrieverFactory, mixed_retriever, serving_retriever
 from offline.evaluation.reuse import trained_on
-from offline.train import dataset_checksum, dataset_views, select_views, train_m2grl
+from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_channel
+from offline.jobs.train import dataset_checksum, dataset_views, select_views, train_m2grl
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def m2grl_model_dir(workdir: Path, method: str, seed: int) -> Path:
 
 
 def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> ItemModel:
-    """Train one M2GRL variant (:data:`M2GRL_VARIANTS`) with ``offline.train.train_m2grl`` and return its
+    """Train one M2GRL variant (:data:`M2GRL_VARIANTS`) with ``offline.jobs.train.train_m2grl`` and return its
     instance-view vectors scored as its config says."""
     reuse = method in SERVED_FROM_M2GRL
     # a served-from-m2grl variant trains (when it must) the m2grl model itself, not a copy with its exponent
@@ -172,7 +172,7 @@ def evaluate(
             ``served-<variant>`` scoring that mix through ``ServingIndex.mixed_neighbours`` over the
             seed's ``m2grl`` model and the ``cooc`` channel (default :data:`DEFAULT_SERVED`; ``{}``: none).
         diversity: also train the metric model of section 6.1 on each seed's ``m2grl`` model and add the
-            diversity table (general / general+filter / diversity, ``offline.diversity_eval``). Needs the
+            diversity table (general / general+filter / diversity, ``offline.evaluation.diversity``). Needs the
             default ``m2grl_fit`` (or ``model_dir``) so that the trained model folders exist.
     Returns:
         Path of ``report.md``.

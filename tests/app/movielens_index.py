@@ -13,8 +13,8 @@ from core.atomic import atomic_write_json
 from core.layout import DatasetLayout, MetricLayout, ModelLayout
 from index.build import build_index
 from index.config import IndexConfig
-from offline.channels import COOC_DEFAULT_MIX, cooc_channel
-from offline.prepare import prepare_from_source
+from offline.data.prepare import prepare_from_source
+from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_channel
 
 REPO = Path(__file__).resolve().parents[2]
 MOVIELENS = REPO / "data" / "movielens-small"

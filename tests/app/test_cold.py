@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from index.build import build_index
 from index.publish import publish
-from offline.cold_items import cold_builder
+from offline.jobs.cold_items import cold_builder
 from tests.app.conftest import INDEX_CONFIG, INGEST, INGEST_TOKEN, make_settings
 from tests.app.server import run_service
 from tests.index import cold_fixtures as F

@@ -153,7 +153,7 @@ def test_build_index_places_the_catalogues_cold_items(tmp_path: Path) -> None:
 
     from core.atomic import read_json
     from core.layout import IndexRoot
-    from offline.cold_items import DEFAULT_COLD_SCALE
+    from offline.jobs.cold_items import DEFAULT_COLD_SCALE
     from tests.index import cold_fixtures as F
 
     model = F.write_model(tmp_path / "model", F.write_dataset(tmp_path / "ds"))

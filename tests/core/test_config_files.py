@@ -8,7 +8,7 @@ import pytest
 
 from core.config_files import read_toml_overrides, toml_text
 from model.config import M2GRLConfig
-from offline.config import PrepareConfig
+from offline.data.config import PrepareConfig
 
 
 def test_toml_overrides_name_the_file_and_the_field(tmp_path: Path) -> None:

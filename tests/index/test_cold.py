@@ -18,7 +18,7 @@ from index.errors import InvalidArtifact, InvalidIndexVersion
 from index.explorer import Explorer
 from index.inputs import ChannelInput, ColdInput, read_inputs, with_cold
 from index.serving import ServingIndex
-from offline.cold_items import cold_builder, cold_input
+from offline.jobs.cold_items import cold_builder, cold_input
 from tests.index import cold_fixtures as F
 from tests.index.conftest import FAST, rehash
 

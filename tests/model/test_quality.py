@@ -13,7 +13,7 @@ import pytest
 
 from model.artifact import M2GRLArtifact
 from model.config import M2GRLConfig
-from offline.train import train_m2grl
+from offline.jobs.train import train_m2grl
 from tests.model.datasets import random_rate, same_category_rate
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from model.config import M2GRLConfig
 from model.m2grl import M2GRL
 from model.warm_start import warm_start
 from model.weighting import make_weighting
-from offline.train import train_m2grl
+from offline.jobs.train import train_m2grl
 
 DIM = 3
 RELATION = "item-category"

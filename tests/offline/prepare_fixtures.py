@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from offline.config import PrepareConfig
+from offline.data.config import PrepareConfig
 
 # The end of the data period for the ten-event log: far enough that the one-day test period is empty,
 # so every event is train and the sessions/edges below can be counted by hand.

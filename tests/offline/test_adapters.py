@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from offline.adapters import BadRowReport, read_generic, read_movielens, read_taobao
-from offline.config import BadInputError
+from offline.data.adapters import BadRowReport, read_generic, read_movielens, read_taobao
+from offline.data.config import BadInputError
 
 SHARED = Path("/work/shared/data")
 ML = SHARED / "ml-latest-small"

@@ -13,9 +13,9 @@ import pytest
 from core.atomic import read_json
 from core.catalogue import read_catalogue
 from core.layout import DatasetLayout
-from offline.catalogue import build_catalogue
-from offline.config import BadInputError
-from offline.prepare import prepare_dataset, prepare_from_source
+from offline.data.catalogue import build_catalogue
+from offline.data.config import BadInputError
+from offline.data.prepare import prepare_dataset, prepare_from_source
 from tests.offline.prepare_fixtures import ten_config, ten_events
 
 DATA = Path(__file__).resolve().parents[2] / "data"

@@ -8,7 +8,7 @@ import numpy as np
 
 from offline.baselines.base import load_train_data
 from offline.baselines.itemcf import fit_itemcf
-from offline.channels import cooc_channel
+from offline.jobs.channels import cooc_channel
 from tests.offline.eval_dataset import write_tiny_dataset
 
 

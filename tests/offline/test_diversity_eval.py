@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from offline.diversity_eval import diversity_rows, markdown_table, mean_over_seeds
+from offline.evaluation.diversity import diversity_rows, markdown_table, mean_over_seeds
 from offline.evaluation.protocol import ProtocolConfig, build_eval_data
 
 # items 1,2 category 10; items 3,4 category 20; item 5 category 30

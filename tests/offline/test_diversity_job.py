@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from core.layout import DatasetLayout, MetricLayout, ModelLayout
-from offline.diversity import MetricConfig, instance_input, load_metric_manifest, train_metric_model
+from offline.jobs.diversity import MetricConfig, instance_input, load_metric_manifest, train_metric_model
 
 N_ITEMS, DIM_I, DIM_IC = 24, 6, 3
 # item id = 100 + row; 4 categories of 6 items
@@ -129,7 +129,7 @@ def test_job_without_discovery_pairs_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_evaluate_diversity_serves_both_modes_and_reports_the_table(tmp_path: Path) -> None:
-    from offline.diversity_eval import DIVERSITY_ROWS, evaluate_diversity
+    from offline.evaluation.diversity import DIVERSITY_ROWS, evaluate_diversity
     from offline.evaluation.protocol import ProtocolConfig, build_eval_data
     from offline.evaluation.report import render_markdown
 
@@ -170,7 +170,7 @@ def test_an_interrupted_job_resumes_to_the_same_factors_and_cleans_its_checkpoin
 ) -> None:
     """The metric job trains through the shared loop: per-epoch checkpoints next to the output, a
     resumed run equal to an uninterrupted one, a resume under another config refused."""
-    import offline.diversity as job
+    import offline.jobs.diversity as job
 
     dataset, model = _write_folders(tmp_path, _events())
     config = MetricConfig(epochs=3, batch_size=16, lr=0.05, negatives_per_positive=3, seed=1)

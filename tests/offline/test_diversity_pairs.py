@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offline.diversity import (
+from offline.jobs.diversity import (
     MetricConfig,
     dedupe_unordered,
     discovery_pairs,

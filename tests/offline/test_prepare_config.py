@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from offline.config import ConfigError, PrepareConfig
-from offline.presets import PRESETS, TAOBAO_WINDOW, YEAR_S, preset
+from offline.data.config import ConfigError, PrepareConfig
+from offline.data.presets import PRESETS, TAOBAO_WINDOW, YEAR_S, preset
 
 
 def test_defaults_follow_the_paper() -> None:
@@ -68,7 +68,7 @@ def test_presets() -> None:
 
 
 def test_with_session_gap_lowers_the_merge_gap_only_when_above_it() -> None:
-    from offline.config import PrepareConfig
+    from offline.data.config import PrepareConfig
 
     base = PrepareConfig(session_gap_s=3_600, session_merge_gap_s=1_800)
     assert (base.with_session_gap(600).session_gap_s, base.with_session_gap(600).session_merge_gap_s) == (

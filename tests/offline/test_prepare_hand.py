@@ -10,7 +10,7 @@ import pytest
 
 from core.atomic import read_json
 from core.layout import DatasetLayout
-from offline.prepare import prepare_dataset
+from offline.data.prepare import prepare_dataset
 from tests.offline.prepare_fixtures import ten_config, ten_events
 
 
@@ -108,7 +108,7 @@ def test_existing_output_needs_overwrite(tmp_path: Path, dataset: DatasetLayout)
 
 
 def test_engine_memory_limit_reaches_duckdb_and_the_manifest(tmp_path: Path) -> None:
-    from offline.engine import connect
+    from offline.data.engine import connect
 
     engine = connect("duckdb", memory_limit="1GB")
     try:

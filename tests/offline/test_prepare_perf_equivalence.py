@@ -10,13 +10,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from offline.cleaning import clean, clean_rows
-from offline.config import PrepareConfig
-from offline.engine import Engine, connect
-from offline.graphs import edges_to_csr, lookup, presorted_edges, presorted_runs, view_edges, view_runs
-from offline.prepare import _is_sorted
-from offline.sessions import assign_sessions, can_sessionise, sessionise
-from offline.splits import assign_split
+from offline.data.cleaning import clean, clean_rows
+from offline.data.config import PrepareConfig
+from offline.data.engine import Engine, connect
+from offline.data.graphs import edges_to_csr, lookup, presorted_edges, presorted_runs, view_edges, view_runs
+from offline.data.prepare import _is_sorted
+from offline.data.sessions import assign_sessions, can_sessionise, sessionise
+from offline.data.splits import assign_split
 
 VIEWS = ("item_id", "category_id", "shop_id")
 

@@ -13,11 +13,11 @@ import pytest
 
 from core.atomic import read_json
 from core.layout import DatasetLayout
-from offline.adapters import read_taobao
-from offline.config import BadInputError, PrepareConfig
-from offline.engine import connect
-from offline.prepare import labels_path, prepare_dataset, prepare_from_source, walks_path
-from offline.presets import preset
+from offline.data.adapters import read_taobao
+from offline.data.config import BadInputError, PrepareConfig
+from offline.data.engine import connect
+from offline.data.prepare import labels_path, prepare_dataset, prepare_from_source, walks_path
+from offline.data.presets import preset
 from tests.offline.prepare_fixtures import ten_config, ten_events
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -117,7 +117,7 @@ def test_spark_and_duckdb_give_identical_datasets(tmp_path: Path) -> None:
 
 
 def test_bad_row_share_fails_the_job(tmp_path: Path) -> None:
-    from offline.adapters import BadRowReport
+    from offline.data.adapters import BadRowReport
 
     report = BadRowReport(100, {"wrong type": 5}, [])
     with pytest.raises(BadInputError, match="5 of 100"):

@@ -12,12 +12,12 @@ import pytest
 
 from core.atomic import read_json
 from core.layout import DatasetLayout
-from offline.cleaning import clean
-from offline.config import PrepareConfig
-from offline.engine import Engine, connect
-from offline.prepare import prepare_dataset
-from offline.sessions import assign_sessions
-from offline.splits import DAY_S, assign_split, time_cuts
+from offline.data.cleaning import clean
+from offline.data.config import PrepareConfig
+from offline.data.engine import Engine, connect
+from offline.data.prepare import prepare_dataset
+from offline.data.sessions import assign_sessions
+from offline.data.splits import DAY_S, assign_split, time_cuts
 from tests.offline.prepare_fixtures import events
 
 H = 3600

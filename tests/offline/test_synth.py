@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.atomic import read_json
-from offline import synth
-from offline.synth import (
+from offline.data import synth
+from offline.data.synth import (
     MAX_GAP_IN_SESSION_S,
     MIN_SESSION_GAP_S,
     TRUTH_ITEMS,
@@ -348,10 +348,10 @@ def test_funnel_follow_ups_come_right_after_the_view_of_the_same_item(sample: di
 
 @pytest.mark.slow
 def test_prepare_recovers_the_planted_sessions_and_category_graph(tmp_path: Path) -> None:
-    """End to end with ``offline.prepare`` (DuckDB): sessions found by the 1-hour split are the planted
+    """End to end with ``offline.data.prepare`` (DuckDB): sessions found by the 1-hour split are the planted
     ones, and the category graph's edges stay inside the planted category tree."""
-    from offline.config import PrepareConfig
-    from offline.prepare import prepare_dataset
+    from offline.data.config import PrepareConfig
+    from offline.data.prepare import prepare_dataset
 
     config = SynthConfig(events=20_000, seed=5, session_ids=True)
     out = _gen(config, tmp_path / "log", block=8_000)

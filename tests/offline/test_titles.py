@@ -9,8 +9,8 @@ import pyarrow as pa
 from core.atomic import read_json
 from core.layout import DatasetLayout
 from core.titles import read_titles, titles_of
-from offline.adapters import read_movielens
-from offline.prepare import prepare_from_source
+from offline.data.adapters import read_movielens
+from offline.data.prepare import prepare_from_source
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 

@@ -1,4 +1,4 @@
-"""The train job (``offline/train.py``) end to end: dataset folder -> model folder; the artifact reader;
+"""The train job (``offline/jobs/train.py``) end to end: dataset folder -> model folder; the artifact reader;
 quality."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import offline.train
+import offline.jobs.train
 from core.layout import ModelLayout
 from model.artifact import ArtifactError, M2GRLArtifact
 from model.config import M2GRLConfig
-from offline.train import train_m2grl
+from offline.jobs.train import train_m2grl
 from tests.model.datasets import planted_dataset, random_rate, same_category_rate
 
 FAST = {"threads": 1, "device": "cpu", "shared_negatives": 64}
@@ -110,7 +110,7 @@ def test_resume_after_a_crash_matches_a_clean_run(
     cfg = M2GRLConfig(epochs=3, batch_size=1024, **FAST)
     clean = M2GRLArtifact.load(train_m2grl(planted, tmp_path / "clean", cfg, progress=False))
 
-    real = offline.train.make_batch_fn
+    real = offline.jobs.train.make_batch_fn
 
     def crashing(*args: Any, **kwargs: Any) -> Any:
         inner = real(*args, **kwargs)
@@ -123,7 +123,7 @@ def test_resume_after_a_crash_matches_a_clean_run(
         return batches
 
     out = tmp_path / "resumed"
-    monkeypatch.setattr(offline.train, "make_batch_fn", crashing)
+    monkeypatch.setattr(offline.jobs.train, "make_batch_fn", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_m2grl(planted, out, cfg, progress=False)
     assert not out.exists()
@@ -131,7 +131,7 @@ def test_resume_after_a_crash_matches_a_clean_run(
         "epoch-0001.pt",
         "epoch-0002.pt",
     ]
-    monkeypatch.setattr(offline.train, "make_batch_fn", real)
+    monkeypatch.setattr(offline.jobs.train, "make_batch_fn", real)
 
     with pytest.raises(ValueError, match="cannot resume"):
         train_m2grl(planted, out, M2GRLConfig(epochs=3, batch_size=512, **FAST), resume=True, progress=False)
@@ -148,22 +148,22 @@ def test_resume_after_a_crash_matches_a_clean_run(
 def test_concat_ragged_hand_computed() -> None:
     a = (np.array([0, 2, 3]), np.array([1, 2, 3]))
     b = (np.array([0, 1, 3]), np.array([4, 5, 6]))
-    indptr, tokens = offline.train.concat_ragged(a, b)
+    indptr, tokens = offline.jobs.train.concat_ragged(a, b)
     assert indptr.tolist() == [0, 2, 3, 4, 6] and tokens.tolist() == [1, 2, 3, 4, 5, 6]
 
 
 def test_walks_are_appended_to_the_sequences_only_when_asked(planted: Path, tmp_path: Path) -> None:
-    from offline.prepare import walks_path
+    from offline.data.prepare import walks_path
 
     dataset = tmp_path / "ds"
     shutil.copytree(planted, dataset)
-    views, relations = offline.train.dataset_views(dataset)
-    plain = offline.train.load_inputs(dataset, views, relations)
+    views, relations = offline.jobs.train.dataset_views(dataset)
+    plain = offline.jobs.train.load_inputs(dataset, views, relations)
     walk = walks_path(dataset, "item")
     walk.parent.mkdir(parents=True, exist_ok=True)
     np.savez(walk, indptr=np.array([0, 3, 5]), tokens=np.array([7, 8, 9, 1, 2], dtype=np.int32))
-    with_walks = offline.train.load_inputs(dataset, views, relations)
-    without = offline.train.load_inputs(dataset, views, relations, walks=False)
+    with_walks = offline.jobs.train.load_inputs(dataset, views, relations)
+    without = offline.jobs.train.load_inputs(dataset, views, relations, walks=False)
     n_seq = len(plain.sequences["item"][0]) - 1
     indptr, tokens = with_walks.sequences["item"]
     assert len(indptr) - 1 == n_seq + 2
@@ -171,6 +171,6 @@ def test_walks_are_appended_to_the_sequences_only_when_asked(planted: Path, tmp_
     assert np.array_equal(without.sequences["item"][1], plain.sequences["item"][1])
     assert np.array_equal(with_walks.sequences["category"][1], plain.sequences["category"][1])
     # the checksum covers what training reads
-    assert offline.train.dataset_checksum(dataset, views, relations) != offline.train.dataset_checksum(
-        dataset, views, relations, walks=False
-    )
+    assert offline.jobs.train.dataset_checksum(
+        dataset, views, relations
+    ) != offline.jobs.train.dataset_checksum(dataset, views, relations, walks=False)

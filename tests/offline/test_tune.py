@@ -13,15 +13,15 @@ from typer.testing import CliRunner
 from cli.main import app
 from core.config_files import read_toml_overrides, toml_text
 from model.config import M2GRLConfig
-from offline.config import PrepareConfig
-from offline.tune import TuneSpace, tune
+from offline.data.config import PrepareConfig
+from offline.evaluation.tune import TuneSpace, tune
 
 TAOBAO = Path(__file__).resolve().parents[2] / "data" / "taobao-sample" / "UserBehavior_head_sample.csv.gz"
 
 
 @pytest.fixture(scope="module")
 def taobao(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from offline.prepare import prepare_from_source
+    from offline.data.prepare import prepare_from_source
 
     return prepare_from_source("taobao", TAOBAO, tmp_path_factory.mktemp("tune") / "taobao")
 
@@ -71,7 +71,7 @@ def test_cli_train_config_and_bad_options_fail_in_one_line(taobao: Path, tmp_pat
 
 
 def test_prepare_session_gap_option_and_preset(taobao: Path, tmp_path: Path) -> None:
-    from offline.presets import preset
+    from offline.data.presets import preset
 
     assert preset("taobao").session_gap_s == 7 * 86_400 and preset("generic").session_gap_s == 7 * 86_400
     runner = CliRunner()
@@ -103,8 +103,8 @@ def test_prepare_session_gap_option_and_preset(taobao: Path, tmp_path: Path) -> 
 def test_held_out_dataset_is_the_validation_period_and_never_the_test(target: str, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    from offline.prepare import prepare_from_source
-    from offline.tune import _held_out_dataset
+    from offline.data.prepare import prepare_from_source
+    from offline.evaluation.tune import _held_out_dataset
 
     source = prepare_from_source("taobao", TAOBAO, tmp_path / "src", target=target)  # type: ignore[arg-type]
     valid = prepare_from_source("taobao", TAOBAO, tmp_path / "valid", target="valid")

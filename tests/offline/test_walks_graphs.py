@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offline.graphs import edges_to_csr, link_tables, lookup, sort_vocab
-from offline.sessions import collapse_consecutive, ragged_from_sorted
-from offline.walks import random_walks
+from offline.data.graphs import edges_to_csr, link_tables, lookup, sort_vocab
+from offline.data.sessions import collapse_consecutive, ragged_from_sorted
+from offline.data.walks import random_walks
 
 
 def csr(edges: list[tuple[int, int, float]], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

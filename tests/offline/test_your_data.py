@@ -19,10 +19,10 @@ from cli.main import app
 from core.atomic import read_json
 from core.id_labels import IdLabels, read_id_labels, write_id_labels
 from core.layout import DatasetLayout
-from offline.adapters import read_generic, read_movielens
-from offline.config import BadInputError, ConfigError, LogFormat
-from offline.prepare import drop_summary, prepare_from_source
-from offline.timeparse import parse_timestamps
+from offline.data.adapters import read_generic, read_movielens
+from offline.data.config import BadInputError, ConfigError, LogFormat
+from offline.data.prepare import drop_summary, prepare_from_source
+from offline.data.timeparse import parse_timestamps
 
 runner = CliRunner()
 DAY = 86_400

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from offline.adapters import SNIFF_BYTES, read_generic, read_movielens, read_taobao
-from offline.config import BadInputError
+from offline.data.adapters import SNIFF_BYTES, read_generic, read_movielens, read_taobao
+from offline.data.config import BadInputError
 from tests.app.conftest import INGEST, INGEST_TOKEN, make_settings
 from tests.app.server import start_service
 from tests.reliability.scenarios import ITEM_IDS, assert_clean_failure, m2grl, metric_sample

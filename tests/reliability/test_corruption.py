@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 
 from core.atomic import atomic_write_bytes
 from core.layout import DatasetLayout, IndexRoot, ModelLayout
-from offline.prepare import prepare_from_source
+from offline.data.prepare import prepare_from_source
 from tests.app.conftest import make_settings, vectors_for, write_model_and_metric
 from tests.reliability.scenarios import (
     TRIGGERS,

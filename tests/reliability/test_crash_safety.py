@@ -27,7 +27,7 @@ from core.layout import IndexRoot, ModelLayout
 from index.publish import current_version, list_versions
 from index.serving import ServingIndex
 from model.artifact import M2GRLArtifact
-from offline.train import dataset_views, load_inputs
+from offline.jobs.train import dataset_views, load_inputs
 from tests.reliability.scenarios import REPO, cli_env, m2grl_command
 
 pytestmark = pytest.mark.slow

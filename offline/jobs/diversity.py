@@ -41,7 +41,7 @@ from model.config import TrainerConfig
 from model.distributed import DistInfo
 from model.metric import MultiViewMetric, PairBatch
 from model.trainer import train
-from offline.train import check_resume
+from offline.jobs.train import check_resume
 
 log = logging.getLogger(__name__)
 

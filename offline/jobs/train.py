@@ -30,7 +30,7 @@ from model.plots import plot_pca, plot_training_curves
 from model.trainer import TrainResult, resolve_device, train
 from model.warm_start import warm_start
 from model.weighting import make_weighting
-from offline.prepare import walks_path
+from offline.data.prepare import walks_path
 
 Ragged = tuple[np.ndarray, np.ndarray]
 

@@ -32,7 +32,7 @@ from core.catalogue import write_catalogue
 from core.id_labels import IdLabels, write_id_labels
 from core.layout import DatasetLayout
 from core.titles import write_titles
-from offline.adapters import (
+from offline.data.adapters import (
     AdapterResult,
     BadRowReport,
     movielens_files,
@@ -40,11 +40,11 @@ from offline.adapters import (
     read_movielens,
     read_taobao,
 )
-from offline.catalogue import build_catalogue, event_attributes
-from offline.cleaning import check_schema, clean, clean_rows, drop_counts
-from offline.config import BadInputError, LogFormat, PrepareConfig
-from offline.engine import Engine, check_memory_limit, engine_session
-from offline.graphs import (
+from offline.data.catalogue import build_catalogue, event_attributes
+from offline.data.cleaning import check_schema, clean, clean_rows, drop_counts
+from offline.data.config import BadInputError, LogFormat, PrepareConfig
+from offline.data.engine import Engine, check_memory_limit, engine_session
+from offline.data.graphs import (
     edges_to_csr,
     item_values,
     link_tables,
@@ -56,10 +56,10 @@ from offline.graphs import (
     view_edges,
     view_runs,
 )
-from offline.presets import preset
-from offline.sessions import assign_sessions, can_sessionise, ragged_from_sorted, sessionise
-from offline.splits import DAY_S, assign_split, time_cuts
-from offline.walks import random_walks
+from offline.data.presets import preset
+from offline.data.sessions import assign_sessions, can_sessionise, ragged_from_sorted, sessionise
+from offline.data.splits import DAY_S, assign_split, time_cuts
+from offline.data.walks import random_walks
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def _view_stage(
 ) -> dict[str, Any]:
     """Vocabulary, sequences, graph (CSR + edge table) of one view; returns its counts.
 
-    ``presorted``: ``prepared`` comes from ``offline.sessions.sessionise`` and holds the view's runs, so
+    ``presorted``: ``prepared`` comes from ``offline.data.sessions.sessionise`` and holds the view's runs, so
     runs and edges are hash aggregates instead of windows over the view's events.
     """
     column = config.column(view)
@@ -475,7 +475,7 @@ def read_source(
     min_rating: float = 3.0,
 ) -> AdapterResult:
     """Run the adapter of ``source`` on ``input_path`` (MovieLens: a release folder or its ratings file,
-    ``offline.adapters.movielens_files``; generic: ``column_map`` and ``log_format``)."""
+    ``offline.data.adapters.movielens_files``; generic: ``column_map`` and ``log_format``)."""
     input_path = Path(input_path)
     if not input_path.exists():
         raise FileNotFoundError(f"input {input_path} does not exist")

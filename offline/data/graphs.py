@@ -17,8 +17,8 @@ import ibis.expr.types as ir
 import numpy as np
 import numpy.typing as npt
 
-from offline.config import PrepareConfig
-from offline.sessions import run_column, src_column
+from offline.data.config import PrepareConfig
+from offline.data.sessions import run_column, src_column
 
 Int64Array = npt.NDArray[np.int64]
 
@@ -57,7 +57,7 @@ def view_edges(runs: ir.Table) -> ir.Table:
 
 
 def presorted_runs(events: ir.Table, column: str, config: PrepareConfig) -> ir.Table:
-    """:func:`view_runs` from the run columns of ``offline.sessions.sessionise``, plus ``src`` (the node
+    """:func:`view_runs` from the run columns of ``offline.data.sessions.sessionise``, plus ``src`` (the node
     of the previous run in the session, null on a session's first run): a hash aggregate, no window.
 
     ``run`` numbers the runs in the user's history rather than the session: same order, other values.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from offline.config import PrepareConfig
+from offline.data.config import PrepareConfig
 
 DAY_S = 86_400
 # Keeps floor(n * fraction) stable when n * fraction is an integer up to rounding (e.g. 0.29 * 100).

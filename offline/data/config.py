@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
-from offline.timeparse import check_time_format, check_timezone
+from offline.data.timeparse import check_time_format, check_timezone
 
 SplitKind = Literal["global_time", "per_user"]
 Target = Literal["test", "valid"]
@@ -202,7 +202,7 @@ _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "p
 
 @dataclass(frozen=True)
 class LogFormat:
-    """How a raw log file is read by the generic adapter (``offline.adapters.read_generic``).
+    """How a raw log file is read by the generic adapter (``offline.data.adapters.read_generic``).
 
     - ``delimiter``: one character (``tab``, ``\\t``, ``comma``, ``semicolon``, ``pipe`` are accepted
       names); ``None`` picks the most frequent of ``DELIMITERS`` on the first line.
@@ -210,7 +210,7 @@ class LogFormat:
       name, else yes only when the first line's timestamp field does not parse and the second one does.
     - ``encoding``: text encoding of CSV files (``utf-8``, ``latin-1``, ...; any Python codec name).
     - ``time_format``: ``auto``, ``unix_s``, ``unix_ms``, ``iso`` or a strptime pattern
-      (``offline.timeparse``).
+      (``offline.data.timeparse``).
     - ``timezone``: IANA zone of timestamps written without one (default ``UTC``).
     - ``behavior_map``: source behaviour -> canonical behaviour (``{"purchase": "buy"}``); values not
       in it are kept as they are (and dropped by cleaning unless a kept behaviour).

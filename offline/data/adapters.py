@@ -31,8 +31,8 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 
 from core.titles import clean_titles
-from offline.config import DELIMITERS, BadInputError, LogFormat
-from offline.timeparse import ACCEPTED, describe, is_int64_text, parse_timestamps
+from offline.data.config import DELIMITERS, BadInputError, LogFormat
+from offline.data.timeparse import ACCEPTED, describe, is_int64_text, parse_timestamps
 
 #: Examples kept per reason in a report (the counts are always complete).
 EXAMPLES_PER_REASON = 5
@@ -138,7 +138,7 @@ class AdapterResult:
     #: ``item_id, title`` of the catalogue when the source has titles (``core.titles``), else None
     titles: pa.Table | None = None
     #: ``item_id, <view>_id...`` of every item the source lists, behaviour or not (MovieLens movies);
-    #: None when the log is the only list of items (``offline.catalogue``)
+    #: None when the log is the only list of items (``offline.data.catalogue``)
     listing: pa.Table | None = None
 
 
@@ -314,7 +314,7 @@ class _Validator:
         return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids, labels.column("label")
 
     def timestamp(self, name: str, time_format: str, timezone: str) -> tuple[pa.Array, str]:
-        """Parse column ``name`` to unix seconds (``offline.timeparse``); flags missing values and
+        """Parse column ``name`` to unix seconds (``offline.data.timeparse``); flags missing values and
         values that do not parse (reason ``bad timestamp``, with the accepted formats as a hint)."""
         col = self.table.column(name).combine_chunks()
         seconds, kind = parse_timestamps(col, time_format, timezone)
@@ -703,7 +703,7 @@ def read_generic(
     canonical ``<view>_id``, ``session_id`` or ``dwell_s``/``rating`` (float64) may be mapped. Id columns
     are int64 integers or strings (then mapped to dense ids; ``labels[<view>]``, ``labels["user"]``);
     timestamps, the delimiter, header, encoding and behaviour names follow ``log_format``
-    (``offline.config.LogFormat``). ``fmt`` defaults from the file suffix (``.parquet`` or a folder:
+    (``offline.data.config.LogFormat``). ``fmt`` defaults from the file suffix (``.parquet`` or a folder:
     Parquet; else CSV, compressed by suffix: ``.gz``, ``.zst``, ``.bz2``).
     """
     path = Path(path)

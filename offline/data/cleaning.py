@@ -14,7 +14,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from offline.config import BadInputError, PrepareConfig
+from offline.data.config import BadInputError, PrepareConfig
 
 REASONS = ("missing id", "out of window", "behaviour not kept", "short dwell")
 
@@ -64,7 +64,7 @@ def _drop_conditions(events: ir.Table, config: PrepareConfig) -> list[ir.Boolean
 
 def clean_rows(events: ir.Table, config: PrepareConfig) -> ir.Table:
     """Rows passing rules 1-4, canonical columns only, exact duplicates *kept* (rule 5 is left to the
-    caller: :func:`clean` collapses them with ``distinct``; ``offline.sessions.sessionise`` drops them in
+    caller: :func:`clean` collapses them with ``distinct``; ``offline.data.sessions.sessionise`` drops them in
     its sort, which saves a hash aggregate over every column)."""
     keep = ibis.literal(True)
     for cond in _drop_conditions(events, config):

@@ -23,7 +23,7 @@ import ibis.expr.types as ir
 import numpy as np
 import numpy.typing as npt
 
-from offline.config import PrepareConfig
+from offline.data.config import PrepareConfig
 
 #: Sentinels that make the event order total on every engine (engines disagree on where nulls sort).
 _NULL_INT = -(2**62)
@@ -60,7 +60,7 @@ def assign_sessions(events: ir.Table, config: PrepareConfig) -> ir.Table:
     """Add ``pos`` (1-based rank of the event in its user's history), ``user_events`` (the user's number
     of events, used by the per-user split without another window) and ``session`` (global id).
 
-    ``events`` must hold distinct canonical events (after :func:`offline.cleaning.clean`).
+    ``events`` must hold distinct canonical events (after :func:`offline.data.cleaning.clean`).
     """
     ranked = events.mutate(
         pos=ibis.row_number().over(group_by=events.user_id, order_by=event_order(events)) + 1
@@ -120,12 +120,12 @@ def sessionise(
 ) -> ir.Table:
     """One-sort equivalent of ``assign_sessions(rows.distinct(), config)`` plus the runs of every view.
 
-    ``rows`` are cleaned rows still holding exact duplicates (``offline.cleaning.clean_rows``); the
+    ``rows`` are cleaned rows still holding exact duplicates (``offline.data.cleaning.clean_rows``); the
     view columns must hold no null and ``config.max_session_len`` must be None (:func:`can_sessionise`).
     Returns the distinct events with ``pos``, ``user_events`` and ``session`` (same values as
     :func:`assign_sessions`) and, per view column ``c``, :func:`run_column` (1-based run number of
     the event in its user's history, a run being a maximal stretch of equal ``c`` inside a session)
-    and :func:`src_column`. Train events are a prefix of every user's history (``offline.splits``),
+    and :func:`src_column`. Train events are a prefix of every user's history (``offline.data.splits``),
     so runs and their predecessors computed over the whole history equal those of the train events.
 
     Plan: one window ordered by :func:`event_order` ranks the rows and reads the previous row (a

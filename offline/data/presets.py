@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from offline.config import PrepareConfig
+from offline.data.config import PrepareConfig
 
 PresetName = Literal["movielens", "taobao", "generic"]
 

@@ -28,7 +28,7 @@ from core.atomic import atomic_write_bytes, atomic_write_json, read_json
 from core.config_files import toml_text
 from core.layout import DatasetLayout
 from model.config import M2GRLConfig
-from offline.config import PrepareConfig
+from offline.data.config import PrepareConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def prepare_config_from_manifest(manifest: Mapping[str, Any]) -> PrepareConfig:
 
 def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:
     """The dataset re-prepared with session gap ``gap_s`` and its target one period back (cached)."""
-    from offline.prepare import prepare_dataset
+    from offline.data.prepare import prepare_dataset
 
     out = workdir / f"valid-gap{gap_s}"
     if (out / "manifest.json").exists():
@@ -111,7 +111,7 @@ def tune(
     """Run the search; returns the path of ``best.toml``. ``base`` holds the fields no trial changes."""
     import optuna
 
-    from offline.train import train_m2grl
+    from offline.jobs.train import train_m2grl
 
     space = space or TuneSpace()
     base = base or M2GRLConfig()
