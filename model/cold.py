@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.vocab import lookup
 from model.artifact import M2GRLArtifact
 
 Matrix = npt.NDArray[np.float32]
@@ -233,15 +234,9 @@ def side_ridge_rule(inputs: ColdInputs, *, l2: float = 1.0, normalise: bool = Tr
     return Placement(vectors, known.sum(axis=1).astype(np.int64))
 
 
-def vocabulary_rows(vocab: npt.ArrayLike, ids: npt.ArrayLike) -> IntArray:
-    """Row of each original id in ``vocab`` (``-1`` for an unknown id or a ``-1`` input)."""
-    vocab = np.asarray(vocab, dtype=np.int64)
-    ids = np.asarray(ids, dtype=np.int64)
-    if len(vocab) == 0:
-        return np.full(ids.shape, -1, dtype=np.int64)
-    order = np.argsort(vocab, kind="stable")
-    pos = np.minimum(np.searchsorted(vocab[order], ids), len(vocab) - 1)
-    return np.where((vocab[order][pos] == ids) & (ids >= 0), order[pos], -1).astype(np.int64)
+def _rows(ids: npt.ArrayLike, vocab: npt.ArrayLike) -> IntArray:
+    """Vocabulary rows (``core.vocab.lookup``) of array-likes; ``-1`` (unknown) maps to ``-1``."""
+    return lookup(np.asarray(ids, dtype=np.int64), np.asarray(vocab, dtype=np.int64))
 
 
 def model_inputs(
@@ -261,11 +256,8 @@ def model_inputs(
         )
     n = lengths.pop() if lengths else 0
     views = [v for v in model.views[1:] if v in model.attributes]
-    warm = {v: vocabulary_rows(model.vocab[v], model.attributes[v]) for v in views}
-    cold = {
-        v: vocabulary_rows(model.vocab[v], cold_attributes.get(v, np.full(n, -1, dtype=np.int64)))
-        for v in views
-    }
+    warm = {v: _rows(model.attributes[v], model.vocab[v]) for v in views}
+    cold = {v: _rows(cold_attributes.get(v, np.full(n, -1, dtype=np.int64)), model.vocab[v]) for v in views}
     side = {v: np.asarray(model.embeddings[v]) for v in views}
     return ColdInputs(np.asarray(model.embeddings[model.views[0]]), warm, cold, side, cold_count=n)
 

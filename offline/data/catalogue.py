@@ -19,9 +19,10 @@ import pyarrow.compute as pc
 from core.catalogue import Catalogue, attribute_column
 from core.titles import titles_of
 from core.types import IdArray
+from core.vocab import lookup
 from offline.data.config import BadInputError
 from offline.data.engine import Engine
-from offline.data.graphs import item_values, lookup
+from offline.data.graphs import item_values
 
 
 def _values_on(items: IdArray, keys: IdArray, values: IdArray) -> IdArray:

@@ -32,6 +32,7 @@ from core.catalogue import write_catalogue
 from core.id_labels import IdLabels, write_id_labels
 from core.layout import DatasetLayout
 from core.titles import write_titles
+from core.vocab import lookup
 from offline.data.adapters import (
     AdapterResult,
     BadRowReport,
@@ -48,7 +49,6 @@ from offline.data.graphs import (
     edges_to_csr,
     item_values,
     link_tables,
-    lookup,
     presorted_edges,
     presorted_runs,
     sort_vocab,

@@ -26,10 +26,11 @@ import numpy as np
 from core.atomic import atomic_write_bytes, atomic_write_json, read_json
 from core.catalogue import read_catalogue
 from core.layout import DatasetLayout
+from core.vocab import lookup
 from index.inputs import norm_scaled
 from index.serving import ServingIndex
 from model.artifact import M2GRLArtifact
-from model.cold import model_inputs, place_cold, vocabulary_rows
+from model.cold import model_inputs, place_cold
 from offline.baselines.base import load_train_data
 from offline.baselines.eges import train_eges
 from offline.baselines.in_category import popularity_in_category, random_in_category
@@ -130,7 +131,7 @@ def _eges(run: ColdRun, seed: int) -> tuple[Retriever, dict[str, Any]]:
     cold_side = {}
     for view in eges.views:
         sizes = int(train.side[view].max()) + 1 if len(train.side[view]) else 0
-        rows = vocabulary_rows(np.load(layout.vocab(view)), run.rows.cold_attributes()[view])
+        rows = lookup(run.rows.cold_attributes()[view], np.load(layout.vocab(view)).astype(np.int64))
         cold_side[view] = np.where(rows < sizes, rows, -1)
     vectors = np.concatenate([eges.vectors(), eges.side_only(cold_side)])
     return _vectors_retriever(run, run.rows.items, vectors, 0.0), {}

@@ -37,6 +37,7 @@ import torch
 
 from core.atomic import atomic_dir, atomic_write_json, read_json, sha256_file
 from core.layout import DatasetLayout, MetricLayout, ModelLayout, relation_name
+from core.vocab import lookup
 from model.config import TrainerConfig
 from model.distributed import DistInfo
 from model.metric import MultiViewMetric, PairBatch
@@ -292,16 +293,6 @@ def _read_train_events(dataset: DatasetLayout) -> dict[str, np.ndarray]:
     }
 
 
-def rows_of(ids: IntArray, vocab: IntArray) -> IntArray:
-    """Vocabulary row of every id (``-1`` when absent), vectorised with a sorted lookup."""
-    if len(vocab) == 0:
-        return np.full(len(ids), -1, dtype=np.int64)
-    order = np.argsort(vocab, kind="stable")
-    sorted_vocab = vocab[order]
-    pos = np.minimum(np.searchsorted(sorted_vocab, ids), len(vocab) - 1)
-    return np.where(sorted_vocab[pos] == ids, order[pos], -1).astype(np.int64)
-
-
 def load_inputs(dataset_dir: Path, model_dir: Path, config: MetricConfig) -> MetricInputs:
     """Read the M2GRL representations and build the positive pairs from the train split."""
     model = ModelLayout(Path(model_dir))
@@ -325,7 +316,7 @@ def load_inputs(dataset_dir: Path, model_dir: Path, config: MetricConfig) -> Met
             f"vocab {len(vocab)}, attributes {len(item_category)})"
         )
     events = _read_train_events(DatasetLayout(Path(dataset_dir)))
-    row = rows_of(events["item"], vocab)
+    row = lookup(events["item"], vocab)
     # The category of an event is the item's category in the model's attribute table, the same one
     # the index serves and the filters use.
     category = np.where(row >= 0, item_category[np.maximum(row, 0)], -1)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.vocab import lookup
 from offline.jobs.diversity import (
     MetricConfig,
     dedupe_unordered,
     discovery_pairs,
     epoch_pairs,
     initial_scales,
-    rows_of,
     sample_negatives,
 )
 
@@ -46,9 +46,9 @@ def test_dedupe_unordered() -> None:
     assert list(zip(a.tolist(), b.tolist(), strict=True)) == [(1, 2), (3, 4)]
 
 
-def test_rows_of_maps_ids_to_vocabulary_rows() -> None:
-    assert rows_of(np.array([10, 99, 30, 5]), np.array([30, 10, 20])).tolist() == [1, -1, 0, -1]
-    assert rows_of(np.array([1, 2]), np.array([], dtype=np.int64)).tolist() == [-1, -1]
+def test_lookup_maps_ids_to_vocabulary_rows() -> None:
+    assert lookup(np.array([10, 99, 30, 5]), np.array([30, 10, 20])).tolist() == [1, -1, 0, -1]
+    assert lookup(np.array([1, 2]), np.array([], dtype=np.int64)).tolist() == [-1, -1]
 
 
 # 0..3 category 1, 4..5 category 2, 6 alone in category 3, 7 unknown

@@ -10,10 +10,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from core.vocab import lookup
 from offline.data.cleaning import clean, clean_rows
 from offline.data.config import PrepareConfig
 from offline.data.engine import Engine, connect
-from offline.data.graphs import edges_to_csr, lookup, presorted_edges, presorted_runs, view_edges, view_runs
+from offline.data.graphs import edges_to_csr, presorted_edges, presorted_runs, view_edges, view_runs
 from offline.data.prepare import _is_sorted
 from offline.data.sessions import assign_sessions, can_sessionise, sessionise
 from offline.data.splits import assign_split

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offline.data.graphs import edges_to_csr, link_tables, lookup, sort_vocab
+from core.vocab import lookup
+from offline.data.graphs import edges_to_csr, link_tables, sort_vocab
 from offline.data.sessions import collapse_consecutive, ragged_from_sorted
 from offline.data.walks import random_walks
 
