@@ -35,7 +35,7 @@ from offline.baselines.base import load_train_data
 from offline.baselines.eges import train_eges
 from offline.baselines.in_category import popularity_in_category, random_in_category
 from offline.evaluation.cold import PARTS, ColdCatalogue, cold_catalogue, cold_share, score_parts
-from offline.evaluation.job import load_eval_data
+from offline.evaluation.job import check_run, load_eval_data
 from offline.evaluation.protocol import EvalData, ProtocolConfig, Retriever, retrieve
 
 COLD_METHODS = (
@@ -181,13 +181,7 @@ def evaluate_cold(
     {part: {metric: value}}}, "mean": {part: {...}}, "notes": {...}, "seconds": float}}, ...}`` with
     ``part`` in :data:`offline.evaluation.cold.PARTS` and ``"lists"`` (``ColdShare@k``). Unseeded methods run once (seed ``seeds[0]``)."""
     protocol = protocol or ProtocolConfig(ks=(20, 50, 100))
-    unknown = [m for m in methods if m not in BUILDERS]
-    if unknown:
-        raise ValueError(f"unknown cold methods {unknown}; valid: {list(BUILDERS)}")
-    if not seeds:
-        raise ValueError("seeds must not be empty")
-    if topn < protocol.max_k:
-        raise ValueError(f"topn ({topn}) must be >= the largest K ({protocol.max_k})")
+    check_run(methods, list(BUILDERS), seeds, topn, protocol, kind="cold methods")
     run = prepare_cold_run(dataset_dir, model_dir, protocol, topn=topn, ridge_l2=ridge_l2)
     results: dict[str, Any] = {}
     for method in methods:

@@ -82,6 +82,26 @@ def load_eval_data(dataset_dir: Path, config: ProtocolConfig) -> EvalData:
     return build_eval_data(events, catalogue, category_column=category, config=config)
 
 
+def check_run(
+    methods: Sequence[str],
+    valid: Sequence[str],
+    seeds: Sequence[int],
+    topn: int,
+    protocol: ProtocolConfig,
+    *,
+    kind: str = "methods",
+) -> None:
+    """Refuse a run before any work: unknown ``methods`` (named as ``kind``), no seed, or a ``topn``
+    below the protocol's largest K (``ValueError`` naming what is wrong)."""
+    unknown = [m for m in methods if m not in valid]
+    if unknown:
+        raise ValueError(f"unknown {kind} {unknown}; valid: {list(valid)}")
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    if topn < protocol.max_k:
+        raise ValueError(f"topn ({topn}) must be >= the largest K ({protocol.max_k})")
+
+
 def m2grl_model_dir(workdir: Path, method: str, seed: int) -> Path:
     """Where :func:`m2grl_fitter` writes the model folder of ``method`` and ``seed``."""
     return Path(workdir) / f"{method}-seed{seed}"
@@ -179,13 +199,7 @@ def evaluate(
     """
     protocol = protocol or ProtocolConfig()
     methods = list(methods) if methods else list(DEFAULT_METHODS)
-    unknown = [m for m in methods if m not in DEFAULT_METHODS]
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; valid: {list(DEFAULT_METHODS)}")
-    if not seeds:
-        raise ValueError("seeds must not be empty")
-    if topn < protocol.max_k:
-        raise ValueError(f"topn ({topn}) must be >= the largest K ({protocol.max_k})")
+    check_run(methods, DEFAULT_METHODS, seeds, topn, protocol)
     dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
     workdir = Path(workdir) if workdir else output_dir / ".models"
     data = load_eval_data(dataset_dir, protocol)
