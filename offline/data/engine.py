@@ -123,7 +123,7 @@ def _spark(spark_master: str, threads: int | None, memory_limit: str | None) -> 
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
     )
     if memory_limit:
-        builder = builder.config("spark.driver.memory", memory_limit)
+        builder = builder.config("spark.driver.memory", jvm_memory(memory_limit))
     session = builder.getOrCreate()
     con = ibis.pyspark.connect(session)
     return Engine("spark", con, scratch)
@@ -143,6 +143,17 @@ def check_memory_limit(memory_limit: str) -> str:
             f"memory limit {memory_limit!r} is not a size like 512MB or 6GB (units KB, MB, GB, TB)"
         )
     return memory_limit.strip()
+
+
+_KIB = {"KB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
+
+
+def jvm_memory(memory_limit: str) -> str:
+    """A size checked by :func:`check_memory_limit` in the JVM's syntax (``-Xmx``), which takes whole
+    numbers with a one-letter unit only: ``"4GB"`` -> ``"4096m"``, ``"1.5GB"`` -> ``"1536m"``."""
+    size = check_memory_limit(memory_limit)
+    kib = float(size[:-2]) * _KIB[size[-2:].upper()]
+    return f"{round(kib / 1024)}m" if kib >= 1024 else f"{max(1, round(kib))}k"
 
 
 def connect(

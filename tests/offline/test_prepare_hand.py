@@ -10,6 +10,7 @@ import pytest
 
 from core.atomic import read_json
 from core.layout import DatasetLayout
+from offline.data.engine import jvm_memory
 from offline.data.prepare import prepare_dataset
 from tests.offline.prepare_fixtures import ten_config, ten_events
 
@@ -125,3 +126,12 @@ def test_malformed_memory_limit_is_refused_before_any_work(tmp_path: Path, bad: 
     with pytest.raises(ValueError, match="is not a size like 512MB or 6GB"):
         prepare_dataset(ten_events(), tmp_path / "d", ten_config(), memory_limit=bad)
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("size", "jvm"),
+    [("4GB", "4096m"), ("1.5gb", "1536m"), ("512MB", "512m"), ("100KB", "100k"), ("1TB", "1048576m")],
+)
+def test_memory_limit_in_the_jvm_syntax_spark_takes(size: str, jvm: str) -> None:
+    # spark.driver.memory goes to -Xmx, which refuses "4GB" (the JVM would not start).
+    assert jvm_memory(size) == jvm
