@@ -18,7 +18,6 @@ Every run happens in its own process so peak RSS is per run. Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import multiprocessing as mp
 import sys
 import tempfile
@@ -205,10 +204,9 @@ def run_ours(path: str, args: dict[str, Any]) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     # M2GRL's optimisation defaults (row-wise Adagrad at 0.05 on the tables, Adam 0.01 on the dense part)
-    config = dataclasses.replace(
-        M2GRLConfig().trainer(), epochs=epochs, threads=args["threads"], device="cpu",
-        lr_schedule=args["lr_schedule"],
-    )  # fmt: skip
+    config = M2GRLConfig().trainer.replace(
+        epochs=epochs, threads=args["threads"], device="cpu", lr_schedule=args["lr_schedule"]
+    )
     train(
         model, make_batch_fn(inputs, settings), config, progress=False,
         steps_per_epoch=steps_per_epoch(inputs, settings),
@@ -272,7 +270,11 @@ def main() -> None:
                 for sched in ns.lr_schedules.split(",")
             ]
             runs.append(
-                ("ours (full M2GRL)", run_ours, {"full": True, "lr_schedule": M2GRLConfig().lr_schedule})
+                (
+                    "ours (full M2GRL)",
+                    run_ours,
+                    {"full": True, "lr_schedule": M2GRLConfig().trainer.lr_schedule},
+                )
             )
             for label, fn, extra in runs:
                 res = in_process(fn, path, {**args, **extra})

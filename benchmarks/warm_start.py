@@ -14,7 +14,6 @@ run's. Target: the same quality in at most half the time.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import sys
 import tempfile
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             for log, name in ((day1_log, "ds1"), (day2_log, "ds2"))
         )
-        config = dataclasses.replace(M2GRLConfig(), epochs=args.epochs, seed=args.seed)
+        config = M2GRLConfig(trainer={"epochs": args.epochs, "seed": args.seed})
         timed_train(day1, work / "model1", config)  # yesterday's model
         rows: list[list[object]] = []
         cold_s = timed_train(day2, work / "cold", config)
@@ -107,9 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         reached = None
         for epochs in range(1, args.epochs + 1):
             out = work / f"warm{epochs}"
-            warm_s = timed_train(
-                day2, out, dataclasses.replace(config, epochs=epochs), init_from=work / "model1"
-            )
+            warm_s = timed_train(day2, out, config.replace(epochs=epochs), init_from=work / "model1")
             hr, r = validation_scores(day2, out)
             rows.append(
                 [

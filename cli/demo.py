@@ -60,7 +60,7 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
     if _stage("prepare", dataset, fresh):
         prepare_from_source(source, BUNDLED_INPUTS[source], dataset, overwrite=True)  # type: ignore[arg-type]
     if _stage("train", model, fresh):
-        train_m2grl(dataset, model, M2GRLConfig(epochs=epochs), overwrite=True)
+        train_m2grl(dataset, model, M2GRLConfig(trainer={"epochs": epochs}), overwrite=True)
     if _stage("train-metric", metric, fresh):
         train_metric_model(dataset, model, metric, MetricConfig(), overwrite=True)
     if fresh or not IndexRoot(index_root).current.exists():

@@ -7,6 +7,7 @@ Heavy libraries (torch, faiss, ibis) are imported inside each command so ``m2grl
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 import sys
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
 import typer
+
+from core.config import default_of, describe, option_help
+from index.config import IndexConfig
 
 app = typer.Typer(
     name="m2grl",
@@ -39,6 +43,42 @@ BUNDLED = {
     "movielens": REPO_ROOT / "data" / "movielens-small",
     "taobao": REPO_ROOT / "data" / "taobao-sample" / "UserBehavior_head_sample.csv.gz",
 }
+
+
+#: Shown instead of an option's help where its config module is not installed: the serve image ships
+#: core, index, app and cli only, and its ``m2grl`` serves; the training commands need the full install.
+NO_TRAINING_STACK = "(this install has no training stack)"
+
+
+def _training_config(module: str, name: str) -> Any:
+    """A config model of the training side (``model.config``, ``offline.data.config``), or None."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError:
+        return None
+
+
+def _train_help(name: str) -> str:
+    """Help of a ``train`` option from the schema: an M2GRL field, or a trainer field with M2GRL's default."""
+    m2grl = _training_config("model.config", "M2GRLConfig")
+    if m2grl is None:
+        return NO_TRAINING_STACK
+    if name in m2grl.model_fields:
+        return option_help(m2grl, name)
+    return option_help(type(m2grl().trainer), name, default=getattr(m2grl().trainer, name))
+
+
+def _prepare_help(name: str, note: str = "from the preset") -> str:
+    """Help of a ``prepare`` option; ``note`` says where its default comes from ("": typer shows it)."""
+    prepare = _training_config("offline.data.config", "PrepareConfig")
+    if prepare is None:
+        return NO_TRAINING_STACK
+    return option_help(prepare, name, note=note) if note else describe(prepare, name)
+
+
+def _format_help(name: str) -> str:
+    log_format = _training_config("offline.data.config", "LogFormat")
+    return NO_TRAINING_STACK if log_format is None else "Generic CSV. " + option_help(log_format, name)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -105,10 +145,7 @@ def prepare(
             "Default: the engine's own (DuckDB: 80% of RAM)."
         ),
     ] = None,
-    target: Annotated[
-        str,
-        typer.Option(help="test: hold out the test period; valid: hold out the validation period (tuning)."),
-    ] = "test",
+    target: Annotated[str, typer.Option(help=_prepare_help("target", note=""))] = "test",
     column: Annotated[
         list[str],
         typer.Option(
@@ -116,10 +153,7 @@ def prepare(
             "from 1, repeatable or comma-separated, e.g. --column user_id=uid,item_id=2,timestamp=ts."
         ),
     ] = [],  # noqa: B006 - typer needs a literal default
-    delimiter: Annotated[
-        str | None,
-        typer.Option(help="Generic CSV: field delimiter (',', ';', '|', tab); default: sniffed from line 1."),
-    ] = None,
+    delimiter: Annotated[str | None, typer.Option(help=_format_help("delimiter"))] = None,
     header: Annotated[
         bool | None,
         typer.Option(
@@ -128,20 +162,14 @@ def prepare(
             "position, yes only when line 1's timestamp does not parse).",
         ),
     ] = None,
-    encoding: Annotated[
-        str, typer.Option(help="Generic CSV: text encoding, e.g. utf-8, latin-1, cp1252.")
-    ] = "utf-8",
+    encoding: Annotated[str | None, typer.Option(help=_format_help("encoding"))] = None,
     time_format: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Generic: timestamp format: auto (unix s/ms or ISO-8601), unix_s, unix_ms, iso, or a "
-            "strptime pattern such as '%d/%m/%Y %H:%M'."
+            help=_format_help("time_format") + " E.g. '%d/%m/%Y %H:%M'; auto: unix s/ms or ISO-8601."
         ),
-    ] = "auto",
-    timezone: Annotated[
-        str,
-        typer.Option(help="Generic: IANA time zone of timestamps written without one, e.g. Europe/Paris."),
-    ] = "UTC",
+    ] = None,
+    timezone: Annotated[str | None, typer.Option(help=_format_help("timezone"))] = None,
     behavior: Annotated[
         list[str],
         typer.Option(
@@ -150,35 +178,19 @@ def prepare(
             "view, cart, fav, buy, rating)."
         ),
     ] = [],  # noqa: B006 - typer needs a literal default
-    split: Annotated[
-        str | None,
-        typer.Option(
-            help="global_time (the last --test-days of the log, for everybody) or per_user (each user's "
-            "last --test-fraction of events). Default from the preset."
-        ),
-    ] = None,
-    test_days: Annotated[
-        float | None,
-        typer.Option(help="Days held out at the end of the log by the global_time split (default 1)."),
-    ] = None,
-    test_fraction: Annotated[
-        float | None,
-        typer.Option(help="Share of each user's events held out by the per_user split (default 0.2)."),
-    ] = None,
+    split: Annotated[str | None, typer.Option(help=_prepare_help("split"))] = None,
+    test_days: Annotated[float | None, typer.Option(help=_prepare_help("test_days"))] = None,
+    test_fraction: Annotated[float | None, typer.Option(help=_prepare_help("test_fraction"))] = None,
     views: Annotated[
         str | None, typer.Option(help="Comma-separated views, item view first (default from the preset).")
     ] = None,
-    walks_per_node: Annotated[
-        int | None,
-        typer.Option(
-            help="Augmentation random walks per node of every view graph (default from the preset: 0)."
-        ),
-    ] = None,
+    walks_per_node: Annotated[int | None, typer.Option(help=_prepare_help("walks_per_node"))] = None,
     session_gap: Annotated[
         int | None,
         typer.Option(
-            help="Seconds of idleness that end a session (default from the preset: MovieLens one year, "
-            "Taobao and generic one week, i.e. a user's history is one sequence unless they pause longer)."
+            help=_prepare_help(
+                "session_gap_s", "from the preset: MovieLens one year, Taobao and generic one week"
+            )
         ),
     ] = None,
     config: Annotated[
@@ -206,9 +218,9 @@ def prepare(
         "--column": column,
         "--delimiter": delimiter,
         "--header/--no-header": header,
-        "--encoding": encoding != "utf-8",
-        "--time-format": time_format != "auto",
-        "--timezone": timezone != "UTC",
+        "--encoding": encoding,
+        "--time-format": time_format,
+        "--timezone": timezone,
         "--behavior": behavior,
     }
     used = [name for name, value in generic_only.items() if value not in (None, False, [])]
@@ -228,16 +240,13 @@ def prepare(
         if session_gap is not None:
             prepare_config = prepare_config.with_session_gap(session_gap)
         flags: dict[str, Any] = {"split": split, "test_days": test_days, "test_fraction": test_fraction}
-        prepare_config = dataclasses.replace(
-            prepare_config, **{k: v for k, v in flags.items() if v is not None}
-        )
+        prepare_config = prepare_config.replace(**{k: v for k, v in flags.items() if v is not None})
+        given = {"encoding": encoding, "timezone": timezone, "time_format": time_format}  # None: default
         log_format = LogFormat(
             delimiter=delimiter,
             header=header,
-            encoding=encoding,
-            time_format=time_format,
-            timezone=timezone,
             behavior_map=_parse_mapping(_split_commas(behavior), "--behavior"),
+            **{k: v for k, v in given.items() if v is not None},
         )
         out = prepare_from_source(
             source,  # type: ignore[arg-type]
@@ -276,55 +285,25 @@ def train(
     output: Annotated[Path, typer.Option(help="Model folder to write (atomically).")] = Path(
         "artifacts/model"
     ),
-    epochs: Annotated[int | None, typer.Option(help="Epochs (paper: 10).")] = None,
-    dim: Annotated[int | None, typer.Option(help="Embedding dimension.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Pairs per batch (paper: 2048).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate of the dense Adam (paper: 0.01).")] = None,
-    sparse_optimizer: Annotated[
-        str | None,
-        typer.Option(help="Optimiser of the embedding tables: row_adagrad (default) or lazy_adam."),
-    ] = None,
-    sparse_lr: Annotated[
-        float | None, typer.Option(help="Learning rate of the embedding tables (default 0.05).")
-    ] = None,
-    lr_schedule: Annotated[
-        str | None, typer.Option(help="constant, or linear decay to min_lr (1e-4) over the run.")
-    ] = None,
-    window: Annotated[int | None, typer.Option(help="Skip-gram window c (paper: 9).")] = None,
-    negatives: Annotated[int | None, typer.Option(help="Negatives per positive k (paper: 10).")] = None,
-    weighting: Annotated[
-        str | None,
-        typer.Option(
-            help="Task weighting: adaptive (eq. 10), bounded (adaptive, capped ratio), uniform or static."
-        ),
-    ] = None,
-    max_weight_ratio: Annotated[
-        float | None, typer.Option(help="bounded: cap of another task's weight over the item task's.")
-    ] = None,
-    align_item_grad: Annotated[
-        bool | None,
-        typer.Option(
-            help="Let the alignment's gradient reach the item rows (the paper). Default: no, the item "
-            "space is the item view's own and side views are aligned into it."
-        ),
-    ] = None,
-    norm_exponent: Annotated[
-        float | None,
-        typer.Option(
-            help="Served vectors are e / |e|^a: 0 = inner product (the paper's), 1 = cosine (default)."
-        ),
-    ] = None,
+    epochs: Annotated[int | None, typer.Option(help=_train_help("epochs"))] = None,
+    dim: Annotated[int | None, typer.Option(help=_train_help("dim"))] = None,
+    batch_size: Annotated[int | None, typer.Option(help=_train_help("batch_size"))] = None,
+    lr: Annotated[float | None, typer.Option(help=_train_help("lr"))] = None,
+    sparse_optimizer: Annotated[str | None, typer.Option(help=_train_help("sparse_optimizer"))] = None,
+    sparse_lr: Annotated[float | None, typer.Option(help=_train_help("sparse_lr"))] = None,
+    lr_schedule: Annotated[str | None, typer.Option(help=_train_help("lr_schedule"))] = None,
+    window: Annotated[int | None, typer.Option(help=_train_help("window"))] = None,
+    negatives: Annotated[int | None, typer.Option(help=_train_help("negatives"))] = None,
+    weighting: Annotated[str | None, typer.Option(help=_train_help("weighting"))] = None,
+    max_weight_ratio: Annotated[float | None, typer.Option(help=_train_help("max_weight_ratio"))] = None,
+    align_item_grad: Annotated[bool | None, typer.Option(help=_train_help("align_item_grad"))] = None,
+    norm_exponent: Annotated[float | None, typer.Option(help=_train_help("norm_exponent"))] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file of M2GRLConfig fields (e.g. `m2grl tune`'s best.toml).")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    walks: Annotated[
-        bool | None,
-        typer.Option(
-            help="Also train on the dataset's augmentation walks, when prepare wrote them (default: yes)."
-        ),
-    ] = None,
+    seed: Annotated[int | None, typer.Option(help=_train_help("seed"))] = None,
+    device: Annotated[str | None, typer.Option(help=_train_help("device"))] = None,
+    walks: Annotated[bool | None, typer.Option(help=_train_help("walks"))] = None,
     resume: Annotated[bool, typer.Option(help="Resume from the last epoch checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
     init_from: Annotated[
@@ -365,7 +344,7 @@ def train(
 
     try:
         base = read_toml_overrides(config, M2GRLConfig()) if config is not None else M2GRLConfig()
-        train_config = dataclasses.replace(base, **overrides)
+        train_config = base.replace(**overrides)
         out = train_m2grl(
             dataset, output, train_config, resume=resume, overwrite=overwrite, init_from=init_from
         )
@@ -393,7 +372,7 @@ def train_metric(
 
     overrides: dict[str, Any] = {k: v for k, v in dict(epochs=epochs, seed=seed).items() if v is not None}
     try:
-        config = dataclasses.replace(MetricConfig(), **overrides)
+        config = MetricConfig(**overrides)
         out = train_metric_model(dataset, model, output, config, overwrite=overwrite, resume=resume)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
@@ -528,15 +507,19 @@ def build_index(
     index_root: Annotated[Path, typer.Option(help="Index root holding versions/ and CURRENT.")] = Path(
         "artifacts/index"
     ),
-    index_type: Annotated[str, typer.Option(help="flat, hnsw, ivf_flat, ivf_pq or auto.")] = "auto",
-    topn: Annotated[int, typer.Option(help="Precomputed neighbours per item.")] = 200,
-    recall_floor: Annotated[
-        float, typer.Option(help="Refuse to publish below this recall@50 vs exact.")
-    ] = 0.95,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda (faiss-gpu when present).")] = "auto",
-    retention: Annotated[
-        int, typer.Option(help="Versions kept for rollback (plus CURRENT and every pinned version).")
-    ] = 5,
+    index_type: Annotated[str, typer.Option(help=describe(IndexConfig, "index_type"))] = default_of(
+        IndexConfig, "index_type"
+    ),
+    topn: Annotated[int, typer.Option(help=describe(IndexConfig, "topn"))] = default_of(IndexConfig, "topn"),
+    recall_floor: Annotated[float, typer.Option(help=describe(IndexConfig, "recall_floor"))] = default_of(
+        IndexConfig, "recall_floor"
+    ),
+    device: Annotated[str, typer.Option(help=describe(IndexConfig, "device"))] = default_of(
+        IndexConfig, "device"
+    ),
+    retention: Annotated[int, typer.Option(help=describe(IndexConfig, "retention"))] = default_of(
+        IndexConfig, "retention"
+    ),
     pin: Annotated[
         list[str] | None,
         typer.Option(help="A version pruning must keep (repeatable), beside those of <index-root>/PINNED."),
@@ -586,7 +569,11 @@ def build_index(
 
     try:
         config = IndexConfig(
-            index_type=index_type, topn=topn, recall_floor=recall_floor, device=device, retention=retention
+            index_type=index_type,
+            topn=topn,
+            recall_floor=recall_floor,
+            device=device,  # type: ignore[arg-type]  # a str from the CLI, checked by the model
+            retention=retention,
         )
         mix = parse_mix(default_mix, "--default-mix") if default_mix is not None else None
         pinned = set(pin or ()) | set(pinned_in_config_file(serving_config) if serving_config else ())

@@ -1,21 +1,25 @@
-"""Config files: TOML holding some fields of a frozen config dataclass, read over a base config.
+"""Config files: TOML holding some fields of a config model (``core.config``), read over a base config.
 
 ``m2grl tune`` writes them (:func:`toml_text`), ``m2grl train --config`` and ``prepare --config`` read them
-(:func:`read_toml_overrides`), so a file only needs the fields that differ from the defaults.
+(:func:`read_toml_overrides`), so a file only needs the fields that differ from the defaults; a nested
+config is a TOML table (``[trainer]``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from core.config import ConfigError, FrozenConfig
+
+C = TypeVar("C", bound=FrozenConfig)
 
 
-def read_toml_overrides(path: Path, base: Any) -> Any:
-    """``base`` (a frozen config dataclass: ``M2GRLConfig``, ``PrepareConfig``) with the fields a TOML file
-    sets; unknown keys and bad values raise ``ValueError`` naming the file and the field."""
+def read_toml_overrides(path: Path, base: C) -> C:
+    """``base`` with the fields a TOML file sets; unknown keys and bad values raise ``ValueError`` naming
+    the file and the field."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -23,21 +27,10 @@ def read_toml_overrides(path: Path, base: Any) -> Any:
         raise FileNotFoundError(f"{path}: config file not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    kind = type(base)
-    known = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown {kind.__name__} fields {unknown}; valid: {sorted(known)}")
-    values = {k: _tuples(v) for k, v in data.items()}
     try:
-        return dataclasses.replace(base, **values)
-    except (TypeError, ValueError) as exc:
+        return base.replace(**data)
+    except ConfigError as exc:
         raise ValueError(f"{path}: {exc}") from None
-
-
-def _tuples(value: Any) -> Any:
-    """TOML arrays (lists) as the tuples the frozen configs hold."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def toml_text(values: Mapping[str, Any], comment: str = "") -> str:

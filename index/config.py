@@ -1,91 +1,70 @@
-"""``IndexConfig``: the frozen, validated options of ``m2grl build-index``.
-
-Every field is checked in ``__post_init__``; a bad value raises ``ValueError`` naming the field.
-"""
+"""``IndexConfig``: the frozen, validated options of ``m2grl build-index`` (a ``core.config`` model)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, Self
 
-from index.registry import AUTO, IndexParams, index_type_names
+from pydantic import Field, field_validator, model_validator
+
+from core.config import ConfigError, FrozenConfig
+
+if TYPE_CHECKING:
+    from index.registry import IndexParams
 
 Device = Literal["auto", "cpu", "cuda"]
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: ``index.registry.AUTO`` (the registry imports faiss, which this module leaves to the build).
+AUTO = "auto"
 
 
-@dataclass(frozen=True)
-class IndexConfig:
-    """Options of the index build.
+class IndexConfig(FrozenConfig):
+    """Options of the index build. The build refuses to publish when the map's recall@``recall_k``
+    against exact search, on ``recall_queries`` sampled items, is below ``recall_floor``."""
 
-    - ``index_type``: a registered index type (``flat``, ``hnsw``, ``ivf_flat``, ``ivf_pq``) or ``auto``
-      (picked by catalogue size, see ``index.registry.auto_index_type``).
-    - ``hnsw_m``, ``ef_construction``, ``ef_search``: HNSW graph degree and beam widths.
-    - ``nlist`` (None = about ``4 * sqrt(N)``), ``nprobe``: IVF lists and lists visited per query.
-    - ``pq_m``, ``pq_nbits``: product quantiser sub-vectors (must divide the dimension) and bits each.
-    - ``topn``: neighbours per item in the precomputed item-to-item map.
-    - ``recall_k``, ``recall_floor``, ``recall_queries``: the build refuses to publish when the map's
-      recall@``recall_k`` against exact search, on ``recall_queries`` sampled items, is below the floor.
-    - ``retention``: complete versions kept for rollback after a publish (CURRENT is always kept).
-    - ``device``: ``auto`` (GPU when faiss-gpu sees one), ``cpu`` or ``cuda`` (falls back to CPU with a log
-      line when no GPU is usable).
-    - ``threads``: OpenMP threads for FAISS during the build (None = FAISS default).
-    - ``batch_size``: queries per batched search when computing the map.
-    - ``seed``: seeds IVF / PQ training and the recall sample.
-    """
+    index_type: str = Field(AUTO, description="flat, hnsw, ivf_flat, ivf_pq or auto (by catalogue size).")
+    hnsw_m: int = Field(32, ge=1, description="HNSW graph degree.")
+    ef_construction: int = Field(200, ge=1, description="HNSW beam width while building.")
+    ef_search: int = Field(128, ge=1, description="HNSW beam width while searching.")
+    nlist: int | None = Field(None, ge=1, description="IVF lists; none = about 4 sqrt(N).")
+    nprobe: int = Field(16, ge=1, description="IVF lists visited per query.")
+    pq_m: int = Field(16, ge=1, description="Product-quantiser sub-vectors (must divide the dimension).")
+    pq_nbits: int = Field(8, ge=1, le=16, description="Bits per product-quantiser code.")
+    topn: int = Field(200, ge=1, description="Precomputed neighbours per item.")
+    recall_k: int = Field(50, ge=1, description="K of the recall check against exact search.")
+    recall_floor: float = Field(
+        0.95, ge=0, le=1, description="Refuse to publish below this recall@K vs exact."
+    )
+    recall_queries: int = Field(1000, ge=1, description="Items sampled for the recall check.")
+    retention: int = Field(
+        5, ge=1, description="Versions kept for rollback (plus CURRENT and every pinned one)."
+    )
+    device: Device = Field("auto", description="auto, cpu or cuda (faiss-gpu when present; else CPU).")
+    threads: int | None = Field(None, ge=1, description="OpenMP threads of FAISS; none = its default.")
+    batch_size: int = Field(4096, ge=1, description="Queries per batched search of the map.")
+    seed: int = Field(0, description="Seed of IVF/PQ training and of the recall sample.")
 
-    index_type: str = AUTO
-    hnsw_m: int = 32
-    ef_construction: int = 200
-    ef_search: int = 128
-    nlist: int | None = None
-    nprobe: int = 16
-    pq_m: int = 16
-    pq_nbits: int = 8
-    topn: int = 200
-    recall_k: int = 50
-    recall_floor: float = 0.95
-    recall_queries: int = 1000
-    retention: int = 5
-    device: str = "auto"
-    threads: int | None = None
-    batch_size: int = 4096
-    seed: int = 0
+    @field_validator("index_type", mode="after")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from index.registry import index_type_names
 
-    def __post_init__(self) -> None:
         names = index_type_names()
-        if self.index_type not in names:
-            raise ValueError(f"index_type: {self.index_type!r} is not one of {names}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device: {self.device!r} is not one of {list(DEVICES)}")
-        for name in ("hnsw_m", "ef_construction", "ef_search", "nprobe", "pq_m", "topn", "recall_k"):
-            _positive_int(name, getattr(self, name))
-        for name in ("recall_queries", "retention", "batch_size"):
-            _positive_int(name, getattr(self, name))
-        if self.nlist is not None:
-            _positive_int("nlist", self.nlist)
-        if self.threads is not None:
-            _positive_int("threads", self.threads)
-        if (
-            not isinstance(self.pq_nbits, int)
-            or isinstance(self.pq_nbits, bool)
-            or not 1 <= self.pq_nbits <= 16
-        ):
-            raise ValueError(f"pq_nbits: must be an int in [1, 16], got {self.pq_nbits!r}")
-        if isinstance(self.recall_floor, bool) or not isinstance(self.recall_floor, int | float):
-            raise ValueError(f"recall_floor: must be a number in [0, 1], got {self.recall_floor!r}")
-        if not 0.0 <= float(self.recall_floor) <= 1.0:
-            raise ValueError(f"recall_floor: must be in [0, 1], got {self.recall_floor!r}")
+        if value not in names:
+            raise ValueError(f"{value!r} is not one of {names}")
+        return value
+
+    @model_validator(mode="after")
+    def _recall_on_the_map(self) -> Self:
         if self.recall_k > self.topn:
-            raise ValueError(
-                f"recall_k: {self.recall_k} exceeds topn={self.topn} (recall is measured on the map)"
+            raise ConfigError(
+                "recall_k", f"{self.recall_k} exceeds topn={self.topn} (recall is measured on the map)"
             )
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"seed: must be an int, got {self.seed!r}")
+        return self
 
     @property
     def params(self) -> IndexParams:
         """The index-type parameters (for ``index.registry``)."""
+        from index.registry import IndexParams
+
         return IndexParams(
             hnsw_m=self.hnsw_m,
             ef_construction=self.ef_construction,
@@ -95,11 +74,3 @@ class IndexConfig:
             pq_m=self.pq_m,
             pq_nbits=self.pq_nbits,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}: must be a positive int, got {value!r}")

@@ -1,37 +1,29 @@
-"""Typed, frozen configuration of the ``prepare`` stage (raw events -> dataset folder).
-
-Every field has a type, a default and help text (its docstring below); ``__post_init__`` validates all
-fields and the cross-field rules in one place and raises :class:`ConfigError` naming the bad field.
+"""Typed, frozen configuration of the ``prepare`` stage (raw events -> dataset folder), as ``core.config``
+models: every field has a type, bounds, a default and its help; a bad value raises
+:class:`~core.config.ConfigError` naming the field's path.
 """
 
 from __future__ import annotations
 
 import codecs
-import math
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Literal, Self
 
+from pydantic import Field, field_validator, model_validator
+
+from core.config import ConfigError, FrozenConfig
 from offline.data.timeparse import check_time_format, check_timezone
+
+__all__ = ["BadInputError", "ConfigError", "LogFormat", "PrepareConfig"]
 
 SplitKind = Literal["global_time", "per_user"]
 Target = Literal["test", "valid"]
 EdgeWeighting = Literal["behavior", "count"]
 
-SPLITS: tuple[str, ...] = ("global_time", "per_user")
-TARGETS: tuple[str, ...] = ("test", "valid")
-EDGE_WEIGHTINGS: tuple[str, ...] = ("behavior", "count")
-_VIEW_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-class ConfigError(ValueError):
-    """A configuration field has a bad value; the message names the field and what is allowed."""
-
-    def __init__(self, field_name: str, message: str, owner: str = "PrepareConfig") -> None:
-        super().__init__(f"{owner}.{field_name}: {message}")
-        self.field = field_name
+ViewName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+Behaviour = Annotated[str, Field(min_length=1)]
+Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class BadInputError(ValueError):
@@ -42,128 +34,97 @@ def _default_weights() -> Mapping[str, float]:
     return MappingProxyType({"view": 1.0, "fav": 2.0, "cart": 3.0, "buy": 4.0, "rating": 1.0})
 
 
-@dataclass(frozen=True)
-class PrepareConfig:
+class PrepareConfig(FrozenConfig):
     """Configuration of ``prepare_dataset``.
 
-    Fields (help text):
-
-    - ``views``: view names, the item (instance) view first; the event column of view ``v`` is
-      ``f"{v}_id"`` except for the item view (``item_id``). Section 3.1 uses item, category, shop; any
-      number is supported.
-    - ``behaviors``: behaviour types kept to form sessions; events of other behaviours are dropped
-      (and counted in the manifest).
-    - ``behavior_weights``: edge weight contributed by a transition into a node, by the behaviour of
-      that node's run (buy > cart > fav > view, NMTR-style multi-behaviour); used when
-      ``edge_weighting == "behavior"``. Must cover every behaviour in ``behaviors``.
-    - ``edge_weighting``: ``"behavior"`` (sum of behaviour weights) or ``"count"`` (number of
-      transitions).
-    - ``min_dwell_s``: drop events whose known dwell time is below this (section 3.1 "data clean").
-    - ``session_gap_s``: start a new session after an idle gap of at least this many seconds.
-    - ``session_merge_gap_s``: when the log has app session ids, two consecutive app sessions closer
-      than this are merged (section 3.1 "session merge").
-    - ``max_session_len``: cut sessions longer than this into consecutive chunks (A.1: 50); None = no cap.
-    - ``time_window``: ``(start, end)`` unix seconds, half-open; events outside are dropped and counted
-      (the Taobao sample has 35 out-of-window rows). None keeps all.
-    - ``split``: ``"global_time"`` (one time cut for everybody, section 5.1.1) or ``"per_user"`` (each
-      user's last ``test_fraction`` events by time).
-    - ``test_days``: length of the test period for ``global_time`` (and of the validation period).
-    - ``test_fraction``: share of each user's events held out for ``per_user`` (floor, so a user with
-      fewer than ``1 / test_fraction`` events has none held out).
-    - ``target``: ``"test"`` holds out the test period; ``"valid"`` drops the test period, carves the
-      validation period (same size rule) from the end of train and labels it ``test`` (tuning datasets).
-    - ``max_bad_row_share``: the job fails when the adapters' bad rows exceed this share of all rows.
-    - ``walks_per_node``: random walks started from every node of every view graph (0 = none).
-    - ``walk_length``: nodes per walk (including the start node).
-    - ``p``, ``q``: node2vec return and in-out parameters (``p = q = 1`` is a weighted DeepWalk).
-    - ``seed``: seed of the random walks.
+    The event column of view ``v`` is ``f"{v}_id"`` except for the item view (``item_id``). Behaviour
+    weights follow NMTR's multi-behaviour ordering (buy > cart > fav > view): a transition into a node
+    weighs the behaviour of that node's run. ``target="valid"`` drops the test period and carves the
+    validation period (same size rule) from the end of train, labelled ``test`` (tuning datasets).
     """
 
-    views: tuple[str, ...] = ("item", "category")
-    behaviors: tuple[str, ...] = ("view", "cart", "fav", "buy", "rating")
-    behavior_weights: Mapping[str, float] = field(default_factory=_default_weights)
-    edge_weighting: EdgeWeighting = "behavior"
-    min_dwell_s: float = 2.0
-    session_gap_s: int = 3600
-    session_merge_gap_s: int = 1800
-    max_session_len: int | None = None
-    time_window: tuple[int, int] | None = None
-    split: SplitKind = "global_time"
-    test_days: float = 1.0
-    test_fraction: float = 0.2
-    target: Target = "test"
-    max_bad_row_share: float = 0.01
-    walks_per_node: int = 0
-    walk_length: int = 10
-    p: float = 1.0
-    q: float = 1.0
-    seed: int = 0
+    views: tuple[ViewName, ...] = Field(
+        ("item", "category"),
+        min_length=1,
+        strict=False,
+        description="Views, the item view first (section 3.1: item, category, shop).",
+    )
+    behaviors: tuple[Behaviour, ...] = Field(
+        ("view", "cart", "fav", "buy", "rating"),
+        min_length=1,
+        strict=False,
+        description="Behaviours kept to form sessions; others are dropped and counted.",
+    )
+    behavior_weights: Mapping[str, Weight] = Field(
+        default_factory=_default_weights,
+        strict=False,
+        description="Edge weight of a transition by the behaviour of the run it enters.",
+    )
+    edge_weighting: EdgeWeighting = Field(
+        "behavior", description="behavior: sum of behaviour weights; count: number of transitions."
+    )
+    min_dwell_s: float = Field(
+        2.0, ge=0, allow_inf_nan=False, description="Drop events whose known dwell time is below this."
+    )
+    session_gap_s: int = Field(
+        3600, ge=1, description="An idle gap of at least this many seconds opens a session."
+    )
+    session_merge_gap_s: int = Field(
+        1800, ge=0, description="With app session ids: consecutive app sessions closer than this merge."
+    )
+    max_session_len: int | None = Field(
+        None,
+        ge=2,
+        description="Cut longer sessions into chunks of this many events (A.1: 50); none = no cap.",
+    )
+    time_window: tuple[int, int] | None = Field(
+        None, strict=False, description="(start, end) unix seconds, half-open; events outside are dropped."
+    )
+    split: SplitKind = Field(
+        "global_time",
+        description="global_time: one time cut (section 5.1.1); per_user: each user's last events.",
+    )
+    test_days: float = Field(
+        1.0, gt=0, allow_inf_nan=False, description="Days held out at the end of the log by global_time."
+    )
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of each user's events held out by per_user (floor)."
+    )
+    target: Target = Field(
+        "test", description="test: hold out the test period; valid: the validation period."
+    )
+    max_bad_row_share: float = Field(
+        0.01, ge=0, le=1, description="Fail when the adapters' bad rows exceed this share of all rows."
+    )
+    walks_per_node: int = Field(
+        0, ge=0, description="Random walks started from every node of every view (0: none)."
+    )
+    walk_length: int = Field(10, ge=2, description="Nodes per walk, the start included.")
+    p: float = Field(1.0, gt=0, allow_inf_nan=False, description="node2vec return parameter.")
+    q: float = Field(1.0, gt=0, allow_inf_nan=False, description="node2vec in-out parameter.")
+    seed: int = Field(0, ge=0, description="Seed of the random walks.")
 
-    def __post_init__(self) -> None:
-        # Normalise containers first so a list or dict from a CLI/JSON is accepted and stays immutable.
-        object.__setattr__(self, "views", tuple(self.views))
-        object.__setattr__(self, "behaviors", tuple(self.behaviors))
-        if not isinstance(self.behavior_weights, Mapping):
-            raise ConfigError("behavior_weights", f"expected a mapping, got {type(self.behavior_weights)}")
-        object.__setattr__(
-            self, "behavior_weights", MappingProxyType({str(k): v for k, v in self.behavior_weights.items()})
-        )
-        if self.time_window is not None:
-            object.__setattr__(self, "time_window", tuple(self.time_window))
-        self._validate()
+    @field_validator("behavior_weights", mode="after")
+    @classmethod
+    def _frozen_weights(cls, value: Mapping[str, float]) -> Mapping[str, float]:
+        return MappingProxyType(dict(value))
 
-    def _validate(self) -> None:
-        if not self.views:
-            raise ConfigError("views", "at least one view (the item view) is required")
-        for i, view in enumerate(self.views):
-            if not isinstance(view, str) or not _VIEW_NAME.match(view):
-                raise ConfigError(f"views[{i}]", f"{view!r} is not a lower-case identifier")
+    @model_validator(mode="after")
+    def _cross_fields(self) -> Self:
         if len(set(self.views)) != len(self.views):
             raise ConfigError("views", f"duplicate view names in {self.views}")
-        if not self.behaviors:
-            raise ConfigError("behaviors", "at least one behaviour is required")
-        for i, b in enumerate(self.behaviors):
-            if not isinstance(b, str) or not b:
-                raise ConfigError(f"behaviors[{i}]", f"{b!r} is not a behaviour name")
-        for name, w in self.behavior_weights.items():
-            if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w <= 0:
-                raise ConfigError(f"behavior_weights[{name!r}]", f"must be a finite number > 0, got {w!r}")
         missing = [b for b in self.behaviors if b not in self.behavior_weights]
         if missing and self.edge_weighting == "behavior":
             raise ConfigError("behavior_weights", f"no weight for behaviours {missing}")
-        _choice("edge_weighting", self.edge_weighting, EDGE_WEIGHTINGS)
-        _choice("split", self.split, SPLITS)
-        _choice("target", self.target, TARGETS)
-        _number("min_dwell_s", self.min_dwell_s, low=0.0)
-        _integer("session_gap_s", self.session_gap_s, low=1)
-        _integer("session_merge_gap_s", self.session_merge_gap_s, low=0)
         if self.session_merge_gap_s > self.session_gap_s:
             raise ConfigError(
                 "session_merge_gap_s",
                 f"{self.session_merge_gap_s} exceeds session_gap_s={self.session_gap_s}: a gap that splits "
                 "a session could then merge two app sessions",
             )
-        if self.max_session_len is not None:
-            _integer("max_session_len", self.max_session_len, low=2)
-        if self.time_window is not None:
-            if len(self.time_window) != 2:
-                raise ConfigError("time_window", f"expected (start, end), got {self.time_window!r}")
-            _integer("time_window[0]", self.time_window[0], low=None)
-            _integer("time_window[1]", self.time_window[1], low=None)
-            if self.time_window[0] >= self.time_window[1]:
-                raise ConfigError("time_window", f"start must be < end, got {self.time_window}")
-        _number("test_days", self.test_days, low=0.0, strict=True)
-        _number("test_fraction", self.test_fraction, low=0.0, strict=True)
-        if self.test_fraction >= 1.0:
-            raise ConfigError("test_fraction", f"must be < 1, got {self.test_fraction}")
-        _number("max_bad_row_share", self.max_bad_row_share, low=0.0)
-        if self.max_bad_row_share > 1.0:
-            raise ConfigError("max_bad_row_share", f"must be <= 1, got {self.max_bad_row_share}")
-        _integer("walks_per_node", self.walks_per_node, low=0)
-        _integer("walk_length", self.walk_length, low=2)
-        _number("p", self.p, low=0.0, strict=True)
-        _number("q", self.q, low=0.0, strict=True)
-        _integer("seed", self.seed, low=0)
+        if self.time_window is not None and self.time_window[0] >= self.time_window[1]:
+            raise ConfigError("time_window", f"start must be < end, got {self.time_window}")
+        return self
 
     @property
     def item_view(self) -> str:
@@ -177,22 +138,12 @@ class PrepareConfig:
     def with_session_gap(self, gap_s: int) -> PrepareConfig:
         """This config with ``session_gap_s = gap_s``; the app-session merge gap is lowered to it when
         larger (a merge gap above the split gap is refused)."""
-        return replace(self, session_gap_s=gap_s, session_merge_gap_s=min(self.session_merge_gap_s, gap_s))
+        return self.replace(session_gap_s=gap_s, session_merge_gap_s=min(self.session_merge_gap_s, gap_s))
 
     @property
     def side_views(self) -> tuple[str, ...]:
         """Every view but the item view."""
         return self.views[1:]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (for the manifest)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["behavior_weights"] = dict(self.behavior_weights)
-        out["views"] = list(self.views)
-        out["behaviors"] = list(self.behaviors)
-        if self.time_window is not None:
-            out["time_window"] = list(self.time_window)
-        return out
 
 
 #: Delimiters ``LogFormat(delimiter=None)`` recognises from the first line (the most frequent one wins).
@@ -200,76 +151,68 @@ DELIMITERS = (",", "\t", ";", "|")
 _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
 
-@dataclass(frozen=True)
-class LogFormat:
+class LogFormat(FrozenConfig):
     """How a raw log file is read by the generic adapter (``offline.data.adapters.read_generic``).
 
-    - ``delimiter``: one character (``tab``, ``\\t``, ``comma``, ``semicolon``, ``pipe`` are accepted
-      names); ``None`` picks the most frequent of ``DELIMITERS`` on the first line.
-    - ``header``: whether the first line names the columns; ``None``: yes when columns are mapped by
-      name, else yes only when the first line's timestamp field does not parse and the second one does.
-    - ``encoding``: text encoding of CSV files (``utf-8``, ``latin-1``, ...; any Python codec name).
-    - ``time_format``: ``auto``, ``unix_s``, ``unix_ms``, ``iso`` or a strptime pattern
-      (``offline.data.timeparse``).
-    - ``timezone``: IANA zone of timestamps written without one (default ``UTC``).
-    - ``behavior_map``: source behaviour -> canonical behaviour (``{"purchase": "buy"}``); values not
-      in it are kept as they are (and dropped by cleaning unless a kept behaviour).
+    ``header=None``: yes when columns are mapped by name, else yes only when the first line's timestamp
+    field does not parse and the second one does. Behaviours not in ``behavior_map`` are kept as they
+    are (and dropped by cleaning unless a kept behaviour).
     """
 
-    delimiter: str | None = None
-    header: bool | None = None
-    encoding: str = "utf-8"
-    time_format: str = "auto"
-    timezone: str = "UTC"
-    behavior_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    delimiter: str | None = Field(
+        None, description="One character (or tab, comma, semicolon, pipe); none: sniffed from line 1."
+    )
+    header: bool | None = Field(None, description="Whether the first line names the columns; none: guessed.")
+    encoding: str = Field("utf-8", description="Text encoding of CSV files, e.g. utf-8, latin-1, cp1252.")
+    time_format: str = Field(
+        "auto", description="auto, unix_s, unix_ms, iso or a strptime pattern (offline.data.timeparse)."
+    )
+    timezone: str = Field("UTC", description="IANA time zone of timestamps written without one.")
+    behavior_map: Mapping[str, str] = Field(
+        default_factory=lambda: MappingProxyType({}),
+        strict=False,
+        description="Source behaviour -> canonical behaviour, e.g. purchase=buy.",
+    )
 
-    def __post_init__(self) -> None:
-        if self.delimiter is not None:
-            delimiter = _DELIMITER_NAMES.get(self.delimiter, self.delimiter)
-            if len(delimiter) != 1 or delimiter in '\r\n"':
-                raise ConfigError(
-                    "delimiter", f"expected one character (or tab), got {self.delimiter!r}", "LogFormat"
-                )
-            object.__setattr__(self, "delimiter", delimiter)
+    @field_validator("delimiter", mode="after")
+    @classmethod
+    def _one_character(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        delimiter = _DELIMITER_NAMES.get(value, value)
+        if len(delimiter) != 1 or delimiter in '\r\n"':
+            raise ValueError(f"expected one character (or tab), got {value!r}")
+        return delimiter
+
+    @field_validator("encoding", mode="after")
+    @classmethod
+    def _known_codec(cls, value: str) -> str:
         try:
-            object.__setattr__(self, "encoding", codecs.lookup(self.encoding).name)
+            return codecs.lookup(value).name
         except LookupError:
-            raise ConfigError(
-                "encoding", f"unknown encoding {self.encoding!r}; e.g. utf-8, latin-1, cp1252", "LogFormat"
-            ) from None
-        for name, problem in (
-            ("time_format", check_time_format(self.time_format)),
-            ("timezone", check_timezone(self.timezone)),
-        ):
-            if problem:
-                raise ConfigError(name, problem, "LogFormat")
-        mapping = {str(k).strip(): str(v).strip() for k, v in dict(self.behavior_map).items()}
+            raise ValueError(f"unknown encoding {value!r}; e.g. utf-8, latin-1, cp1252") from None
+
+    @field_validator("time_format", mode="after")
+    @classmethod
+    def _time_format(cls, value: str) -> str:
+        problem = check_time_format(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("timezone", mode="after")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        problem = check_timezone(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("behavior_map", mode="after")
+    @classmethod
+    def _behaviours(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+        mapping = {str(k).strip(): str(v).strip() for k, v in value.items()}
         for raw, canon in mapping.items():
             if not raw or not canon:
-                raise ConfigError("behavior_map", f"empty behaviour in {raw!r}={canon!r}", "LogFormat")
-        object.__setattr__(self, "behavior_map", MappingProxyType(mapping))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (for the manifest)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["behavior_map"] = dict(self.behavior_map)
-        return out
-
-
-def _choice(name: str, value: object, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ConfigError(name, f"unknown value {value!r}; valid: {', '.join(valid)}")
-
-
-def _number(name: str, value: object, *, low: float, strict: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(name, f"expected a finite number, got {value!r}")
-    if value < low or (strict and value == low):
-        raise ConfigError(name, f"must be {'>' if strict else '>='} {low}, got {value}")
-
-
-def _integer(name: str, value: object, *, low: int | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(name, f"expected an integer, got {value!r}")
-    if low is not None and value < low:
-        raise ConfigError(name, f"must be >= {low}, got {value}")
+                raise ValueError(f"empty behaviour in {raw!r}={canon!r}")
+        return MappingProxyType(mapping)

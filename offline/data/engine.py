@@ -46,7 +46,8 @@ class Engine:
             chunks = sorted(events.glob("*.parquet"))
             if not chunks:
                 raise FileNotFoundError(f"no *.parquet files in {events}")
-            return self.con.read_parquet(str(events / "*.parquet") if self.name == "duckdb" else str(events))
+            # A glob on both engines: Spark given the folder reads every file in it, manifest.json too.
+            return self.con.read_parquet(str(events / "*.parquet"))
         if not events.exists():
             raise FileNotFoundError(f"events file {events} does not exist")
         return self.con.read_parquet(str(events))
@@ -126,7 +127,11 @@ def _spark(spark_master: str, threads: int | None, memory_limit: str | None) -> 
         builder = builder.config("spark.driver.memory", jvm_memory(memory_limit))
     session = builder.getOrCreate()
     con = ibis.pyspark.connect(session)
-    return Engine("spark", con, scratch)
+    engine = Engine("spark", con, scratch)
+    # Stopped on close: close deletes the scratch folders, and a later getOrCreate in the same process
+    # would otherwise hand back this session, whose local and warehouse dirs are gone.
+    engine._closers.append(session.stop)
+    return engine
 
 
 ENGINES: dict[str, Callable[[str, int | None, str | None], Engine]] = {"duckdb": _duckdb, "spark": _spark}

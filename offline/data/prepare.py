@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -546,7 +545,7 @@ def prepare_from_source(
     if walks_per_node is not None:
         overrides["walks_per_node"] = walks_per_node
     if overrides:
-        config = replace(config, **overrides)
+        config = config.replace(**overrides)
     _check_behavior_map(log_format, config)
     result = read_source(source, input_path, column_map=column_map, log_format=log_format)
     # The adapter names labels by canonical column; the item column is the config's first view.

@@ -39,17 +39,19 @@ import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from core.atomic import atomic_dir, atomic_write_json
+from core.config import ConfigError, FrozenConfig
 from core.layout import MANIFEST
 
 SYNTH_VERSION = 2
@@ -69,6 +71,7 @@ BEHAVIORS = ("view", "fav", "cart", "buy")
 VIEW, FAV, CART, BUY = 0, 1, 2, 3
 PART_NAME = "part-{:05d}.parquet"
 COMPRESSIONS = ("snappy", "zstd", "lz4", "gzip", "none")
+Compression = Literal["snappy", "zstd", "lz4", "gzip", "none"]
 #: The planted structure lives in a sub-folder whose name starts with "_": readers that take the
 #: folder's ``*.parquet`` as the event table (DuckDB globs, Spark, which skips "_" paths) never see it.
 TRUTH_DIR = "_truth"
@@ -79,84 +82,95 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 
-class SynthConfigError(ValueError):
-    """An invalid :class:`SynthConfig` field; ``field`` names it."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"synth config: {field_name}: {message}")
-        self.field = field_name
+#: The error of a bad :class:`SynthConfig` field (``field`` names it), the configs' one error type.
+SynthConfigError = ConfigError
 
 
-@dataclass(frozen=True)
-class SynthConfig:
-    """What to generate. Fields left ``None`` are derived from ``events`` (see ``__post_init__``).
+def _derived_sizes(events: int, given: dict[str, Any]) -> dict[str, int]:
+    """The sizes left ``None``, derived from ``events`` in dependency order."""
+    sizes = dict(given)
+    rules = {
+        "items": lambda: _clip(events // 20, 100, 2_000_000),
+        "categories": lambda: _clip(sizes["items"] // 200, 10, 10_000),
+        "top_categories": lambda: _clip(sizes["categories"] // 10, 2, 500),
+        "shops": lambda: max(sizes["items"] // 50, sizes["categories"]),
+        "users": lambda: max(events // 100, 10),
+    }
+    for name, rule in rules.items():
+        if sizes.get(name) is None:
+            sizes[name] = rule()
+    return sizes
 
-    - ``events``: number of rows written (10^4 to 10^8 is the intended range).
-    - ``items`` (default ``events // 20``, within [100, 2_000_000]), ``categories`` (default
-      ``items // 200``, within [10, 10_000]), ``top_categories`` (parents, default
-      ``categories // 10``, within [2, 500]), ``shops`` (default ``max(items // 50, categories)``),
-      ``users`` (default ``events // 100``, at least 10).
-    - ``categories_per_shop``: a shop sells items of 1 to this many categories of its parent.
-    - ``interests_per_user``: interest categories per user; each session starts in one of them.
-    - ``zipf_a``: exponent of item popularity inside a category (> 0).
-    - ``session_len_mean``: mean number of *views* per session (geometric lengths, >= 1).
-    - ``p_drift``: probability that the next view of a session moves to another category of the same
-      parent (when the parent has more than one category).
-    - ``p_fav``, ``p_cart``, ``p_buy``: probability that a (non mis-click) view is followed by a fav, a
-      cart, a cart then a buy; ``p_buy <= p_cart``.
-    - ``p_misclick``: share of views that are mis-clicks (random item, dwell < 2 s).
-    - ``days``: the span of the log (the paper's Taobao log: a few days plus a test day). Sessions
-      start uniformly over it, each generation block in its own slice (sized by its share of the events), so
-      the parts come out roughly in time order; a session that would start less than 2 h after the end of
-      the user's previous one is pushed later, so very active users may run past the end.
-    - ``start_ts``: unix seconds of the earliest possible event.
-    - ``dwell``: write the ``dwell_s`` column (null for non-view events).
-    - ``session_ids``: write the planted ``session_id`` column (off by default: logs without app
-      session ids are split on idle time by ``prepare``).
-    - ``seed``: random seed; ``chunk_events``: rows per parquet part; ``compression``: parquet codec
-      (one of ``COMPRESSIONS``; ``none`` writes twice as fast and files 2.5 times as large).
+
+class SynthConfig(FrozenConfig):
+    """What to generate. Sizes left ``None`` are derived from ``events``: ``items = events // 20`` within
+    [100, 2_000_000], ``categories = items // 200`` within [10, 10_000], ``top_categories = categories //
+    10`` within [2, 500], ``shops = max(items // 50, categories)``, ``users = max(events // 100, 10)``.
+
+    Sessions start uniformly over ``days``, each generation block in its own slice (sized by its share of
+    the events), so the parts come out roughly in time order; a session that would start less than 2 h
+    after the end of the user's previous one is pushed later, so very active users may run past the end.
     """
 
-    events: int = 100_000
-    items: int | None = None
-    categories: int | None = None
-    top_categories: int | None = None
-    shops: int | None = None
-    users: int | None = None
-    categories_per_shop: int = 3
-    interests_per_user: int = 3
-    zipf_a: float = 1.1
-    session_len_mean: float = 8.0
-    p_drift: float = 0.2
-    p_fav: float = 0.03
-    p_cart: float = 0.06
-    p_buy: float = 0.02
-    p_misclick: float = 0.05
-    days: float = 9.0
-    start_ts: int = 1_567_296_000  # 2019-09-01 00:00 UTC, the paper's Taobao period
-    dwell: bool = True
-    session_ids: bool = False
-    seed: int = 0
-    chunk_events: int = 5_000_000
-    compression: str = "snappy"
+    events: int = Field(100_000, ge=1, description="Rows written (10^4 to 10^8 is the intended range).")
+    items: int | None = Field(None, ge=1, description="Items; none = derived from events.")
+    categories: int | None = Field(None, ge=1, description="Leaf categories; none = derived from items.")
+    top_categories: int | None = Field(None, ge=1, description="Parent categories; none = derived.")
+    shops: int | None = Field(None, ge=1, description="Shops; none = derived.")
+    users: int | None = Field(None, ge=1, description="Users; none = derived from events.")
+    categories_per_shop: int = Field(3, ge=1, description="A shop sells items of 1 to this many categories.")
+    interests_per_user: int = Field(
+        3, ge=1, description="Interest categories per user; a session starts in one."
+    )
+    zipf_a: float = Field(
+        1.1, gt=0, allow_inf_nan=False, description="Item popularity exponent in a category."
+    )
+    session_len_mean: float = Field(8.0, ge=1, allow_inf_nan=False, description="Mean views per session.")
+    p_drift: float = Field(0.2, ge=0, le=1, description="Chance the next view moves to a sibling category.")
+    p_fav: float = Field(0.03, ge=0, le=1, description="Chance a view is followed by a fav.")
+    p_cart: float = Field(0.06, ge=0, le=1, description="Chance a view is followed by a cart.")
+    p_buy: float = Field(0.02, ge=0, le=1, description="Chance a view is followed by a cart then a buy.")
+    p_misclick: float = Field(
+        0.05, ge=0, le=1, description="Share of views that are mis-clicks (dwell < 2 s)."
+    )
+    days: float = Field(9.0, gt=0, allow_inf_nan=False, description="Span of the log in days.")
+    start_ts: int = Field(1_567_296_000, ge=0, description="Unix seconds of the earliest event (2019-09-01).")
+    dwell: bool = Field(True, description="Write the dwell_s column (null for non-view events).")
+    session_ids: bool = Field(False, description="Write the planted session_id column.")
+    seed: int = Field(0, ge=0, description="Random seed.")
+    chunk_events: int = Field(5_000_000, ge=1, description="Rows per parquet part.")
+    compression: Compression = Field("snappy", description="Parquet codec (none writes twice as fast).")
 
-    def __post_init__(self) -> None:
-        _check_types(self)
-        if self.events < 1:
-            raise SynthConfigError("events", f"must be >= 1, got {self.events}")
-        derived = {
-            "items": lambda: _clip(self.events // 20, 100, 2_000_000),
-            "categories": lambda: _clip(_n(self.items) // 200, 10, 10_000),
-            "top_categories": lambda: _clip(_n(self.categories) // 10, 2, 500),
-            "shops": lambda: max(_n(self.items) // 50, _n(self.categories)),
-            "users": lambda: max(self.events // 100, 10),
-        }
-        for name, default in derived.items():  # in dependency order
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, default())
-        self._validate()
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_sizes(cls, data: Any) -> Any:
+        events = data.get("events", 100_000) if isinstance(data, dict) else None
+        if not isinstance(events, int) or isinstance(events, bool) or events < 1:
+            return data  # the field's own check names the problem
+        names = ("items", "categories", "top_categories", "shops", "users")
+        given = {k: data.get(k) for k in names}
+        if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in given.values()):
+            return data
+        return {**data, **_derived_sizes(events, given)}
 
-    # The derived sizes as plain ints (the fields are ``int | None`` only until ``__post_init__``).
+    @model_validator(mode="after")
+    def _cross_fields(self) -> Self:
+        items, cats, tops = self.n_items, self.n_categories, self.n_top_categories
+        if cats < tops:
+            raise ConfigError("categories", f"must be >= top_categories ({tops}), got {cats}")
+        if items < cats:
+            raise ConfigError("items", f"must be >= categories ({cats}), got {items}")
+        if self.n_shops < tops:
+            raise ConfigError("shops", f"must be >= top_categories ({tops}), got {self.shops}")
+        if self.interests_per_user > cats:
+            raise ConfigError(
+                "interests_per_user", f"must be in [1, categories={cats}], got {self.interests_per_user}"
+            )
+        if self.p_buy > self.p_cart:
+            raise ConfigError("p_buy", f"must be <= p_cart ({self.p_cart}): a buy follows a cart")
+        return self
+
+    # The derived sizes as plain ints (the fields are ``int | None`` only in the constructor's input).
     @property
     def n_items(self) -> int:
         return _n(self.items)
@@ -176,65 +190,6 @@ class SynthConfig:
     @property
     def n_users(self) -> int:
         return _n(self.users)
-
-    def _validate(self) -> None:
-        items, cats, tops = _n(self.items), _n(self.categories), _n(self.top_categories)
-        if tops < 1:
-            raise SynthConfigError("top_categories", f"must be >= 1, got {tops}")
-        if cats < tops:
-            raise SynthConfigError("categories", f"must be >= top_categories ({tops}), got {cats}")
-        if items < cats:
-            raise SynthConfigError("items", f"must be >= categories ({cats}), got {items}")
-        if _n(self.shops) < tops:
-            raise SynthConfigError("shops", f"must be >= top_categories ({tops}), got {self.shops}")
-        if _n(self.users) < 1:
-            raise SynthConfigError("users", f"must be >= 1, got {self.users}")
-        if self.categories_per_shop < 1:
-            raise SynthConfigError("categories_per_shop", f"must be >= 1, got {self.categories_per_shop}")
-        if not 1 <= self.interests_per_user <= cats:
-            raise SynthConfigError(
-                "interests_per_user", f"must be in [1, categories={cats}], got {self.interests_per_user}"
-            )
-        if not (math.isfinite(self.zipf_a) and self.zipf_a > 0):
-            raise SynthConfigError("zipf_a", f"must be a finite number > 0, got {self.zipf_a}")
-        if not (math.isfinite(self.session_len_mean) and self.session_len_mean >= 1):
-            raise SynthConfigError("session_len_mean", f"must be >= 1, got {self.session_len_mean}")
-        for name in ("p_drift", "p_fav", "p_cart", "p_buy", "p_misclick"):
-            p = getattr(self, name)
-            if not 0.0 <= p <= 1.0:
-                raise SynthConfigError(name, f"must be a probability in [0, 1], got {p}")
-        if self.p_buy > self.p_cart:
-            raise SynthConfigError("p_buy", f"must be <= p_cart ({self.p_cart}): a buy follows a cart")
-        if not (math.isfinite(self.days) and self.days > 0):
-            raise SynthConfigError("days", f"must be > 0, got {self.days}")
-        if self.start_ts < 0:
-            raise SynthConfigError("start_ts", f"must be >= 0, got {self.start_ts}")
-        if self.seed < 0:
-            raise SynthConfigError("seed", f"must be >= 0, got {self.seed}")
-        if self.chunk_events < 1:
-            raise SynthConfigError("chunk_events", f"must be >= 1, got {self.chunk_events}")
-        if self.compression not in COMPRESSIONS:
-            raise SynthConfigError(
-                "compression", f"unknown codec {self.compression!r}; valid: {COMPRESSIONS}"
-            )
-
-
-def _check_types(config: SynthConfig) -> None:
-    """Reject wrongly typed fields early (a float ``events`` or a string ``p_drift``), naming them."""
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if value is None and "None" in str(f.type):
-            continue
-        if f.type == "str":
-            ok = isinstance(value, str)
-        elif "bool" in str(f.type):
-            ok = isinstance(value, bool)
-        elif "float" in str(f.type):
-            ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-        if not ok:
-            raise SynthConfigError(f.name, f"expected {f.type}, got {type(value).__name__} {value!r}")
 
 
 def _n(value: int | None) -> int:
@@ -689,7 +644,7 @@ def generate(
             {
                 "kind": "synthetic-events",
                 "synth_version": SYNTH_VERSION,
-                "config": asdict(config),
+                "config": config.to_dict(),
                 "schema": {f.name: str(f.type) for f in event_schema(config)},
                 "parts": writer.parts,
                 "counts": {
@@ -716,5 +671,5 @@ def generate(
         behavior_counts=behavior_counts,
         seconds=seconds,
         events_per_s=config.events / max(seconds, 1e-9),
-        config=asdict(config),
+        config=config.to_dict(),
     )

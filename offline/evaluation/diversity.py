@@ -11,10 +11,8 @@ Three rows per (dataset, seed), all retrieved through ``offline.evaluation.proto
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +112,10 @@ def evaluate_diversity(
     fit_seconds: list[float] = []
     for seed, model_dir in model_dirs.items():
         t0 = time.perf_counter()
-        config_s = dataclasses.replace(base, seed=seed)
+        config_s = base.replace(seed=seed)
         metric_dir = Path(workdir) / f"metric-seed{seed}"
         if not trained_on(
-            MetricLayout(metric_dir).manifest, asdict(config_s), "inputs_sha256",
+            MetricLayout(metric_dir).manifest, config_s.to_dict(), "inputs_sha256",
             input_checksums(dataset_dir, model_dir, config_s),
         ):  # fmt: skip
             metric_dir = train_metric_model(dataset_dir, model_dir, metric_dir, config_s, overwrite=True)
@@ -128,5 +126,5 @@ def evaluate_diversity(
         "seeds": {str(s): r for s, r in runs.items()},
         "summary": {row: {m: list(v) for m, v in values.items()} for row, values in summary.items()},
         "fit_seconds": fit_seconds,
-        "metric_config": dataclasses.asdict(base),
+        "metric_config": base.to_dict(),
     }

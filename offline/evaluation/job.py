@@ -7,7 +7,6 @@ report on the ``target="test"`` one: this function never picks hyper-parameters 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -115,7 +114,7 @@ def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> It
     changes: dict[str, Any] = {"seed": seed, **({} if reuse else M2GRL_VARIANTS[method])}
     if method == "m2grl-single-view":
         changes["views"] = tuple(views_of(dataset_dir)[:1])
-    config = dataclasses.replace(M2GRLConfig(), **changes)
+    config = M2GRLConfig(**changes)
     out = m2grl_model_dir(workdir, "m2grl" if reuse else method, seed)
     if not trained_on(
         ModelLayout(out).manifest, config.to_dict(), "dataset_sha256", m2grl_inputs(dataset_dir, config)
@@ -259,7 +258,7 @@ def evaluate(
             else {s: m2grl_model_dir(workdir, "m2grl", s) for s in seeds}
         )
         # the same protocol options as table 2 (exclude_seen drops seen items from the candidates too)
-        div_protocol = dataclasses.replace(protocol, ks=(50,))
+        div_protocol = protocol.replace(ks=(50,))
         diversity_report = evaluate_diversity(
             dataset_dir, model_dirs, workdir, data, config=div_protocol, topn=topn
         )

@@ -20,13 +20,17 @@ never searches neighbours itself, it only merges and filters what the retriever 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pydantic import Field, field_validator
 
+from core.config import FrozenConfig
 from offline.evaluation import metrics as M
+
+PositiveInt = Annotated[int, Field(ge=1)]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -42,29 +46,27 @@ class Retriever(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ProtocolConfig:
-    """Options of the protocol (validated here; errors name the field)."""
+class ProtocolConfig(FrozenConfig):
+    """Options of the protocol (a ``core.config`` model: errors name the field)."""
 
-    ks: tuple[int, ...] = (20, 50, 100)
-    n_triggers: int = 1
-    exclude_seen: bool = False
-    recent_days: float = 15.0
-    block_size: int = 4096
-    freq_buckets: tuple[tuple[int, int | None], ...] = ((1, 2), (3, 10), (11, None))
+    ks: tuple[PositiveInt, ...] = Field(
+        (20, 50, 100), min_length=1, strict=False, description="Cut-offs K of every metric."
+    )
+    n_triggers: int = Field(1, ge=1, description="Most recent train items used as triggers.")
+    exclude_seen: bool = Field(False, description="Drop the user's train items from the candidates.")
+    recent_days: float = Field(15.0, ge=0, description="Window of the recent categories excluded (days).")
+    block_size: int = Field(4096, ge=1, description="Users scored per block.")
+    freq_buckets: tuple[tuple[PositiveInt, PositiveInt | None], ...] = Field(
+        ((1, 2), (3, 10), (11, None)), strict=False, description="Train-count ranges of the long-tail table."
+    )
 
-    def __post_init__(self) -> None:
-        if not self.ks or any(k < 1 for k in self.ks):
-            raise ValueError(f"ks must be a non-empty tuple of positive ints, got {self.ks}")
-        if self.n_triggers < 1:
-            raise ValueError(f"n_triggers must be >= 1, got {self.n_triggers}")
-        if self.recent_days < 0:
-            raise ValueError(f"recent_days must be >= 0, got {self.recent_days}")
-        if self.block_size < 1:
-            raise ValueError(f"block_size must be >= 1, got {self.block_size}")
-        for lo, hi in self.freq_buckets:
-            if lo < 1 or (hi is not None and hi < lo):
-                raise ValueError(f"freq_buckets: ({lo}, {hi}) is not a range of train counts >= 1")
+    @field_validator("freq_buckets", mode="after")
+    @classmethod
+    def _ranges(cls, value: tuple[tuple[int, int | None], ...]) -> tuple[tuple[int, int | None], ...]:
+        for lo, hi in value:
+            if hi is not None and hi < lo:
+                raise ValueError(f"({lo}, {hi}) is not a range of train counts >= 1")
+        return value
 
     @property
     def max_k(self) -> int:

@@ -12,7 +12,6 @@ and ``best_prepare.toml`` (the chosen ``PrepareConfig`` fields, read by ``m2grl 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import time
@@ -52,8 +51,7 @@ class TuneSpace:
 
 def prepare_config_from_manifest(manifest: Mapping[str, Any]) -> PrepareConfig:
     """The ``PrepareConfig`` a dataset folder was prepared with (as stored in its manifest)."""
-    fields = {f.name for f in dataclasses.fields(PrepareConfig)}
-    stored = {k: v for k, v in dict(manifest["config"]).items() if k in fields}
+    stored = {k: v for k, v in dict(manifest["config"]).items() if k in PrepareConfig.model_fields}
     return PrepareConfig(**stored)
 
 
@@ -77,7 +75,7 @@ def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:
         if config.split == "global_time" and end is not None:
             start = int(pc.min(events["timestamp"]).as_py())
             changes["time_window"] = (min(start, int(end) - 1), int(end) - round(config.test_days * 86_400))
-    config = dataclasses.replace(config.with_session_gap(gap_s), **changes)
+    config = config.with_session_gap(gap_s).replace(**changes)
     return prepare_dataset(events, out, config, overwrite=True)
 
 
@@ -139,7 +137,7 @@ def tune(
             changes["max_weight_ratio"] = trial.suggest_float(
                 "max_weight_ratio", *space.max_weight_ratio, log=True
             )
-        config = dataclasses.replace(base, seed=seed, **changes)
+        config = base.replace(seed=seed, **changes)
         t0 = time.perf_counter()
         held_out = _held_out_dataset(dataset_dir, gap, workdir)
         model_dir = train_m2grl(held_out, workdir / "model", config, overwrite=True)

@@ -26,16 +26,18 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow.parquet as pq
 import torch
+from pydantic import Field
 
 from core.atomic import atomic_dir, atomic_write_json, read_json, sha256_file
+from core.config import FrozenConfig
 from core.layout import DatasetLayout, MetricLayout, ModelLayout, relation_name
 from core.vocab import lookup
 from model.config import TrainerConfig
@@ -51,6 +53,7 @@ FloatMatrix = npt.NDArray[np.float32]
 
 #: Ways ``e_i`` enters equation 11 (see ``MetricConfig.instance_input``).
 INSTANCE_INPUTS = ("normalized", "raw")
+InstanceInput = Literal["normalized", "raw"]
 
 
 def instance_input(e_i: FloatMatrix, how: str) -> FloatMatrix:
@@ -66,76 +69,40 @@ def instance_input(e_i: FloatMatrix, how: str) -> FloatMatrix:
     return np.ascontiguousarray(e, dtype=np.float32)
 
 
-@dataclass(frozen=True)
-class MetricConfig:
-    """Configuration of the diversity metric job. Every field is validated in ``__post_init__``.
+class MetricConfig(FrozenConfig):
+    """Configuration of the diversity metric job (section 6.1).
 
-    Attributes:
-        item_view: name of the instance view (rows of ``embeddings/<item_view>.npy``).
-        category_view: the category view; ``e_ic`` is read from ``relational/<item>-<category>/<item>.npy``.
-        within_session: positives only between consecutive events of the same session (else of the same user).
-        dedupe_positives: keep each unordered positive pair once (else frequent transitions weigh more).
-        negatives_per_positive: negatives drawn per positive pair (>= 1).
-        hard_fraction: share of negatives taken from the anchor's own category, in [0, 1].
-        margin: contrastive margin of equation 12 (> 0).
-        instance_input: how ``e_i`` enters equation 11 (``z`` is defined on the result), one of
-            ``INSTANCE_INPUTS``: ``"normalized"`` (default) uses ``e_i / ||e_i||``, so the start geometry
-            (``M_i = s^2 I``) ranks neighbours by cosine, the general mode's inner product without its
-            norm (popularity) bias; ``"raw"`` uses ``e_i`` as stored.
-        init_ic_share: at the start (``L = s I``) the ic view contributes this share of the median
-            random-pair distance, the instance view the rest; the two scales put that median at ``margin``.
-        rank_i, rank_ic: rows of ``L_i`` / ``L_ic`` (``None`` = full rank).
-        epochs, batch_size, lr, weight_decay, seed: optimisation (Adam, through the shared trainer).
-        max_positives: cap on positive pairs (a seeded subsample), ``None`` for all.
+    ``instance_input="normalized"`` uses ``e_i / ||e_i||``, so the start geometry (``M_i = s^2 I``) ranks
+    neighbours by cosine, the general mode's inner product without its norm (popularity) bias.
+    ``init_ic_share``: at the start (``L = s I``) the ic view contributes this share of the median
+    random-pair distance, the instance view the rest; the two scales put that median at ``margin``.
     """
 
-    item_view: str = "item"
-    category_view: str = "category"
-    within_session: bool = True
-    dedupe_positives: bool = False
-    negatives_per_positive: int = 4
-    hard_fraction: float = 0.1
-    margin: float = 1.0
-    instance_input: str = "normalized"
-    init_ic_share: float = 0.5
-    rank_i: int | None = None
-    rank_ic: int | None = None
-    epochs: int = 5
-    batch_size: int = 1024
-    lr: float = 0.001
-    weight_decay: float = 0.0
-    seed: int = 0
-    max_positives: int | None = None
-
-    def __post_init__(self) -> None:
-        checks: list[tuple[str, bool, str]] = [
-            ("item_view", bool(self.item_view), "a non-empty view name"),
-            ("category_view", bool(self.category_view), "a non-empty view name"),
-            ("negatives_per_positive", self.negatives_per_positive >= 1, "an integer >= 1"),
-            ("hard_fraction", 0.0 <= self.hard_fraction <= 1.0, "in [0, 1]"),
-            ("margin", self.margin > 0, "> 0"),
-            ("instance_input", self.instance_input in INSTANCE_INPUTS, f"one of {list(INSTANCE_INPUTS)}"),
-            ("init_ic_share", 0.0 <= self.init_ic_share < 1.0, "in [0, 1)"),
-            ("rank_i", self.rank_i is None or self.rank_i >= 1, "None or >= 1"),
-            ("rank_ic", self.rank_ic is None or self.rank_ic >= 1, "None or >= 1"),
-            ("epochs", self.epochs >= 1, "an integer >= 1"),
-            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
-            ("lr", self.lr > 0, "> 0"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
-            ("max_positives", self.max_positives is None or self.max_positives >= 1, "None or >= 1"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"MetricConfig.{name} must be {expected}, got {getattr(self, name)!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> MetricConfig:
-        """Build from a plain mapping; an unknown key is an error that lists the valid ones."""
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - valid)
-        if unknown:
-            raise ValueError(f"unknown MetricConfig field(s) {unknown}; valid: {sorted(valid)}")
-        return cls(**values)
+    item_view: str = Field("item", min_length=1, description="Instance view (rows of embeddings/<view>.npy).")
+    category_view: str = Field(
+        "category", min_length=1, description="Category view; e_ic is read from its relational space."
+    )
+    within_session: bool = Field(
+        True, description="Positives between consecutive events of a session (else of a user)."
+    )
+    dedupe_positives: bool = Field(False, description="Keep each unordered positive pair once.")
+    negatives_per_positive: int = Field(4, ge=1, description="Negatives drawn per positive pair.")
+    hard_fraction: float = Field(
+        0.1, ge=0, le=1, description="Share of negatives from the anchor's category."
+    )
+    margin: float = Field(1.0, gt=0, allow_inf_nan=False, description="Contrastive margin of equation 12.")
+    instance_input: InstanceInput = Field(
+        "normalized", description="How e_i enters equation 11: normalized or raw."
+    )
+    init_ic_share: float = Field(0.5, ge=0, lt=1, description="The ic view's share of the starting distance.")
+    rank_i: int | None = Field(None, ge=1, description="Rows of L_i; none = full rank.")
+    rank_ic: int | None = Field(None, ge=1, description="Rows of L_ic; none = full rank.")
+    epochs: int = Field(5, ge=1, description="Epochs of the shared loop.")
+    batch_size: int = Field(1024, ge=1, description="Pairs per step.")
+    lr: float = Field(0.001, gt=0, allow_inf_nan=False, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="Adam L2 decay.")
+    seed: int = Field(0, ge=0, description="Seed of pairs, negatives and initialisation.")
+    max_positives: int | None = Field(None, ge=1, description="Cap on positive pairs (a seeded subsample).")
 
 
 # --------------------------------------------------------------------------------------------- pairs
@@ -496,7 +463,7 @@ def train_metric_model(
     checksums = input_checksums(dataset_dir, model_dir, config)
     checkpoints = ModelLayout(output_dir).checkpoints
     checkpoints.mkdir(parents=True, exist_ok=True)
-    resumable = {k: v for k, v in asdict(config).items() if k != "epochs"}
+    resumable = {k: v for k, v in config.to_dict().items() if k != "epochs"}
     check_resume(checkpoints, {"config": resumable, "inputs_sha256": checksums}, resume, DistInfo())
     history = _fit(model, inputs, config, checkpoints=checkpoints, resume=resume)
     z = diversity_embeddings(model)
@@ -506,7 +473,7 @@ def train_metric_model(
         "paper": "M2GRL section 6.1, equations 11-12",
         "source_model": str(model_dir.resolve()),
         "source_dataset": str(dataset_dir.resolve()),
-        "config": asdict(config),
+        "config": config.to_dict(),
         "inputs_sha256": checksums,
         "counts": {
             "items": model.num_items,

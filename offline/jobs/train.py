@@ -161,7 +161,7 @@ def build_model(config: M2GRLConfig, inputs: M2GRLInputs) -> M2GRL:
         relation_dim=config.rel_dim,
         negatives=config.negatives,
         align_item_grad=config.align_item_grad,
-        seed=config.seed,
+        seed=config.trainer.seed,
     )
 
 
@@ -228,7 +228,7 @@ def train_m2grl(
     views, relations = select_views(config, all_views, all_relations)
     inputs = load_inputs(dataset_dir, views, relations, walks=config.walks)
     checksum = dataset_checksum(dataset_dir, views, relations, walks=config.walks)
-    device = resolve_device(config.device)
+    device = resolve_device(config.trainer.device)
     info = from_env(device)
     try:
         model = build_model(config, inputs)
@@ -237,7 +237,8 @@ def train_m2grl(
         checkpoints = ModelLayout(output).checkpoints
         checkpoints.mkdir(parents=True, exist_ok=True)
         # Resuming may extend the number of epochs; anything else must match the checkpoints.
-        resumable = {k: v for k, v in config.to_dict().items() if k != "epochs"}
+        resumable = config.to_dict()
+        del resumable["trainer"]["epochs"]
         fingerprint = {
             "config": resumable,
             "dataset_sha256": checksum,
@@ -247,8 +248,8 @@ def train_m2grl(
         check_resume(checkpoints, fingerprint, resume, info)
         result = train(
             model,
-            make_batch_fn(inputs, settings, seed=config.seed, rank=info.rank, world=info.world),
-            config.trainer(),
+            make_batch_fn(inputs, settings, seed=config.trainer.seed, rank=info.rank, world=info.world),
+            config.trainer,
             checkpoint_dir=checkpoints,
             resume=resume,
             progress=progress,

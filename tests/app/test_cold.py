@@ -4,7 +4,6 @@ cold (single lookup, batch, u2i; general and diversity), an id outside the catal
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from tests.app.conftest import INDEX_CONFIG, INGEST, INGEST_TOKEN, make_settings
 from tests.app.server import run_service
 from tests.index import cold_fixtures as F
 
-CONFIG = dataclasses.replace(INDEX_CONFIG, topn=8, recall_k=3, recall_queries=9)
+CONFIG = INDEX_CONFIG.replace(topn=8, recall_k=3, recall_queries=9)
 ADMIN = {"Authorization": "Bearer s3cret"}
 COLD_TRIGGER = int(F.COLD[0])
 

@@ -11,6 +11,8 @@ from typer.core import TyperOption
 from typer.testing import CliRunner
 
 from cli.main import app
+from index.config import IndexConfig
+from model.config import M2GRLConfig
 
 runner = CliRunner()
 COMMANDS = ["prepare", "train", "train-metric", "evaluate", "build-index", "serve", "synth", "demo"]
@@ -34,6 +36,16 @@ def test_every_option_has_help(name: str) -> None:
         assert option.opts[0] in result.output
 
 
+def test_option_help_and_defaults_come_from_the_config_schema() -> None:
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
+    window = M2GRLConfig.model_fields["window"].description
+    assert f"{window} (default: 9)" in result.output
+    # a trainer field shows M2GRL's default for it, not the plain TrainerConfig one (lazy_adam)
+    assert "(default: row_adagrad)" in result.output
+    result = runner.invoke(app, ["build-index", "--help"], env={"COLUMNS": "250"})
+    assert IndexConfig.model_fields["recall_floor"].description in result.output
+
+
 def test_top_level_help_lists_all_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
@@ -48,11 +60,14 @@ def test_top_level_help_lists_all_commands() -> None:
         (["prepare", "--engine", "hive"], "unknown --engine 'hive'; valid: duckdb, spark"),
         (["prepare", "--source", "generic"], "--input is required for the generic source"),
         (["prepare", "--input", "/nonexistent/ratings"], "input /nonexistent/ratings does not exist"),
-        (["prepare", "--walks-per-node", "-1"], "PrepareConfig.walks_per_node: must be >= 0, got -1"),
+        (
+            ["prepare", "--walks-per-node", "-1"],
+            "walks_per_node: Input should be greater than or equal to 0, got -1",
+        ),
         (["prepare", "--memory-limit", "lots"], "memory limit 'lots' is not a size like 512MB or 6GB"),
         (["evaluate", "--ks", "20,x"], "--ks expects comma-separated integers, got '20,x'"),
-        (["evaluate", "--ks", "0"], "ks must be a non-empty tuple of positive ints, got (0,)"),
-        (["evaluate", "--triggers", "0"], "n_triggers must be >= 1, got 0"),
+        (["evaluate", "--ks", "0"], "ks[0]: Input should be greater than or equal to 1, got 0"),
+        (["evaluate", "--triggers", "0"], "n_triggers: Input should be greater than or equal to 1, got 0"),
         (["evaluate", "--seeds", "1,two"], "--seeds expects comma-separated integers, got '1,two'"),
     ],
 )

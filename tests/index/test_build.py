@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +73,7 @@ def test_flat_build_writes_the_layout(tmp_path: Path, model_dir: Path, metric_di
 def test_approximate_recall_against_numpy(tmp_path: Path, make_model, index_type: str) -> None:
     x = clustered(1000, 16, seed=5, clusters=20)
     model = make_model(x)
-    config = dataclasses.replace(
-        FAST,
+    config = FAST.replace(
         index_type=index_type,
         topn=30,
         recall_k=10,
@@ -105,7 +103,7 @@ def test_recall_too_low_publishes_nothing(tmp_path: Path, make_model, model_dir:
     root = tmp_path / "index"
     build_index(model_dir, root, FAST, version="good", progress=False)
     noise = np.random.default_rng(0).normal(size=(2000, 16)).astype(np.float32)
-    config = dataclasses.replace(FAST, index_type="ivf_flat", nlist=64, nprobe=1, recall_floor=0.99)
+    config = FAST.replace(index_type="ivf_flat", nlist=64, nprobe=1, recall_floor=0.99)
     with pytest.raises(RecallTooLow, match="recall@10"):
         build_index(make_model(noise), root, config, progress=False)
     assert list_versions(root) == ["good"] and current_version(root) == "good"
@@ -154,7 +152,7 @@ def test_broken_inputs_are_refused(
 
 
 def test_unusable_index_type_is_a_clear_error(tmp_path: Path, model_dir: Path) -> None:
-    config = dataclasses.replace(FAST, index_type="ivf_pq", pq_m=3)
+    config = FAST.replace(index_type="ivf_pq", pq_m=3)
     with pytest.raises(ValueError, match="pq_m"):
         build_index(model_dir, tmp_path / "index", config, progress=False)
     assert current_version(tmp_path / "index") is None
@@ -170,7 +168,7 @@ def test_version_names_publish_flag_and_retention(tmp_path: Path, model_dir: Pat
         build_index(model_dir, root, FAST, version="../evil", progress=False)
     unpublished = build_index(model_dir, root, FAST, version="b-unpublished", publish=False, progress=False)
     assert current_version(root) == first and unpublished in list_versions(root)
-    config = dataclasses.replace(FAST, retention=2)
+    config = FAST.replace(retention=2)
     for name in ("c", "d", "e"):
         build_index(model_dir, root, config, version=name, progress=False)
     assert list_versions(root) == ["d", "e"] and current_version(root) == "e"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import faiss
@@ -22,7 +21,7 @@ from offline.jobs.cold_items import cold_builder, cold_input
 from tests.index import cold_fixtures as F
 from tests.index.conftest import FAST, rehash
 
-CONFIG = dataclasses.replace(FAST, topn=8, recall_k=3, recall_queries=9)
+CONFIG = FAST.replace(topn=8, recall_k=3, recall_queries=9)
 
 
 def build(tmp_path: Path, name: str, *, scale: float = 0.5, catalogue: bool = True, **kwargs: object) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -199,6 +198,6 @@ def test_a_bad_pin_file_names_its_line(root: Path) -> None:
 
 
 def test_build_index_prunes_around_the_pinned_versions(root: Path, model_dir: Path) -> None:
-    keep1 = dataclasses.replace(FAST, retention=1)
+    keep1 = FAST.replace(retention=1)
     build_index(model_dir, root, keep1, version="v3", progress=False, pinned=("v1",))
     assert list_versions(root) == ["v1", "v3"]

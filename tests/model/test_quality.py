@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -33,9 +32,7 @@ def test_movielens_alignment_is_learned_and_bends_items_only_in_the_papers_setti
 ) -> None:
     base = M2GRLConfig(epochs=2, batch_size=8192, threads=1, device="cpu")
     paper = M2GRLArtifact.load(
-        train_m2grl(
-            movielens, tmp_path / "p", dataclasses.replace(base, align_item_grad=True), progress=False
-        )
+        train_m2grl(movielens, tmp_path / "p", base.replace(align_item_grad=True), progress=False)
     )
     default = M2GRLArtifact.load(train_m2grl(movielens, tmp_path / "d", base, progress=False))
     genre = paper.attributes["category"]

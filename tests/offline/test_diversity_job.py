@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -185,14 +184,14 @@ def test_an_interrupted_job_resumes_to_the_same_factors_and_cleans_its_checkpoin
 
         patch.setattr(job, "diversity_embeddings", crash)
         with pytest.raises(RuntimeError, match="killed"):
-            train_metric_model(dataset, model, out, dataclasses.replace(config, epochs=2))
+            train_metric_model(dataset, model, out, config.replace(epochs=2))
     assert not out.exists()
     assert sorted(p.name for p in ModelLayout(out).checkpoints.glob("epoch-*.pt")) == [
         "epoch-0001.pt",
         "epoch-0002.pt",
     ]
     with pytest.raises(ValueError, match="cannot resume"):
-        train_metric_model(dataset, model, out, dataclasses.replace(config, lr=0.01), resume=True)
+        train_metric_model(dataset, model, out, config.replace(lr=0.01), resume=True)
     train_metric_model(dataset, model, out, config, resume=True)
     assert len(json.loads(MetricLayout(out).manifest.read_text())["history"]) == 3
     np.testing.assert_array_equal(

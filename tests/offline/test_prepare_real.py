@@ -116,6 +116,25 @@ def test_spark_and_duckdb_give_identical_datasets(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+@pytest.mark.slow
+@pytest.mark.spark
+def test_spark_reads_a_chunk_folder_beside_its_manifest_under_a_memory_cap(tmp_path: Path) -> None:
+    # What `m2grl synth` writes: parquet parts and a manifest.json in one folder. Spark given the folder
+    # read the manifest as parquet, and took the cap in DuckDB's syntax, which the JVM refuses.
+    table = ten_events()
+    folder = tmp_path / "log"
+    folder.mkdir()
+    pq.write_table(table.slice(0, 5), folder / "part-00000.parquet")
+    pq.write_table(table.slice(5), folder / "part-00001.parquet")
+    (folder / "manifest.json").write_text("{}")
+    duck = prepare_dataset(folder, tmp_path / "duck", ten_config())
+    spark = prepare_dataset(folder, tmp_path / "spark", ten_config(), engine="spark", memory_limit="1GB")
+    assert (
+        read_json(DatasetLayout(spark).manifest)["counts"]
+        == read_json(DatasetLayout(duck).manifest)["counts"]
+    )
+
+
 def test_bad_row_share_fails_the_job(tmp_path: Path) -> None:
     from offline.data.adapters import BadRowReport
 

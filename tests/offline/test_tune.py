@@ -39,7 +39,7 @@ def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, t
     chosen = tomllib.loads(best.read_text())
     assert chosen["window"] == best_row["window"] and chosen["norm_exponent"] == best_row["norm_exponent"]
     config = read_toml_overrides(best, M2GRLConfig())
-    assert config.window == best_row["window"] and config.epochs == 1
+    assert config.window == best_row["window"] and config.trainer.epochs == 1
     prepare = read_toml_overrides(tmp_path / "tune" / "best_prepare.toml", PrepareConfig())
     assert prepare.session_gap_s == best_row["session_gap_s"]
     md = (tmp_path / "tune" / "trials.md").read_text()
@@ -67,7 +67,7 @@ def test_cli_train_config_and_bad_options_fail_in_one_line(taobao: Path, tmp_pat
     assert result.exit_code == 0, result.output
     stored = json.loads((out / "manifest.json").read_text())["config"]
     # the flag wins over the file
-    assert (stored["epochs"], stored["window"], stored["norm_exponent"]) == (1, 3, 0.0)
+    assert (stored["trainer"]["epochs"], stored["window"], stored["norm_exponent"]) == (1, 3, 0.0)
 
 
 def test_prepare_session_gap_option_and_preset(taobao: Path, tmp_path: Path) -> None:
