@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from core.config import ConfigError, FrozenConfig
 from offline.data.timeparse import check_time_format, check_timezone
@@ -192,18 +192,11 @@ class LogFormat(FrozenConfig):
         except LookupError:
             raise ValueError(f"unknown encoding {value!r}; e.g. utf-8, latin-1, cp1252") from None
 
-    @field_validator("time_format", mode="after")
+    @field_validator("time_format", "timezone", mode="after")
     @classmethod
-    def _time_format(cls, value: str) -> str:
-        problem = check_time_format(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("timezone", mode="after")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        problem = check_timezone(value)
+    def _time_settings(cls, value: str, info: ValidationInfo) -> str:
+        check = check_time_format if info.field_name == "time_format" else check_timezone
+        problem = check(value)
         if problem:
             raise ValueError(problem)
         return value
