@@ -65,7 +65,8 @@ def _train_help(name: str) -> str:
         return NO_TRAINING_STACK
     if name in m2grl.model_fields:
         return option_help(m2grl, name)
-    return option_help(type(m2grl().trainer), name, default=getattr(m2grl().trainer, name))
+    trainer = m2grl.model_fields["trainer"].default_factory()
+    return option_help(type(trainer), name, default=getattr(trainer, name))
 
 
 def _prepare_help(name: str, note: str = "from the preset") -> str:

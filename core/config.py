@@ -11,9 +11,10 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticUndefined
 
 
@@ -37,6 +38,15 @@ class FrozenConfig(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise _config_error(type(self), exc) from None
+
+    @model_validator(mode="after")
+    def _read_only_mappings(self) -> Self:
+        # Frozen means the mapping fields too (weights, behaviour maps): pydantic validates them into
+        # dicts, which stay mutable; each becomes a read-only view.
+        for name, value in self.__dict__.items():
+            if isinstance(value, dict):
+                self.__dict__[name] = MappingProxyType(value)
+        return self
 
     def __setattr__(self, name: str, value: Any) -> None:
         # As a frozen dataclass does (pydantic's own refusal is a ValidationError).
@@ -73,7 +83,7 @@ def _plain(value: Any) -> Any:
 def _config_error(model: type[BaseModel], exc: ValidationError) -> ConfigError:
     """The first error of ``exc`` as one :class:`ConfigError` naming the field's path."""
     err = exc.errors()[0]
-    path = _path(model, err["loc"])
+    path, owner = _path(model, err["loc"])
     original = (err.get("ctx") or {}).get("error")
     if isinstance(original, ConfigError):  # raised by a model validator with its own field path
         inner = original.field
@@ -84,17 +94,19 @@ def _config_error(model: type[BaseModel], exc: ValidationError) -> ConfigError:
     message = err["msg"]
     if err["type"] not in ("missing", "extra_forbidden"):
         message += f", got {err.get('input')!r}"
-    if err["type"] == "extra_forbidden":
-        owner = _owner(model, err["loc"])
-        message = f"unknown field; valid: {', '.join(owner.model_fields)}" if owner else message
+    if err["type"] == "extra_forbidden" and owner is not None:
+        message = f"unknown field; valid: {', '.join(owner.model_fields)}"
     return ConfigError(path or model.__name__, message)
 
 
-def _path(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
-    """``('trainer', 'lr')`` -> ``trainer.lr``; ``('views', 1)`` -> ``views[1]``; mapping keys in ``['k']``."""
+def _path(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[str, type[BaseModel] | None]:
+    """``('trainer', 'lr')`` -> ``trainer.lr``; ``('views', 1)`` -> ``views[1]``; mapping keys in ``['k']``;
+    with the config model that holds the last element (None for an item of a tuple or mapping)."""
     out = ""
     current: Any = model
+    owner: type[BaseModel] | None = None
     for part in loc:
+        owner = current if isinstance(current, type) and issubclass(current, BaseModel) else None
         if isinstance(part, int):
             out += f"[{part}]"
             current = None
@@ -105,16 +117,7 @@ def _path(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
         else:
             out += f"[{part!r}]"
             current = None
-    return out
-
-
-def _owner(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The config model that holds the last element of ``loc``."""
-    current: type[BaseModel] | None = model
-    for part in loc[:-1]:
-        field = current.model_fields.get(str(part)) if current is not None else None
-        current = _model_of(field.annotation) if field is not None else None
-    return current
+    return out, owner
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from core.config import ConfigError, FrozenConfig
 
@@ -125,7 +124,7 @@ class M2GRLConfig(FrozenConfig):
         False, description="Let the alignment's gradient reach the item rows (the paper's setting)."
     )
     static_weights: Mapping[str, PositiveFloat] = Field(
-        default_factory=lambda: MappingProxyType({}),
+        default_factory=dict,
         strict=False,
         description="static: task -> weight; others 0.05 (intra item task) or 1 (section 5.3).",
     )
@@ -164,11 +163,6 @@ class M2GRLConfig(FrozenConfig):
             base = nested if isinstance(nested, TrainerConfig) else _m2grl_trainer()
             values["trainer"] = base.to_dict() | flat
         return values
-
-    @field_validator("static_weights", mode="after")
-    @classmethod
-    def _frozen_weights(cls, value: Mapping[str, float]) -> Mapping[str, float]:
-        return MappingProxyType(dict(value))
 
     @model_validator(mode="after")
     def _cross_fields(self) -> Self:

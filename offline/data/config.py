@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -30,8 +29,8 @@ class BadInputError(ValueError):
     """Input data are unusable: missing columns, wrong types, or too many bad rows."""
 
 
-def _default_weights() -> Mapping[str, float]:
-    return MappingProxyType({"view": 1.0, "fav": 2.0, "cart": 3.0, "buy": 4.0, "rating": 1.0})
+def _default_weights() -> dict[str, float]:
+    return {"view": 1.0, "fav": 2.0, "cart": 3.0, "buy": 4.0, "rating": 1.0}
 
 
 class PrepareConfig(FrozenConfig):
@@ -104,11 +103,6 @@ class PrepareConfig(FrozenConfig):
     q: float = Field(1.0, gt=0, allow_inf_nan=False, description="node2vec in-out parameter.")
     seed: int = Field(0, ge=0, description="Seed of the random walks.")
 
-    @field_validator("behavior_weights", mode="after")
-    @classmethod
-    def _frozen_weights(cls, value: Mapping[str, float]) -> Mapping[str, float]:
-        return MappingProxyType(dict(value))
-
     @model_validator(mode="after")
     def _cross_fields(self) -> Self:
         if len(set(self.views)) != len(self.views):
@@ -169,7 +163,7 @@ class LogFormat(FrozenConfig):
     )
     timezone: str = Field("UTC", description="IANA time zone of timestamps written without one.")
     behavior_map: Mapping[str, str] = Field(
-        default_factory=lambda: MappingProxyType({}),
+        default_factory=dict,
         strict=False,
         description="Source behaviour -> canonical behaviour, e.g. purchase=buy.",
     )
@@ -208,4 +202,4 @@ class LogFormat(FrozenConfig):
         for raw, canon in mapping.items():
             if not raw or not canon:
                 raise ValueError(f"empty behaviour in {raw!r}={canon!r}")
-        return MappingProxyType(mapping)
+        return mapping

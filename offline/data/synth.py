@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import typing
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -70,8 +71,8 @@ MAX_GAP_IN_SESSION_S = int(MAX_DWELL_S) + 1 + MAX_THINK_S
 BEHAVIORS = ("view", "fav", "cart", "buy")
 VIEW, FAV, CART, BUY = 0, 1, 2, 3
 PART_NAME = "part-{:05d}.parquet"
-COMPRESSIONS = ("snappy", "zstd", "lz4", "gzip", "none")
 Compression = Literal["snappy", "zstd", "lz4", "gzip", "none"]
+COMPRESSIONS: tuple[str, ...] = typing.get_args(Compression)
 #: The planted structure lives in a sub-folder whose name starts with "_": readers that take the
 #: folder's ``*.parquet`` as the event table (DuckDB globs, Spark, which skips "_" paths) never see it.
 TRUTH_DIR = "_truth"
@@ -80,10 +81,6 @@ TRUTH_USERS = f"{TRUTH_DIR}/user_interests.parquet"
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-
-
-#: The error of a bad :class:`SynthConfig` field (``field`` names it), the configs' one error type.
-SynthConfigError = ConfigError
 
 
 def _derived_sizes(events: int, given: dict[str, Any]) -> dict[str, int]:

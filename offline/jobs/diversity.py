@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +53,8 @@ IntArray = npt.NDArray[np.int64]
 FloatMatrix = npt.NDArray[np.float32]
 
 #: Ways ``e_i`` enters equation 11 (see ``MetricConfig.instance_input``).
-INSTANCE_INPUTS = ("normalized", "raw")
 InstanceInput = Literal["normalized", "raw"]
+INSTANCE_INPUTS: tuple[str, ...] = typing.get_args(InstanceInput)
 
 
 def instance_input(e_i: FloatMatrix, how: str) -> FloatMatrix:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from offline.data.config import PrepareConfig
 
@@ -46,6 +49,15 @@ def ten_events() -> pa.Table:
             "dwell_s": pa.array(cols[5], pa.float64()),
         }
     )
+
+
+def ten_event_chunks(folder: Path) -> Path:
+    """:func:`ten_events` as a folder of two parquet parts (the layout `m2grl synth` writes)."""
+    table = ten_events()
+    folder.mkdir()
+    pq.write_table(table.slice(0, 5), folder / "part-00000.parquet")
+    pq.write_table(table.slice(5), folder / "part-00001.parquet")
+    return folder
 
 
 def ten_config(**overrides: object) -> PrepareConfig:

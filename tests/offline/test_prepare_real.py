@@ -18,7 +18,7 @@ from offline.data.config import BadInputError, PrepareConfig
 from offline.data.engine import connect
 from offline.data.prepare import labels_path, prepare_dataset, prepare_from_source, walks_path
 from offline.data.presets import preset
-from tests.offline.prepare_fixtures import ten_config, ten_events
+from tests.offline.prepare_fixtures import ten_config, ten_event_chunks, ten_events
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 TAOBAO = DATA / "taobao-sample" / "UserBehavior_head_sample.csv.gz"
@@ -61,14 +61,10 @@ def test_movielens_preset_caps_sessions(tmp_path: Path) -> None:
 
 
 def test_parquet_chunk_folder_and_walks(tmp_path: Path) -> None:
-    table = ten_events()
-    chunks = tmp_path / "chunks"
-    chunks.mkdir()
-    pq.write_table(table.slice(0, 5), chunks / "part-00000.parquet")
-    pq.write_table(table.slice(5), chunks / "part-00001.parquet")
+    chunks = ten_event_chunks(tmp_path / "chunks")
     cfg = ten_config(walks_per_node=2, walk_length=4)
     a = DatasetLayout(prepare_dataset(chunks, tmp_path / "a", cfg))
-    b = DatasetLayout(prepare_dataset(table, tmp_path / "b", cfg))
+    b = DatasetLayout(prepare_dataset(ten_events(), tmp_path / "b", cfg))
     assert pq.read_table(a.events).equals(pq.read_table(b.events))
     assert len(read_json(a.manifest)["inputs"]) == 2
     wa, wb = np.load(walks_path(a.root, "item")), np.load(walks_path(b.root, "item"))
@@ -121,11 +117,7 @@ def test_spark_and_duckdb_give_identical_datasets(tmp_path: Path) -> None:
 def test_spark_reads_a_chunk_folder_beside_its_manifest_under_a_memory_cap(tmp_path: Path) -> None:
     # What `m2grl synth` writes: parquet parts and a manifest.json in one folder. Spark given the folder
     # read the manifest as parquet, and took the cap in DuckDB's syntax, which the JVM refuses.
-    table = ten_events()
-    folder = tmp_path / "log"
-    folder.mkdir()
-    pq.write_table(table.slice(0, 5), folder / "part-00000.parquet")
-    pq.write_table(table.slice(5), folder / "part-00001.parquet")
+    folder = ten_event_chunks(tmp_path / "log")
     (folder / "manifest.json").write_text("{}")
     duck = prepare_dataset(folder, tmp_path / "duck", ten_config())
     spark = prepare_dataset(folder, tmp_path / "spark", ten_config(), engine="spark", memory_limit="1GB")

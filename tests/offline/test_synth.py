@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.atomic import read_json
+from core.config import ConfigError
 from offline.data import synth
 from offline.data.synth import (
     MAX_GAP_IN_SESSION_S,
@@ -17,7 +18,6 @@ from offline.data.synth import (
     TRUTH_ITEMS,
     TRUTH_USERS,
     SynthConfig,
-    SynthConfigError,
     generate,
     place_sessions,
     zipf_ranks,
@@ -98,7 +98,7 @@ def test_defaults_are_derived_from_events() -> None:
     ],
 )
 def test_invalid_config_names_the_field(kwargs: dict[str, object], field: str) -> None:
-    with pytest.raises(SynthConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         SynthConfig(**kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
     assert field in str(info.value)
