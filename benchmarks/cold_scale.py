@@ -33,8 +33,9 @@ from index.config import IndexConfig  # noqa: E402
 from index.serving import ServingIndex  # noqa: E402
 from offline.evaluation.cold import cold_share, score_parts  # noqa: E402
 from offline.evaluation.cold_job import prepare_cold_run  # noqa: E402
+from offline.evaluation.config import ProtocolConfig  # noqa: E402
 from offline.evaluation.job import load_eval_data  # noqa: E402
-from offline.evaluation.protocol import ProtocolConfig, retrieve, score_candidates  # noqa: E402
+from offline.evaluation.protocol import retrieve, score_candidates  # noqa: E402
 from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_builder  # noqa: E402
 from offline.jobs.cold_items import cold_builder  # noqa: E402
 

@@ -72,8 +72,8 @@ def run(
 ) -> Path:
     """Prepare ``name`` and evaluate it; returns the path of ``reports/<name>[-exclude-seen].md``."""
     from offline.data.prepare import prepare_from_source
+    from offline.evaluation.config import ProtocolConfig
     from offline.evaluation.job import evaluate
-    from offline.evaluation.protocol import ProtocolConfig
 
     stem = f"{name}-exclude-seen" if exclude_seen else name
     dataset = workdir / name / name  # the folder name is the dataset name in the report

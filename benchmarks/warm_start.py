@@ -33,8 +33,9 @@ from model.config import M2GRLConfig  # noqa: E402
 from offline.baselines.base import load_train_data  # noqa: E402
 from offline.data.prepare import prepare_from_source  # noqa: E402
 from offline.data.synth import SynthConfig, generate  # noqa: E402
+from offline.evaluation.config import ProtocolConfig  # noqa: E402
 from offline.evaluation.job import load_eval_data, served_m2grl  # noqa: E402
-from offline.evaluation.protocol import ProtocolConfig, evaluate_retriever  # noqa: E402
+from offline.evaluation.protocol import evaluate_retriever  # noqa: E402
 from offline.evaluation.retrievers import serving_retriever  # noqa: E402
 from offline.jobs.train import train_m2grl  # noqa: E402
 

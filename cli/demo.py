@@ -44,11 +44,11 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
     """prepare -> train -> train-metric -> build-index (-> serve) on a bundled dataset."""
     from index.build import build_index
     from index.config import IndexConfig
-    from model.config import M2GRLConfig
+    from model.config import M2GRLConfig, MetricConfig
     from offline.data.prepare import prepare_from_source
     from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_builder
     from offline.jobs.cold_items import cold_builder
-    from offline.jobs.diversity import MetricConfig, train_metric_model
+    from offline.jobs.diversity import train_metric_model
     from offline.jobs.train import train_m2grl
 
     if source not in BUNDLED_INPUTS:

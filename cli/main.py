@@ -58,28 +58,36 @@ def _training_config(module: str, name: str) -> Any:
         return None
 
 
-def _train_help(name: str) -> str:
-    """Help of a ``train`` option from the schema: an M2GRL field, or a trainer field with M2GRL's default."""
-    m2grl = _training_config("model.config", "M2GRLConfig")
-    if m2grl is None:
+def _schema_help(module: str, model: str, name: str, *, note: str | None = None) -> str:
+    """Help of an option read from field ``name`` of config ``module.model``: its description and default
+    (``note`` replaces the shown default by words; ``""`` shows none, for options typer shows the default of)."""
+    config = _training_config(module, model)
+    if config is None:
         return NO_TRAINING_STACK
-    if name in m2grl.model_fields:
-        return option_help(m2grl, name)
+    if note == "":
+        return describe(config, name)
+    return option_help(config, name, note=note or "")
+
+
+def _train_help(name: str) -> str:
+    """Help of a ``train`` option: an M2GRL field, or a trainer field shown with M2GRL's default for it."""
+    m2grl = _training_config("model.config", "M2GRLConfig")
+    if m2grl is None or name in m2grl.model_fields:
+        return _schema_help("model.config", "M2GRLConfig", name)
     trainer = m2grl.model_fields["trainer"].default_factory()
     return option_help(type(trainer), name, default=getattr(trainer, name))
 
 
 def _prepare_help(name: str, note: str = "from the preset") -> str:
-    """Help of a ``prepare`` option; ``note`` says where its default comes from ("": typer shows it)."""
-    prepare = _training_config("offline.data.config", "PrepareConfig")
-    if prepare is None:
-        return NO_TRAINING_STACK
-    return option_help(prepare, name, note=note) if note else describe(prepare, name)
+    return _schema_help("offline.data.config", "PrepareConfig", name, note=note)
 
 
 def _format_help(name: str) -> str:
-    log_format = _training_config("offline.data.config", "LogFormat")
-    return NO_TRAINING_STACK if log_format is None else "Generic CSV. " + option_help(log_format, name)
+    return "Generic CSV. " + _schema_help("offline.data.config", "LogFormat", name)
+
+
+def _protocol_help(name: str) -> str:
+    return _schema_help("offline.evaluation.config", "ProtocolConfig", name)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -361,15 +369,20 @@ def train_metric(
     ] = Path("artifacts/dataset"),
     model: Annotated[Path, typer.Option(help="M2GRL model folder.")] = Path("artifacts/model"),
     output: Annotated[Path, typer.Option(help="Metric model folder to write.")] = Path("artifacts/metric"),
-    epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help=_schema_help("model.config", "MetricConfig", "epochs"))
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help=_schema_help("model.config", "MetricConfig", "seed"))
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
     resume: Annotated[
         bool, typer.Option(help="Continue from the newest per-epoch checkpoint of an interrupted run.")
     ] = False,
 ) -> None:
     """Train the contrastive multi-view metric model of section 6.1 (diversity embeddings)."""
-    from offline.jobs.diversity import MetricConfig, train_metric_model
+    from model.config import MetricConfig
+    from offline.jobs.diversity import train_metric_model
 
     overrides: dict[str, Any] = {k: v for k, v in dict(epochs=epochs, seed=seed).items() if v is not None}
     try:
@@ -434,25 +447,12 @@ def evaluate(
             "diversity mode on discovery metrics (needs the m2grl method)."
         ),
     ] = True,
-    ks: Annotated[str, typer.Option(help="Comma-separated cut-offs K of every metric.")] = "20,50,100",
-    triggers: Annotated[
-        int,
-        typer.Option(
-            help="Triggers per test user: the last N distinct train items, candidates merged by best score."
-        ),
-    ] = 1,
+    ks: Annotated[str | None, typer.Option(help="Comma-separated. " + _protocol_help("ks"))] = None,
+    triggers: Annotated[int | None, typer.Option(help=_protocol_help("n_triggers"))] = None,
     exclude_seen: Annotated[
-        bool,
-        typer.Option(
-            help="Drop the items a user interacted with in train from both the candidates and the ground truth."
-        ),
-    ] = False,
-    recent_days: Annotated[
-        float,
-        typer.Option(
-            help="Discovery window: a category the user touched this many days before the split is not new."
-        ),
-    ] = 15.0,
+        bool | None, typer.Option("--exclude-seen/--no-exclude-seen", help=_protocol_help("exclude_seen"))
+    ] = None,
+    recent_days: Annotated[float | None, typer.Option(help=_protocol_help("recent_days"))] = None,
     served: Annotated[
         list[str] | None,
         typer.Option(
@@ -464,8 +464,8 @@ def evaluate(
 ) -> None:
     """Compare M2GRL with the baselines on HitRate/Recall/Precision/F1/NDCG@K (tables 2 and 3 of the paper)."""
     from index.channels import parse_mix
+    from offline.evaluation.config import ProtocolConfig
     from offline.evaluation.job import evaluate as run_evaluation
-    from offline.evaluation.protocol import ProtocolConfig
 
     chosen = [m.strip() for m in methods.split(",")] if methods else None
     try:
@@ -481,9 +481,13 @@ def evaluate(
                         f"--served: expected VARIANT:MIX like 'control:m2grl=0.5,cooc=0.5', got {spec!r}"
                     )
                 mixes[variant.strip()] = parse_mix(mix, f"--served {variant.strip()}")
-        protocol = ProtocolConfig(
-            ks=_int_list(ks, "--ks"), n_triggers=triggers, exclude_seen=exclude_seen, recent_days=recent_days
-        )
+        given: dict[str, Any] = {
+            "ks": _int_list(ks, "--ks") if ks is not None else None,
+            "n_triggers": triggers,
+            "exclude_seen": exclude_seen,
+            "recent_days": recent_days,
+        }
+        protocol = ProtocolConfig(**{k: v for k, v in given.items() if v is not None})
         out = run_evaluation(
             dataset,
             output,
@@ -678,14 +682,19 @@ def synth(
     output: Annotated[Path, typer.Option(help="Folder of parquet chunks to write.")] = Path(
         "artifacts/synth"
     ),
-    events: Annotated[int, typer.Option(help="Number of events (10^4 to 10^8).")] = 1_000_000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    events: Annotated[
+        int, typer.Option(help=_schema_help("offline.data.synth", "SynthConfig", "events", note=""))
+    ] = 1_000_000,
+    seed: Annotated[
+        int | None, typer.Option(help=_schema_help("offline.data.synth", "SynthConfig", "seed"))
+    ] = None,
 ) -> None:
     """Generate a synthetic behaviour log with planted multi-view structure."""
     from offline.data.synth import SynthConfig, generate
 
+    given: dict[str, Any] = {} if seed is None else {"seed": seed}
     try:
-        summary = generate(SynthConfig(events=events, seed=seed), output)
+        summary = generate(SynthConfig(events=events, **given), output)
     except (FileExistsError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps(summary.__dict__ if hasattr(summary, "__dict__") else str(summary), default=str))

@@ -12,10 +12,13 @@ import types
 import typing
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticUndefined
+
+#: An item of a tuple field that must be a count >= 1 (``ks``, layer sizes).
+PositiveInt = Annotated[int, Field(ge=1)]
 
 
 class ConfigError(ValueError):

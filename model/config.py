@@ -1,4 +1,5 @@
-"""Typed, frozen configs of M2GRL training and of the shared trainer (``core.config`` models).
+"""Typed, frozen configs of M2GRL training, of the section 6.1 metric model and of the shared trainer
+(``core.config`` models).
 
 A bad value raises :class:`~core.config.ConfigError` whose message starts with the path of the field,
 e.g. ``"window: Input should be greater than or equal to 1, got 0"`` or ``"trainer.lr: ..."``.
@@ -14,12 +15,13 @@ from pydantic import Field, model_validator
 
 from core.config import ConfigError, FrozenConfig
 
-__all__ = ["ConfigError", "M2GRLConfig", "TrainerConfig"]
+__all__ = ["ConfigError", "M2GRLConfig", "MetricConfig", "TrainerConfig"]
 
 Weighting = Literal["adaptive", "bounded", "uniform", "static"]
 Device = Literal["auto", "cpu", "cuda"]
 SparseOptimizer = Literal["lazy_adam", "row_adagrad"]
 LrSchedule = Literal["constant", "linear"]
+InstanceInput = Literal["normalized", "raw"]
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 ViewName = Annotated[str, Field(min_length=1)]
@@ -185,3 +187,39 @@ class M2GRLConfig(FrozenConfig):
     def rel_dim(self) -> int:
         """Rows of every alignment matrix W."""
         return self.dim if self.relation_dim is None else self.relation_dim
+
+
+class MetricConfig(FrozenConfig):
+    """Configuration of the diversity metric job (section 6.1).
+
+    ``instance_input="normalized"`` uses ``e_i / ||e_i||``, so the start geometry (``M_i = s^2 I``) ranks
+    neighbours by cosine, the general mode's inner product without its norm (popularity) bias.
+    ``init_ic_share``: at the start (``L = s I``) the ic view contributes this share of the median
+    random-pair distance, the instance view the rest; the two scales put that median at ``margin``.
+    """
+
+    item_view: str = Field("item", min_length=1, description="Instance view (rows of embeddings/<view>.npy).")
+    category_view: str = Field(
+        "category", min_length=1, description="Category view; e_ic is read from its relational space."
+    )
+    within_session: bool = Field(
+        True, description="Positives between consecutive events of a session (else of a user)."
+    )
+    dedupe_positives: bool = Field(False, description="Keep each unordered positive pair once.")
+    negatives_per_positive: int = Field(4, ge=1, description="Negatives drawn per positive pair.")
+    hard_fraction: float = Field(
+        0.1, ge=0, le=1, description="Share of negatives from the anchor's category."
+    )
+    margin: float = Field(1.0, gt=0, allow_inf_nan=False, description="Contrastive margin of equation 12.")
+    instance_input: InstanceInput = Field(
+        "normalized", description="How e_i enters equation 11: normalized or raw."
+    )
+    init_ic_share: float = Field(0.5, ge=0, lt=1, description="The ic view's share of the starting distance.")
+    rank_i: int | None = Field(None, ge=1, description="Rows of L_i; none = full rank.")
+    rank_ic: int | None = Field(None, ge=1, description="Rows of L_ic; none = full rank.")
+    epochs: int = Field(5, ge=1, description="Epochs of the shared loop.")
+    batch_size: int = Field(1024, ge=1, description="Pairs per step.")
+    lr: float = Field(0.001, gt=0, allow_inf_nan=False, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="Adam L2 decay.")
+    seed: int = Field(0, ge=0, description="Seed of pairs, negatives and initialisation.")
+    max_positives: int | None = Field(None, ge=1, description="Cap on positive pairs (a seeded subsample).")

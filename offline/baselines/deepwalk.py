@@ -7,26 +7,27 @@ window 5, 3 epochs (10 walks x 5 epochs took 200 s per seed on the Taobao sample
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from gensim.models import Word2Vec
+from pydantic import Field
 
+from core.config import FrozenConfig
 from offline.baselines.base import ItemModel, TrainData
 from offline.baselines.walks import random_walks, undirected_csr
 
 
-@dataclass(frozen=True)
-class WalkSettings:
-    dim: int = 64
-    negatives: int = 7
-    walks_per_node: int = 5
-    walk_length: int = 10
-    window: int = 5
-    epochs: int = 3
-    p: float = 1.0
-    q: float = 1.0
-    workers: int = 2
+class WalkSettings(FrozenConfig):
+    """DeepWalk / Node2Vec settings (appendix A.3 scaled to the bundled data)."""
+
+    dim: int = Field(64, ge=1, description="Vector dimension.")
+    negatives: int = Field(7, ge=1, description="Negatives per positive.")
+    walks_per_node: int = Field(5, ge=1, description="Walks started from every node.")
+    walk_length: int = Field(10, ge=2, description="Nodes per walk.")
+    window: int = Field(5, ge=1, description="Skip-gram window over the walks.")
+    epochs: int = Field(3, ge=1, description="gensim epochs.")
+    p: float = Field(1.0, gt=0, allow_inf_nan=False, description="node2vec return parameter.")
+    q: float = Field(1.0, gt=0, allow_inf_nan=False, description="node2vec in-out parameter.")
+    workers: int = Field(2, ge=1, description="gensim worker threads.")
 
 
 def skipgram_vectors(walks: list[np.ndarray], n_items: int, s: WalkSettings, seed: int) -> np.ndarray:

@@ -31,15 +31,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from core.config import FrozenConfig
 from model.optim import SparseEmbedding
 from model.pairs import UnigramSampler, count_pairs, skipgram_pairs
 from model.sgns import sgns_loss
 from offline.baselines.base import IntArray, ItemModel, TrainData
 from offline.baselines.learned import (
     batch_bounds,
-    check_settings,
     epoch_rng,
     fit_with_trainer,
     pool_size,
@@ -50,36 +51,18 @@ from offline.baselines.learned import (
 )
 
 
-@dataclass(frozen=True)
-class EgesSettings:
-    """EGES hyper-parameters (M2GRL's skip-gram settings, see the module docstring).
+class EgesSettings(FrozenConfig):
+    """EGES hyper-parameters (M2GRL's skip-gram settings, see the module docstring)."""
 
-    Attributes:
-        dim: dimension of the item, side-information and context vectors.
-        window: skip-gram window over the session sequences.
-        dynamic_window: word2vec's reduced window (each centre draws its window in ``1..window``).
-        negatives: k negatives per positive (the shared pool's negative term is scaled to k).
-        shared_negatives: size of the negative pool drawn once per batch.
-        neg_power: exponent of the unigram noise distribution.
-        batch_size: positive pairs per step.
-        epochs: passes over the pairs of every sequence.
-        lr: Adam learning rate of the shared loop.
-    """
-
-    dim: int = 64
-    window: int = 9
-    dynamic_window: bool = True
-    negatives: int = 10
-    shared_negatives: int = 64
-    neg_power: float = 0.75
-    batch_size: int = 2048
-    epochs: int = 10
-    lr: float = 0.01
-
-    def __post_init__(self) -> None:
-        check_settings(
-            self, ("dim", "window", "negatives", "shared_negatives", "batch_size", "epochs"), "neg_power"
-        )
+    dim: int = Field(64, ge=1, description="Dimension of the item, side-information and context vectors.")
+    window: int = Field(9, ge=1, description="Skip-gram window over the session sequences.")
+    dynamic_window: bool = Field(True, description="word2vec's reduced window (each centre draws 1..window).")
+    negatives: int = Field(10, ge=1, description="k negatives per positive (the pool's term is scaled to k).")
+    shared_negatives: int = Field(64, ge=1, description="Size of the negative pool drawn once per batch.")
+    neg_power: float = Field(0.75, ge=0, allow_inf_nan=False, description="Exponent of the unigram noise.")
+    batch_size: int = Field(2048, ge=1, description="Positive pairs per step.")
+    epochs: int = Field(10, ge=1, description="Passes over the pairs of every sequence.")
+    lr: float = Field(0.01, gt=0, allow_inf_nan=False, description="Adam learning rate of the shared loop.")
 
 
 @dataclass

@@ -49,15 +49,16 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
+from core.config import FrozenConfig, PositiveInt
 from model.optim import SparseEmbedding
 from model.pairs import UnigramSampler
 from model.sgns import sgns_loss
 from offline.baselines.base import IntArray, ItemModel, TrainData
 from offline.baselines.learned import (
     batch_bounds,
-    check_settings,
     epoch_rng,
     fit_with_trainer,
     reset_dense_,
@@ -69,44 +70,25 @@ from offline.baselines.learned import (
 from offline.baselines.walks import random_walks, undirected_csr
 
 
-@dataclass(frozen=True)
-class GraphSageSettings:
-    """GraphSAGE hyper-parameters (see the module docstring).
+class GraphSageSettings(FrozenConfig):
+    """GraphSAGE hyper-parameters (see the module docstring)."""
 
-    Attributes:
-        feature_dim: size of the learned free feature of every item.
-        dims: units of layer 1 and layer 2 (A.3: 20, 10); outputs are twice as wide (concat).
-        samples: neighbours sampled per node at hop 1 (layer 2) and hop 2 (layer 1).
-        negatives: Q negatives shared by a batch.
-        neg_power: exponent of the degree noise distribution.
-        walks_per_node, walk_length: the random walks whose co-occurrences are the positives.
-        batch_size: positive pairs per step.
-        epochs, lr: shared-loop optimisation.
-    """
-
-    feature_dim: int = 64
-    dims: tuple[int, int] = (64, 32)
-    samples: tuple[int, int] = (25, 10)
-    negatives: int = 20
-    neg_power: float = 0.75
-    walks_per_node: int = 2
-    walk_length: int = 5
-    batch_size: int = 512
-    epochs: int = 3
-    lr: float = 0.01
-
-    def __post_init__(self) -> None:
-        check_settings(self, ("feature_dim", "negatives", "walks_per_node", "batch_size", "epochs"))
-        for name in ("dims", "samples"):
-            value = getattr(self, name)
-            if len(value) != 2 or min(value) < 1:
-                raise ValueError(f"GraphSageSettings.{name} must be two positive ints, got {value}")
-        if self.walk_length < 2:
-            raise ValueError(f"GraphSageSettings.walk_length must be >= 2, got {self.walk_length}")
-        if self.lr <= 0 or self.neg_power < 0:
-            raise ValueError(
-                f"GraphSageSettings.lr must be > 0 and neg_power >= 0, got {self.lr}, {self.neg_power}"
-            )
+    feature_dim: int = Field(64, ge=1, description="Size of the learned free feature of every item.")
+    dims: tuple[PositiveInt, PositiveInt] = Field(
+        (64, 32), strict=False, description="Units of layers 1 and 2 (A.3: 20, 10); outputs twice as wide."
+    )
+    samples: tuple[PositiveInt, PositiveInt] = Field(
+        (25, 10),
+        strict=False,
+        description="Neighbours sampled per node at hop 1 (layer 2) and hop 2 (layer 1).",
+    )
+    negatives: int = Field(20, ge=1, description="Q negatives shared by a batch.")
+    neg_power: float = Field(0.75, ge=0, allow_inf_nan=False, description="Exponent of the degree noise.")
+    walks_per_node: int = Field(2, ge=1, description="Walks per node whose co-occurrences are the positives.")
+    walk_length: int = Field(5, ge=2, description="Nodes per walk.")
+    batch_size: int = Field(512, ge=1, description="Positive pairs per step.")
+    epochs: int = Field(3, ge=1, description="Epochs of the shared loop.")
+    lr: float = Field(0.01, gt=0, allow_inf_nan=False, description="Adam learning rate of the shared loop.")
 
 
 def sample_neighbours(adj: sp.csr_matrix, nodes: IntArray, k: int, rng: np.random.Generator) -> IntArray:

@@ -33,14 +33,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from model.optim import SparseEmbedding
 from model.pairs import UnigramSampler
 from offline.baselines.base import IntArray, ItemModel, TrainData
 from offline.baselines.learned import (
+    SampledSoftmaxSettings,
     batch_bounds,
-    check_settings,
     epoch_rng,
     fit_with_trainer,
     pool_size,
@@ -52,30 +53,14 @@ from offline.baselines.learned import (
 )
 
 
-@dataclass(frozen=True)
-class Gru4RecSettings:
-    """GRU4Rec hyper-parameters (see the module docstring).
+class Gru4RecSettings(SampledSoftmaxSettings):
+    """GRU4Rec hyper-parameters (see the module docstring)."""
 
-    Attributes:
-        dim: input embedding size; hidden: GRU units = size of the output item embeddings.
-        seq_len: positions per window (A.3: 30).
-        samples: size of the shared pool of sampled items (A.3: 1000).
-        sample_power: exponent of the sampling distribution ``count ** sample_power``.
-        batch_size: windows per step.
-        epochs, lr: shared-loop optimisation.
-    """
-
-    dim: int = 64
-    hidden: int = 64
-    seq_len: int = 30
-    samples: int = 1000
-    sample_power: float = 0.75
-    batch_size: int = 64
-    epochs: int = 10
-    lr: float = 0.01
-
-    def __post_init__(self) -> None:
-        check_settings(self, ("dim", "hidden", "seq_len", "samples", "batch_size", "epochs"), "sample_power")
+    dim: int = Field(64, ge=1, description="Input embedding size.")
+    hidden: int = Field(64, ge=1, description="GRU units = size of the output item embeddings.")
+    seq_len: int = Field(30, ge=1, description="Positions per window (A.3: 30).")
+    batch_size: int = Field(64, ge=1, description="Windows per step.")
+    epochs: int = Field(10, ge=1, description="Epochs of the shared loop.")
 
 
 def sequence_windows(

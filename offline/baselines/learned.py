@@ -9,14 +9,15 @@ the undirected weighted item graph and the sampled-softmax loss of the two seque
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from core.config import FrozenConfig
 from model.config import TrainerConfig
 from model.optim import SparseEmbedding
 from model.trainer import BatchFn, Trainable, TrainResult, train
@@ -48,19 +49,6 @@ def fit_with_trainer(
     """
     config = TrainerConfig(epochs=epochs, lr=lr, seed=seed, device="auto", threads=threads)
     return train(model, batches, config, progress=progress, steps_per_epoch=steps_per_epoch, description=name)
-
-
-def check_settings(settings: Any, positive: Sequence[str], exponent: str | None = None) -> None:
-    """Raise ``ValueError`` naming the field of a baseline's settings that is out of range: every name
-    in ``positive`` must be >= 1; with ``exponent``, ``lr`` must be > 0 and that exponent >= 0."""
-    cls = type(settings).__name__
-    for name in positive:
-        if getattr(settings, name) < 1:
-            raise ValueError(f"{cls}.{name} must be >= 1, got {getattr(settings, name)}")
-    if exponent is not None:
-        lr, power = settings.lr, getattr(settings, exponent)
-        if lr <= 0 or power < 0:
-            raise ValueError(f"{cls}.lr must be > 0 and {exponent} >= 0, got {lr}, {power}")
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
@@ -133,6 +121,16 @@ def symmetric_edges(data: TrainData) -> tuple[IntArray, IntArray, FloatArray]:
 def pool_size(requested: int, n_items: int) -> int:
     """Size of a shared negative pool: ``requested``, but never more than the catalogue."""
     return max(1, min(requested, n_items))
+
+
+class SampledSoftmaxSettings(FrozenConfig):
+    """Settings shared by the baselines trained with :func:`sampled_softmax_loss` (GRU4Rec, YouTube-DNN)."""
+
+    samples: int = Field(1000, ge=1, description="Size of the shared pool of sampled items (A.3: 1000).")
+    sample_power: float = Field(
+        0.75, ge=0, allow_inf_nan=False, description="Exponent of the sampling distribution count ** power."
+    )
+    lr: float = Field(0.01, gt=0, allow_inf_nan=False, description="Adam learning rate of the shared loop.")
 
 
 def sampled_softmax_loss(

@@ -33,8 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from core.config import FrozenConfig
 from model.optim import SparseEmbedding
 from model.pairs import UnigramSampler
 from model.sgns import sgns_loss
@@ -42,7 +44,6 @@ from offline.baselines.base import ItemModel, TrainData
 from offline.baselines.learned import (
     FloatArray,
     IntArray,
-    check_settings,
     epoch_rng,
     fit_with_trainer,
     steps_for,
@@ -53,28 +54,17 @@ from offline.baselines.learned import (
 )
 
 
-@dataclass(frozen=True)
-class LineSettings:
-    """LINE-2nd hyper-parameters (see the module docstring for the choices).
+class LineSettings(FrozenConfig):
+    """LINE-2nd hyper-parameters (see the module docstring for the choices)."""
 
-    Attributes:
-        dim: vector dimension (A.3: 64).
-        negatives: K negatives per sampled edge (A.3: 10).
-        neg_power: exponent of the degree noise distribution (LINE: 0.75).
-        batch_size: edges per step.
-        epochs: passes of ``n_directed_edges`` weighted edge draws each.
-        lr: Adam learning rate of the shared loop.
-    """
-
-    dim: int = 64
-    negatives: int = 10
-    neg_power: float = 0.75
-    batch_size: int = 1024
-    epochs: int = 5
-    lr: float = 0.01
-
-    def __post_init__(self) -> None:
-        check_settings(self, ("dim", "negatives", "batch_size", "epochs"), "neg_power")
+    dim: int = Field(64, ge=1, description="Vector dimension (A.3: 64).")
+    negatives: int = Field(10, ge=1, description="K negatives per sampled edge (A.3: 10).")
+    neg_power: float = Field(
+        0.75, ge=0, allow_inf_nan=False, description="Exponent of the degree noise (LINE: 0.75)."
+    )
+    batch_size: int = Field(1024, ge=1, description="Edges per step.")
+    epochs: int = Field(5, ge=1, description="Passes of n_directed_edges weighted edge draws each.")
+    lr: float = Field(0.01, gt=0, allow_inf_nan=False, description="Adam learning rate of the shared loop.")
 
 
 @dataclass

@@ -29,14 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from model.optim import SparseEmbedding
 from model.pairs import UnigramSampler
 from offline.baselines.base import IntArray, ItemModel, TrainData
 from offline.baselines.learned import (
+    SampledSoftmaxSettings,
     batch_bounds,
-    check_settings,
     epoch_rng,
     fit_with_trainer,
     masked_mean,
@@ -49,31 +50,16 @@ from offline.baselines.learned import (
 )
 
 
-@dataclass(frozen=True)
-class YoutubeDnnSettings:
-    """YouTube-DNN hyper-parameters (see the module docstring).
+class YoutubeDnnSettings(SampledSoftmaxSettings):
+    """YouTube-DNN hyper-parameters (see the module docstring)."""
 
-    Attributes:
-        dim: item embedding size (input and output; A.3: 64).
-        hidden: units of the MLP's hidden layer (A.3: 64).
-        seq_len: most recent items of the history that are averaged (A.3: 30).
-        samples: size of the shared pool of sampled items (A.3: 1000).
-        sample_power: exponent of the sampling distribution ``count ** sample_power``.
-        batch_size: examples (prefixes) per step.
-        epochs, lr: shared-loop optimisation.
-    """
-
-    dim: int = 64
-    hidden: int = 64
-    seq_len: int = 30
-    samples: int = 1000
-    sample_power: float = 0.75
-    batch_size: int = 256
-    epochs: int = 5
-    lr: float = 0.01
-
-    def __post_init__(self) -> None:
-        check_settings(self, ("dim", "hidden", "seq_len", "samples", "batch_size", "epochs"), "sample_power")
+    dim: int = Field(64, ge=1, description="Item embedding size, input and output (A.3: 64).")
+    hidden: int = Field(64, ge=1, description="Units of the MLP's hidden layer (A.3: 64).")
+    seq_len: int = Field(
+        30, ge=1, description="Most recent items of the history that are averaged (A.3: 30)."
+    )
+    batch_size: int = Field(256, ge=1, description="Examples (prefixes) per step.")
+    epochs: int = Field(5, ge=1, description="Epochs of the shared loop.")
 
 
 def prefix_histories(

@@ -26,7 +26,8 @@ import numpy as np
 from core.catalogue import Catalogue
 from core.types import IdArray
 from offline.evaluation import metrics as M
-from offline.evaluation.protocol import EvalData, ProtocolConfig, restrict_truth, score_candidates
+from offline.evaluation.config import ProtocolConfig
+from offline.evaluation.protocol import EvalData, restrict_truth, score_candidates
 
 #: The parts of the ground truth a list is scored on.
 PARTS = ("cold", "warm", "all")

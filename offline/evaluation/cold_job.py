@@ -35,8 +35,9 @@ from offline.baselines.base import load_train_data
 from offline.baselines.eges import train_eges
 from offline.baselines.in_category import popularity_in_category, random_in_category
 from offline.evaluation.cold import PARTS, ColdCatalogue, cold_catalogue, cold_share, score_parts
+from offline.evaluation.config import ProtocolConfig
 from offline.evaluation.job import check_run, load_eval_data
-from offline.evaluation.protocol import EvalData, ProtocolConfig, Retriever, retrieve
+from offline.evaluation.protocol import EvalData, Retriever, retrieve
 
 COLD_METHODS = (
     "m2grl-group-mean",

@@ -21,10 +21,12 @@ import numpy as np
 from core.layout import MetricLayout
 from index.inputs import read_inputs
 from index.serving import ServingIndex
-from offline.evaluation.protocol import EvalData, ProtocolConfig, Retriever, evaluate_retriever
+from model.config import MetricConfig
+from offline.evaluation.config import ProtocolConfig
+from offline.evaluation.protocol import EvalData, Retriever, evaluate_retriever
 from offline.evaluation.report import summary_table
 from offline.evaluation.reuse import trained_on
-from offline.jobs.diversity import MetricConfig, input_checksums, train_metric_model
+from offline.jobs.diversity import input_checksums, train_metric_model
 
 #: Row name -> (mode, exclude trigger category and recent categories).
 DIVERSITY_ROWS: dict[str, tuple[str, bool]] = {

@@ -23,8 +23,9 @@ from index.channels import check_mix
 from model.config import M2GRLConfig
 from offline.baselines.base import ItemModel, TrainData, load_train_data
 from offline.baselines.registry import BASELINES, fit_baseline
+from offline.evaluation.config import ProtocolConfig
 from offline.evaluation.diversity import evaluate_diversity
-from offline.evaluation.protocol import EvalData, ProtocolConfig, build_eval_data, evaluate_retriever
+from offline.evaluation.protocol import EvalData, build_eval_data, evaluate_retriever
 from offline.evaluation.report import write_report
 from offline.evaluation.retrievers import RetrieverFactory, mixed_retriever, serving_retriever
 from offline.evaluation.reuse import trained_on

@@ -20,17 +20,14 @@ never searches neighbours itself, it only merges and filters what the retriever 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from pydantic import Field, field_validator
 
-from core.config import FrozenConfig
 from offline.evaluation import metrics as M
-
-PositiveInt = Annotated[int, Field(ge=1)]
+from offline.evaluation.config import ProtocolConfig
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -44,33 +41,6 @@ class Retriever(Protocol):
     def batch_neighbours(self, item_ids: IntArray, mode: str, k: int) -> tuple[IntArray, FloatArray]:
         """Top-``k`` neighbours of each item (trigger excluded): ids int64 ``[n, k]`` ``-1`` padded, scores."""
         ...
-
-
-class ProtocolConfig(FrozenConfig):
-    """Options of the protocol (a ``core.config`` model: errors name the field)."""
-
-    ks: tuple[PositiveInt, ...] = Field(
-        (20, 50, 100), min_length=1, strict=False, description="Cut-offs K of every metric."
-    )
-    n_triggers: int = Field(1, ge=1, description="Most recent train items used as triggers.")
-    exclude_seen: bool = Field(False, description="Drop the user's train items from the candidates.")
-    recent_days: float = Field(15.0, ge=0, description="Window of the recent categories excluded (days).")
-    block_size: int = Field(4096, ge=1, description="Users scored per block.")
-    freq_buckets: tuple[tuple[PositiveInt, PositiveInt | None], ...] = Field(
-        ((1, 2), (3, 10), (11, None)), strict=False, description="Train-count ranges of the long-tail table."
-    )
-
-    @field_validator("freq_buckets", mode="after")
-    @classmethod
-    def _ranges(cls, value: tuple[tuple[int, int | None], ...]) -> tuple[tuple[int, int | None], ...]:
-        for lo, hi in value:
-            if hi is not None and hi < lo:
-                raise ValueError(f"({lo}, {hi}) is not a range of train counts >= 1")
-        return value
-
-    @property
-    def max_k(self) -> int:
-        return max(self.ks)
 
 
 def bucket_name(lo: int, hi: int | None) -> str:

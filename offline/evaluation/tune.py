@@ -81,8 +81,9 @@ def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:
 
 def _score(dataset_dir: Path, model_dir: Path, norm_exponent: float) -> dict[str, float]:
     from offline.baselines.base import load_train_data
+    from offline.evaluation.config import ProtocolConfig
     from offline.evaluation.job import load_eval_data, served_m2grl, views_of
-    from offline.evaluation.protocol import ProtocolConfig, evaluate_retriever
+    from offline.evaluation.protocol import evaluate_retriever
     from offline.evaluation.retrievers import serving_retriever
 
     protocol = ProtocolConfig(ks=(50,))

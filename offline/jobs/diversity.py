@@ -29,19 +29,17 @@ import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow.parquet as pq
 import torch
-from pydantic import Field
 
 from core.atomic import atomic_dir, atomic_write_json, read_json, sha256_file
-from core.config import FrozenConfig
 from core.layout import DatasetLayout, MetricLayout, ModelLayout, relation_name
 from core.vocab import lookup
-from model.config import TrainerConfig
+from model.config import InstanceInput, MetricConfig, TrainerConfig
 from model.distributed import DistInfo
 from model.metric import MultiViewMetric, PairBatch
 from model.trainer import train
@@ -53,7 +51,6 @@ IntArray = npt.NDArray[np.int64]
 FloatMatrix = npt.NDArray[np.float32]
 
 #: Ways ``e_i`` enters equation 11 (see ``MetricConfig.instance_input``).
-InstanceInput = Literal["normalized", "raw"]
 INSTANCE_INPUTS: tuple[str, ...] = typing.get_args(InstanceInput)
 
 
@@ -68,42 +65,6 @@ def instance_input(e_i: FloatMatrix, how: str) -> FloatMatrix:
     if how == "normalized":
         e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
     return np.ascontiguousarray(e, dtype=np.float32)
-
-
-class MetricConfig(FrozenConfig):
-    """Configuration of the diversity metric job (section 6.1).
-
-    ``instance_input="normalized"`` uses ``e_i / ||e_i||``, so the start geometry (``M_i = s^2 I``) ranks
-    neighbours by cosine, the general mode's inner product without its norm (popularity) bias.
-    ``init_ic_share``: at the start (``L = s I``) the ic view contributes this share of the median
-    random-pair distance, the instance view the rest; the two scales put that median at ``margin``.
-    """
-
-    item_view: str = Field("item", min_length=1, description="Instance view (rows of embeddings/<view>.npy).")
-    category_view: str = Field(
-        "category", min_length=1, description="Category view; e_ic is read from its relational space."
-    )
-    within_session: bool = Field(
-        True, description="Positives between consecutive events of a session (else of a user)."
-    )
-    dedupe_positives: bool = Field(False, description="Keep each unordered positive pair once.")
-    negatives_per_positive: int = Field(4, ge=1, description="Negatives drawn per positive pair.")
-    hard_fraction: float = Field(
-        0.1, ge=0, le=1, description="Share of negatives from the anchor's category."
-    )
-    margin: float = Field(1.0, gt=0, allow_inf_nan=False, description="Contrastive margin of equation 12.")
-    instance_input: InstanceInput = Field(
-        "normalized", description="How e_i enters equation 11: normalized or raw."
-    )
-    init_ic_share: float = Field(0.5, ge=0, lt=1, description="The ic view's share of the starting distance.")
-    rank_i: int | None = Field(None, ge=1, description="Rows of L_i; none = full rank.")
-    rank_ic: int | None = Field(None, ge=1, description="Rows of L_ic; none = full rank.")
-    epochs: int = Field(5, ge=1, description="Epochs of the shared loop.")
-    batch_size: int = Field(1024, ge=1, description="Pairs per step.")
-    lr: float = Field(0.001, gt=0, allow_inf_nan=False, description="Adam learning rate.")
-    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="Adam L2 decay.")
-    seed: int = Field(0, ge=0, description="Seed of pairs, negatives and initialisation.")
-    max_positives: int | None = Field(None, ge=1, description="Cap on positive pairs (a seeded subsample).")
 
 
 # --------------------------------------------------------------------------------------------- pairs

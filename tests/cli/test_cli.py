@@ -82,7 +82,7 @@ def test_evaluate_passes_the_protocol_options_through(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import offline.evaluation.job as job
-    from offline.evaluation.protocol import ProtocolConfig
+    from offline.evaluation.config import ProtocolConfig
 
     seen: dict[str, object] = {}
 

@@ -18,7 +18,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from core.config import ConfigError
 from offline.baselines.base import ItemModel, TrainData, load_train_data
+from offline.baselines.deepwalk import WalkSettings
 from offline.baselines.eges import EgesSettings, attention_combine, fit_eges
 from offline.baselines.graphsage import (
     GraphSage,
@@ -308,3 +310,26 @@ def test_graphsage_training_lowers_the_loss(tiny: TrainData) -> None:
     result = fit_with_trainer(model, batches, epochs=s.epochs, lr=s.lr, seed=0, steps_per_epoch=steps)
     losses = result.epoch_losses["total"]
     assert losses[-1] < losses[0] - 0.1
+
+
+@pytest.mark.parametrize(
+    ("settings", "changes", "field"),
+    [
+        (LineSettings, {"dim": 0}, "dim"),
+        (LineSettings, {"neg_power": -0.5}, "neg_power"),
+        (EgesSettings, {"shared_negatives": 0}, "shared_negatives"),
+        (Gru4RecSettings, {"lr": 0.0}, "lr"),
+        (YoutubeDnnSettings, {"seq_len": True}, "seq_len"),
+        (GraphSageSettings, {"dims": (20, 0)}, "dims[1]"),
+        (GraphSageSettings, {"samples": (25,)}, "samples[1]"),  # the missing second hop
+        (GraphSageSettings, {"walk_length": 1}, "walk_length"),
+        (WalkSettings, {"q": 0.0}, "q"),
+        (WalkSettings, {"window": 2, "epoch": 3}, "epoch"),
+    ],
+)
+def test_baseline_settings_name_the_bad_field(settings: Any, changes: dict[str, Any], field: str) -> None:
+    # Every baseline's settings are config models: the error is one line starting with the field's path.
+    with pytest.raises(ConfigError) as info:
+        settings(**changes)
+    assert info.value.field == field and str(info.value).startswith(f"{field}: ")
+    assert settings().replace(epochs=2).epochs == 2

@@ -13,7 +13,7 @@ from model.artifact import M2GRLArtifact
 from offline.data.config import PrepareConfig
 from offline.data.prepare import prepare_dataset
 from offline.evaluation.cold_job import evaluate_cold, main
-from offline.evaluation.protocol import ProtocolConfig
+from offline.evaluation.config import ProtocolConfig
 
 DAY = 86_400
 # category 0: items 10..13 warm, 14 cold; category 1: items 20..23 warm, 24 cold

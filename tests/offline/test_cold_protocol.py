@@ -8,7 +8,8 @@ import pytest
 
 from core.catalogue import Catalogue
 from offline.evaluation.cold import cold_catalogue, cold_share, score_parts
-from offline.evaluation.protocol import ProtocolConfig, build_eval_data, restrict_truth
+from offline.evaluation.config import ProtocolConfig
+from offline.evaluation.protocol import build_eval_data, restrict_truth
 from tests.offline.eval_fakes import tiny_events
 
 CONFIG = ProtocolConfig(ks=(1, 2))

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from offline.evaluation.config import ProtocolConfig
 from offline.evaluation.diversity import diversity_rows, markdown_table, mean_over_seeds
-from offline.evaluation.protocol import ProtocolConfig, build_eval_data
+from offline.evaluation.protocol import build_eval_data
 
 # items 1,2 category 10; items 3,4 category 20; item 5 category 30
 CATEGORY = {1: 10, 2: 10, 3: 20, 4: 20, 5: 30}

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from core.layout import DatasetLayout, MetricLayout, ModelLayout
-from offline.jobs.diversity import MetricConfig, instance_input, load_metric_manifest, train_metric_model
+from model.config import MetricConfig
+from offline.jobs.diversity import instance_input, load_metric_manifest, train_metric_model
 
 N_ITEMS, DIM_I, DIM_IC = 24, 6, 3
 # item id = 100 + row; 4 categories of 6 items
@@ -128,8 +129,9 @@ def test_job_without_discovery_pairs_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_evaluate_diversity_serves_both_modes_and_reports_the_table(tmp_path: Path) -> None:
+    from offline.evaluation.config import ProtocolConfig
     from offline.evaluation.diversity import DIVERSITY_ROWS, evaluate_diversity
-    from offline.evaluation.protocol import ProtocolConfig, build_eval_data
+    from offline.evaluation.protocol import build_eval_data
     from offline.evaluation.report import render_markdown
 
     events = _events()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from core.vocab import lookup
+from model.config import MetricConfig
 from offline.jobs.diversity import (
-    MetricConfig,
     dedupe_unordered,
     discovery_pairs,
     epoch_pairs,

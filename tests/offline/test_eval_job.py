@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from offline.baselines.base import ItemModel
+from offline.evaluation.config import ProtocolConfig
 from offline.evaluation.job import evaluate
-from offline.evaluation.protocol import ProtocolConfig
 from tests.offline.eval_dataset import exact_factory, write_tiny_dataset
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from offline.evaluation.config import ProtocolConfig
 from offline.evaluation.protocol import (
-    ProtocolConfig,
     build_eval_data,
     compact,
     evaluate_retriever,
