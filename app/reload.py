@@ -19,9 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -55,32 +53,14 @@ def serving_loader(private_max_bytes: int) -> Loader:
     return load
 
 
-def _manifest_field(manifest: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        value: Any = manifest
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
-        if value is not None:
-            return value
-    return None
-
-
 def build_time(index: ServingIndex, layout: IndexVersionLayout) -> float | None:
     """Unix time the version was built: from its manifest, else the completion marker's mtime."""
-    value = _manifest_field(index.manifest, "built_at", "created_at", "build.finished_at", "timestamp")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(value).timestamp()
+    built = index.manifest.built_at_s()
+    if built is not None:
+        return built
     with contextlib.suppress(OSError):
         return layout.complete_marker.stat().st_mtime
     return None
-
-
-def model_version(index: ServingIndex) -> str:
-    value = _manifest_field(index.manifest, "model_version", "model.version", "model.name", "source_model")
-    return str(value) if value is not None else "unknown"
 
 
 def validate(
@@ -336,10 +316,10 @@ class IndexManager:
         served = self.served
         indexes = [i for i in (served.current, *served.pinned.values()) if i is not None]
         for index in indexes:
-            if index.version in self.damaged or index.manifest.get("in_memory"):
+            if index.version in self.damaged or index.manifest.in_memory:
                 continue
             root = self.root.version(index.version).root
-            files = index.manifest.get("files", {})
+            files = index.manifest.files
             try:
                 await asyncio.to_thread(verify_files, root, files, [], full=full, sizes_only=not full)
             except InvalidIndexVersion as exc:
@@ -355,7 +335,7 @@ class IndexManager:
     def _publish_gauges(self, index: ServingIndex, layout: IndexVersionLayout) -> None:
         self.metrics.set_index(
             version=index.version,
-            model_version=model_version(index),
+            model_version=index.manifest.model_version,
             items_by_mode=dict.fromkeys(index.modes, index.num_items),
             built_at=build_time(index, layout),
         )

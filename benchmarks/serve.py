@@ -36,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import faiss
@@ -49,10 +50,11 @@ sys.path.insert(0, str(REPO))
 
 from core.atomic import atomic_write_json  # noqa: E402
 from core.layout import IndexRoot, IndexVersionLayout, MetricLayout, ModelLayout  # noqa: E402
+from core.manifests import INDEX_FORMAT, IndexManifest  # noqa: E402
 from index.build import build_index, write_channel, write_fused  # noqa: E402
 from index.config import IndexConfig  # noqa: E402
 from index.inputs import ChannelInput  # noqa: E402
-from index.manifest import FORMAT, describe_files  # noqa: E402
+from index.manifest import describe_files  # noqa: E402
 from index.publish import publish  # noqa: E402
 from offline.jobs.channels import COOC_DEFAULT_MIX  # noqa: E402
 from tests.net import free_port  # noqa: E402
@@ -141,20 +143,19 @@ def write_synthetic(root: Path, n: int, topn: int = 60, seed: int = 0) -> np.nda
     cooc = random_channel(n, topn, rng)
     channels = {"cooc": write_channel(layout, "cooc", cooc)}
     fused = write_fused(layout, COOC_DEFAULT_MIX, topn, progress=True)
-    manifest = {
-        "format": FORMAT,
-        "version": "synthetic",
-        "built_at": time.time(),
-        "num_items": n,
-        "attribute_views": ["category"],
-        "modes": modes,
-        "channels": channels,
-        "default_mix": COOC_DEFAULT_MIX,
-        "fused": fused,
-        "model_version": "synthetic",
-        "files": describe_files(layout.root),
-    }
-    atomic_write_json(layout.manifest, manifest)
+    IndexManifest(
+        format=INDEX_FORMAT,
+        version="synthetic",
+        built_at=datetime.now(UTC).isoformat(),
+        num_items=n,
+        attribute_views=["category"],
+        modes=modes,
+        channels=channels,
+        default_mix=COOC_DEFAULT_MIX,
+        fused=fused,
+        model_version="synthetic",
+        files=describe_files(layout.root),
+    ).write(layout.manifest)
     layout.complete_marker.write_text("synthetic\n")
     publish(root, "synthetic")
     return items

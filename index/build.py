@@ -22,8 +22,9 @@ import numpy as np
 import numpy.typing as npt
 from tqdm.auto import tqdm
 
-from core.atomic import atomic_dir, atomic_write_json
+from core.atomic import atomic_dir
 from core.layout import DatasetLayout, IndexRoot, IndexVersionLayout
+from core.manifests import INDEX_FORMAT, IndexManifest
 from index.channels import CHANNEL_MODES, FUSED, check_mix, fused_map
 from index.config import IndexConfig
 from index.device import faiss_threads, resolve_device, to_cpu, to_device
@@ -39,7 +40,7 @@ from index.inputs import (
     with_cold,
 )
 from index.labels import write_labels
-from index.manifest import FORMAT, describe_files
+from index.manifest import describe_files
 from index.publish import check_version_name, prune
 from index.publish import publish as publish_version
 from index.registry import effective_nlist, resolve_index_type
@@ -217,7 +218,7 @@ def write_version(
     channels: Mapping[str, ChannelInput] | None = None,
     default_mix: Mapping[str, float] | None = None,
     dataset_dir: Path | None = None,
-) -> dict[str, Any]:
+) -> IndexManifest:
     """Write a whole version into the (temporary) folder ``tmp``: arrays (with ``cold.npy`` when
     ``inputs`` holds cold items), every mode, the labels of views with string ids and the explorer's data
     (``index.labels``, ``index.explorer``: both from ``dataset_dir``), the manifest with checksums, then
@@ -241,28 +242,28 @@ def write_version(
     dataset = DatasetLayout(Path(dataset_dir)) if dataset_dir is not None else None
     labels = write_labels(layout, dataset, [inputs.item_view, *inputs.attributes])
     model = inputs.sources["model"]
-    manifest = {
-        "format": FORMAT,
-        "version": name,
-        "built_at": datetime.now(UTC).isoformat(),
-        "build_seconds": time.perf_counter() - t0,
-        "num_items": inputs.num_items,
-        "item_view": inputs.item_view,
-        "attribute_views": sorted(inputs.attributes),
-        "modes": modes,
-        "channels": channel_entries,
-        "default_mix": dict(default_mix) if default_mix is not None else None,
-        "fused": fused,
-        "explorer": explorer,
-        "labels": labels,
-        "cold": inputs.cold_details if inputs.cold is not None else None,
-        "sources": inputs.sources,
-        "model_version": model.get("version") or (model.get("manifest_sha256") or "unknown")[:12],
-        "config": config.to_dict(),
-        "faiss_version": faiss.__version__,
-        "files": describe_files(tmp),
-    }
-    atomic_write_json(layout.manifest, manifest)
+    manifest = IndexManifest(
+        format=INDEX_FORMAT,
+        version=name,
+        built_at=datetime.now(UTC).isoformat(),
+        build_seconds=time.perf_counter() - t0,
+        num_items=inputs.num_items,
+        item_view=inputs.item_view,
+        attribute_views=sorted(inputs.attributes),
+        modes=modes,
+        channels=channel_entries,
+        default_mix=dict(default_mix) if default_mix is not None else None,
+        fused=fused,
+        explorer=explorer,
+        labels=labels,
+        cold=inputs.cold_details if inputs.cold is not None else None,
+        sources=inputs.sources,
+        model_version=model.get("version") or (model.get("manifest_sha256") or "unknown")[:12],
+        config=config.to_dict(),
+        faiss_version=faiss.__version__,
+        files=describe_files(tmp),
+    )
+    manifest.write(layout.manifest)
     layout.complete_marker.write_text(f"{name}\n", encoding="utf-8")
     return manifest
 

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 
 from core.atomic import read_json
 from core.layout import DatasetLayout, IndexVersionLayout, ModelLayout
+from core.manifests import IndexManifest
 from core.titles import read_titles, write_titles
 from index.errors import InvalidIndexVersion
 from index.labels import VersionLabels, ViewLabels
@@ -213,7 +214,7 @@ class Explorer:
 
     @classmethod
     def load(
-        cls, version_dir: Path, manifest: Mapping[str, Any], labels: VersionLabels | None = None
+        cls, version_dir: Path, manifest: IndexManifest, labels: VersionLabels | None = None
     ) -> Explorer:
         """Read a version's ids, attributes and ``explorer/`` files after checking them against the
         manifest's inventory (sizes and checksums); ``labels`` are the version's, as loaded with it
@@ -221,18 +222,16 @@ class Explorer:
         only. Raises ``InvalidIndexVersion`` naming a damaged or missing file."""
         layout = IndexVersionLayout(Path(version_dir))
         root = layout.root
-        name = str(manifest.get("version") or root.name)
-        files = manifest.get("files")
-        spec = manifest.get("explorer")
-        views = [str(v) for v in manifest.get("attribute_views") or ()]
-        if not isinstance(files, dict):
+        name = manifest.version or root.name
+        files, spec, views = manifest.files, manifest.explorer, manifest.attribute_views
+        if not files:
             raise InvalidIndexVersion(f"{name}: manifest has no file inventory")
 
         def rel(path: Path) -> str:
             return path.relative_to(root).as_posix()
 
         wanted = [rel(layout.items), *(rel(layout.attributes(v)) for v in views)]
-        if isinstance(spec, dict):
+        if spec is not None:
             wanted += [rel(layout.explorer_map), rel(layout.explorer_train_counts)]
             if spec.get("titles") is not None:
                 wanted.append(rel(layout.explorer_titles))
@@ -241,7 +240,7 @@ class Explorer:
         attributes = {v: np.load(layout.attributes(v), mmap_mode="r", allow_pickle=False) for v in views}
         names = dict(labels.attributes) if labels is not None else {}
         out = cls(version=name, items=items, attributes=attributes, labels=names)
-        if not isinstance(spec, dict):
+        if spec is None:
             return out
         coords = np.load(layout.explorer_map, allow_pickle=False)
         counts = np.load(layout.explorer_train_counts, allow_pickle=False)

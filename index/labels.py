@@ -102,14 +102,6 @@ def write_labels(
     return written
 
 
-def label_views(manifest: Mapping[str, Any], name: str) -> list[str]:
-    """The views a version manifest lists under ``labels`` (none for a version without labels)."""
-    views = manifest.get("labels") or []
-    if not isinstance(views, list) or not all(isinstance(v, str) for v in views):
-        raise InvalidIndexVersion(f"{name}: manifest 'labels' must be a list of view names")
-    return list(views)
-
-
 def read_labels(
     layout: IndexVersionLayout, name: str, views: list[str], item_view: str, attribute_views: Iterable[str]
 ) -> VersionLabels | None:

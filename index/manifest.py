@@ -4,34 +4,34 @@ builder and checked when a version is loaded or published."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from core.atomic import sha256_file
 from core.layout import COMPLETE_MARKER, MANIFEST
+from core.manifests import FileEntry
 from index.errors import InvalidIndexVersion
 
-FORMAT = "m2grl-index/1"
 #: Files up to this size are hashed on every load ("cheap" checks); larger ones only on a full check.
 CHEAP_HASH_BYTES = 64 << 20
 
 
-def describe_files(root: Path) -> dict[str, dict[str, Any]]:
+def describe_files(root: Path) -> dict[str, FileEntry]:
     """``{relative posix path: {"sha256": hex, "bytes": size}}`` for every file under ``root`` except the
     manifest and the completion marker (which are written after it)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, FileEntry] = {}
     for dirpath, _, files in os.walk(root):
         for name in files:
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
             if rel in (MANIFEST, COMPLETE_MARKER):
                 continue
-            out[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            out[rel] = FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)
     return dict(sorted(out.items()))
 
 
 def verify_files(
-    root: Path, files: dict[str, Any], required: list[str], *, full: bool, sizes_only: bool = False
+    root: Path, files: Mapping[str, FileEntry], required: list[str], *, full: bool, sizes_only: bool = False
 ) -> None:
     """Check that every ``required`` file is inventoried, and that each inventoried file exists with its
     recorded size and (files up to ``CHEAP_HASH_BYTES``, or all when ``full``; none when ``sizes_only``)
@@ -40,8 +40,6 @@ def verify_files(
     Raises ``InvalidIndexVersion`` naming the first bad file.
     """
     name = root.name
-    if not isinstance(files, dict):
-        raise InvalidIndexVersion(f"{name}: manifest 'files' is not an object")
     for rel in required:
         if rel not in files:
             raise InvalidIndexVersion(f"{name}: manifest does not list the required file {rel}")
@@ -49,14 +47,12 @@ def verify_files(
         path = root / rel
         if not path.is_file():
             raise InvalidIndexVersion(f"{name}: file {rel} listed in the manifest is missing")
-        if not isinstance(info, dict) or "bytes" not in info or "sha256" not in info:
-            raise InvalidIndexVersion(f"{name}: manifest entry for {rel} lacks bytes/sha256")
         size = path.stat().st_size
-        if size != int(info["bytes"]):
+        if size != info.bytes:
             raise InvalidIndexVersion(
-                f"{name}: {rel} has {size} bytes, the manifest says {info['bytes']} (truncated or replaced?)"
+                f"{name}: {rel} has {size} bytes, the manifest says {info.bytes} (truncated or replaced?)"
             )
         if sizes_only:
             continue
-        if (full or size <= CHEAP_HASH_BYTES) and sha256_file(path) != info["sha256"]:
+        if (full or size <= CHEAP_HASH_BYTES) and sha256_file(path) != info.sha256:
             raise InvalidIndexVersion(f"{name}: {rel} does not match its sha256 checksum in the manifest")

@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Collection
 from pathlib import Path
 
-from core.atomic import atomic_write_bytes, read_json
+from core.atomic import atomic_write_bytes
 from core.layout import IndexRoot
+from core.manifests import IndexManifest
 from index.errors import InvalidIndexVersion
 from index.serving import ServingIndex
 
@@ -36,10 +37,10 @@ def check_version_name(version: str) -> str:
 def _sort_key(root: IndexRoot, name: str) -> tuple[str, str]:
     """Versions sort by build time from their manifest, then name (default names are UTC timestamps)."""
     try:
-        built = read_json(root.version(name).manifest).get("built_at", "")
-    except (OSError, ValueError, AttributeError):
+        built = IndexManifest.read(root.version(name).manifest).built_at or ""
+    except ValueError:
         built = ""
-    return (str(built), name)
+    return (built, name)
 
 
 def list_versions(index_root: Path) -> list[str]:

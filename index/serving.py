@@ -23,8 +23,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from core.atomic import read_json
 from core.layout import IndexVersionLayout
+from core.manifests import INDEX_FORMAT, IndexManifest
 from core.types import NeighbourResult
 from index.channels import CHANNEL_MODES, FUSED, SINGLE_MIX, FuseScratch, check_mix, fuse, source_table
 from index.errors import (
@@ -36,8 +36,8 @@ from index.errors import (
     UnknownMode,
     UnknownView,
 )
-from index.labels import VersionLabels, label_views, read_labels
-from index.manifest import FORMAT, verify_files
+from index.labels import VersionLabels, read_labels
+from index.manifest import verify_files
 from index.registry import METRICS, IndexParams, IndexType, Metric, faiss_metric, get_index_type
 from index.topn import build_topn_map, search_rows, to_scores
 
@@ -121,7 +121,7 @@ class _Fused:
 class ServingIndex:
     """Neighbour lookups over one index version (see the module docstring).
 
-    Attributes: ``version``, ``manifest`` (dict), ``modes`` (served mode names), ``num_items``,
+    Attributes: ``version``, ``manifest`` (``core.manifests.IndexManifest``), ``modes`` (served mode names), ``num_items``,
     ``attribute_views`` (side attributes stored per item, e.g. ``category``), ``labels`` (the user's own
     string ids of the item and side views, ``index.labels``; None for a version of integer ids),
     ``num_cold`` (items placed from their side views, flagged ``cold`` in every answer). Lookups
@@ -133,7 +133,7 @@ class ServingIndex:
         self,
         *,
         version: str,
-        manifest: dict[str, Any],
+        manifest: IndexManifest,
         items: IntArray,
         attributes: Mapping[str, npt.NDArray[np.int64]],
         modes: Mapping[str, _Mode],
@@ -233,24 +233,11 @@ class ServingIndex:
                 f"{name}: no completion marker {layout.complete_marker.name} (build unfinished?)"
             )
         try:
-            manifest = read_json(layout.manifest)
-        except (OSError, ValueError) as exc:
-            raise InvalidIndexVersion(f"{name}: manifest unreadable: {exc}") from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise InvalidIndexVersion(f"{name}: manifest is not an index manifest of format {FORMAT!r}")
-        try:
-            n = int(manifest["num_items"])
-            views = [str(v) for v in manifest["attribute_views"]]
-            mode_specs: dict[str, Any] = dict(manifest["modes"])
-            files = manifest["files"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidIndexVersion(f"{name}: manifest field missing or malformed: {exc}") from exc
-        if not mode_specs:
-            raise InvalidIndexVersion(f"{name}: manifest lists no mode")
-        channel_specs = manifest.get("channels") or {}
-        default_mix = manifest.get("default_mix")
-        if not isinstance(channel_specs, dict) or not (default_mix is None or isinstance(default_mix, dict)):
-            raise InvalidIndexVersion(f"{name}: manifest 'channels' / 'default_mix' must be objects")
+            manifest = IndexManifest.read(layout.manifest)
+        except ValueError as exc:
+            raise InvalidIndexVersion(f"{name}: {exc}") from None
+        n, views, mode_specs = manifest.num_items, manifest.attribute_views, manifest.modes
+        channel_specs, default_mix = manifest.channels, manifest.default_mix
         unknown = [c for c in channel_specs if c not in CHANNEL_MODES or CHANNEL_MODES[c] in mode_specs]
         if unknown:
             raise InvalidIndexVersion(f"{name}: manifest lists unknown map-only channels {unknown}")
@@ -263,15 +250,15 @@ class ServingIndex:
         for channel in channel_specs:
             for path in (layout.topn_ids(channel), layout.topn_scores(channel)):
                 required.append(path.relative_to(root).as_posix())
-        if manifest.get("fused"):
+        if manifest.fused:
             for path in (layout.topn_ids(FUSED), layout.topn_scores(FUSED), layout.topn_sources(FUSED)):
                 required.append(path.relative_to(root).as_posix())
-        labelled = label_views(manifest, name)
+        labelled = manifest.labels
         required += [layout.labels(v).relative_to(root).as_posix() for v in labelled]
-        cold_spec = manifest.get("cold")
+        cold_spec = manifest.cold
         if cold_spec is not None:
             required.append(layout.cold.relative_to(root).as_posix())
-        verify_files(root, files, required, full=full_checksums)
+        verify_files(root, manifest.files, required, full=full_checksums)
 
         mmap_mode: Literal["r"] | None = "r" if mmap else None
         items = _load_array(layout.items, name, None, np.int64, (n,))
@@ -289,8 +276,8 @@ class ServingIndex:
                 ) from exc
             ids, scores = _load_map(layout, name, channel, n, topn, mmap_mode)
             channels[channel] = _Mode("ip", ids, scores)
-        fused = _load_fused(layout, name, manifest.get("fused"), n, mmap_mode)
-        labels = read_labels(layout, name, labelled, str(manifest.get("item_view") or "item"), views)
+        fused = _load_fused(layout, name, manifest.fused, n, mmap_mode)
+        labels = read_labels(layout, name, labelled, manifest.item_view, views)
         cold = _load_cold(layout, name, cold_spec, n)
         index = cls(
             version=name, manifest=manifest, items=items, attributes=attributes, modes=modes,
@@ -350,17 +337,15 @@ class ServingIndex:
                 index, x, topn, metric, params=search_params, batch_size=batch_size, progress=False
             )
             modes[mode] = _Mode(metric, map_ids, map_scores, index, kind, p, x)
-        manifest = {
-            "format": FORMAT,
-            "version": version,
-            "in_memory": True,
-            "num_items": len(ids),
-            "attribute_views": list(attrs),
-            "modes": {
+        manifest = _in_memory_manifest(
+            version,
+            len(ids),
+            list(attrs),
+            {
                 m: {"metric": metrics[m], "index_type": kind.name, "topn": topn, "dim": int(modes[m].index.d)}  # type: ignore[union-attr]
                 for m in modes
             },
-        }
+        )
         channels = {
             c: _map_mode(c_ids, c_scores, len(ids), f"channel_maps[{c!r}]")
             for c, (c_ids, c_scores) in (channel_maps or {}).items()
@@ -392,14 +377,9 @@ class ServingIndex:
             mode: _map_mode(topn_ids[mode], topn_scores[mode], len(ids), f"topn_ids[{mode!r}]")
             for mode in topn_ids
         }
-        manifest = {
-            "format": FORMAT,
-            "version": version,
-            "in_memory": True,
-            "num_items": len(ids),
-            "attribute_views": list(attrs),
-            "modes": {m: {"index_type": None, "topn": modes[m].width} for m in modes},
-        }
+        manifest = _in_memory_manifest(
+            version, len(ids), list(attrs), {m: {"index_type": None, "topn": modes[m].width} for m in modes}
+        )
         return cls(version=version, manifest=manifest, items=ids, attributes=attrs, modes=modes)
 
     # ------------------------------------------------------------------ lookups
@@ -802,6 +782,15 @@ def _load_map(
         if not np.isfinite(sblock[block >= 0]).all():
             raise InvalidIndexVersion(f"{name}: {mode}/topn_scores has NaN or infinite scores")
     return ids, scores
+
+
+def _in_memory_manifest(
+    version: str, n: int, views: list[str], modes: dict[str, dict[str, Any]]
+) -> IndexManifest:
+    """The manifest of an index built in memory (evaluation): no files to verify, nothing published."""
+    return IndexManifest(
+        format=INDEX_FORMAT, version=version, in_memory=True, num_items=n, attribute_views=views, modes=modes
+    )
 
 
 def _load_fused(

@@ -9,8 +9,9 @@ import faiss
 import numpy as np
 import pytest
 
-from core.atomic import atomic_write_json, read_json
+from core.atomic import atomic_write_json
 from core.layout import IndexVersionLayout
+from core.manifests import IndexManifest
 from index.config import IndexConfig
 from index.manifest import describe_files
 
@@ -58,9 +59,8 @@ def rehash(version_dir: Path) -> None:
     """Recompute the manifest's checksums after a test tampered with a file, so the deeper checks
     (dimensions, NaN, id map) are what refuses the version."""
     layout = IndexVersionLayout(version_dir)
-    manifest = read_json(layout.manifest)
-    manifest["files"] = describe_files(version_dir)
-    atomic_write_json(layout.manifest, manifest)
+    manifest = IndexManifest.read(layout.manifest)
+    manifest.model_copy(update={"files": describe_files(version_dir)}).write(layout.manifest)
 
 
 #: Small, fast build settings for tests.

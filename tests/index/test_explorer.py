@@ -13,6 +13,7 @@ import pytest
 from core.atomic import atomic_write_json, read_json
 from core.id_labels import IdLabels, write_id_labels
 from core.layout import DatasetLayout, IndexVersionLayout
+from core.manifests import IndexManifest
 from core.titles import write_titles
 from index.build import build_index
 from index.errors import InvalidIndexVersion
@@ -118,7 +119,7 @@ def test_without_a_dataset_the_version_has_a_map_and_ids_only(tmp_path: Path) ->
     spec = read_json(IndexVersionLayout(version).manifest)["explorer"]
     assert spec["titles"] is None and spec["dataset"] is None
     assert read_json(IndexVersionLayout(version).manifest)["labels"] == []
-    explorer = Explorer.load(version, read_json(IndexVersionLayout(version).manifest))
+    explorer = Explorer.load(version, IndexManifest.read(IndexVersionLayout(version).manifest))
     assert not explorer.has_titles and explorer.titles_of([1, 11]) == [None, None]
     card = explorer.cards([1])[0]
     assert card is not None and card.train_count == -1 and not card.cold and card.x is not None
@@ -131,7 +132,7 @@ def test_without_a_dataset_the_version_has_a_map_and_ids_only(tmp_path: Path) ->
 def test_search_matches_ids_then_titles_most_trained_first(tmp_path: Path) -> None:
     titles = {31: "The Alpha Run", 1: "alpha", 11: "Beta", 21: "ALPHABET"}
     version = build(tmp_path, write_dataset(tmp_path / "ds", titles=titles))
-    explorer = Explorer.load(version, read_json(IndexVersionLayout(version).manifest))
+    explorer = Explorer.load(version, IndexManifest.read(IndexVersionLayout(version).manifest))
     # rows are the model's order (1, 11, 21, 31...): the one most trained first
     assert explorer.search("  alpha ") == [1, 21, 31]
     assert explorer.search("alpha", limit=2) == [1, 21]
@@ -142,7 +143,7 @@ def test_search_matches_ids_then_titles_most_trained_first(tmp_path: Path) -> No
 def test_map_points_sample_evenly_and_name_categories(tmp_path: Path) -> None:
     version = build(tmp_path, write_dataset(tmp_path / "ds"))
     explorer = Explorer.load(
-        version, read_json(IndexVersionLayout(version).manifest), ServingIndex.load(version).labels
+        version, IndexManifest.read(IndexVersionLayout(version).manifest), ServingIndex.load(version).labels
     )
     full = explorer.map_points(1000, "category")
     assert full["total"] == N and full["ids"] == IDS.tolist() and len(full["x"]) == N
@@ -155,7 +156,7 @@ def test_map_points_sample_evenly_and_name_categories(tmp_path: Path) -> None:
 
 def test_a_damaged_explorer_file_is_refused(tmp_path: Path) -> None:
     version = build(tmp_path, write_dataset(tmp_path / "ds", titles={1: "Alpha"}))
-    manifest = read_json(IndexVersionLayout(version).manifest)
+    manifest = IndexManifest.read(IndexVersionLayout(version).manifest)
     path = IndexVersionLayout(version).explorer_map
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF  # same size, different bytes: only the checksum tells
@@ -166,9 +167,10 @@ def test_a_damaged_explorer_file_is_refused(tmp_path: Path) -> None:
 
 def test_a_version_built_before_the_explorer_still_loads(tmp_path: Path) -> None:
     version = build(tmp_path, None)
-    manifest = read_json(IndexVersionLayout(version).manifest)
-    del manifest["explorer"]
-    explorer = Explorer.load(version, manifest)
+    raw = read_json(IndexVersionLayout(version).manifest)
+    del raw["explorer"]  # as a version written before the explorer existed
+    atomic_write_json(IndexVersionLayout(version).manifest, raw)
+    explorer = Explorer.load(version, IndexManifest.read(IndexVersionLayout(version).manifest))
     assert explorer.coords is None and explorer.map_points(10, "category")["ids"] == []
     card = explorer.cards([11])[0]
     assert card is not None and card.x is None and card.attributes["category"] == (1, None)

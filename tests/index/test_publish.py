@@ -43,7 +43,7 @@ def test_load_current_serves_current(root: Path) -> None:
     served = load_current(root)
     assert served.version == "v2" and served.num_items == 300 and served.modes == ("general",)
     assert served.attribute_views == ("category", "shop")
-    assert served.manifest["modes"]["general"]["index_type"] == "flat"
+    assert served.manifest.modes["general"]["index_type"] == "flat"
 
 
 def test_version_without_marker_is_never_loaded(root: Path) -> None:
