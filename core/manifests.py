@@ -1,5 +1,8 @@
 """Typed manifests: one model per artifact folder kind, read and written here and nowhere else.
 
+``DatasetManifest`` is what ``m2grl prepare`` writes into a dataset folder; training, the baselines, the
+evaluation and tuning read its views, target and prepare config through it.
+
 ``IndexManifest`` is the manifest of an index version (``IndexVersionLayout.manifest``): ``index.build``
 writes it, and the service (``index.serving``, ``index.explorer``, ``index.publish``, ``app.reload``) reads
 its fields by name instead of looking keys up in a dict.
@@ -14,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.atomic import atomic_write_json, read_json
+from core.layout import DatasetLayout
 
 #: The format tag of an index manifest (a reader refuses any other).
 INDEX_FORMAT = "m2grl-index/1"
@@ -84,3 +88,42 @@ class IndexManifest(BaseModel):
             return datetime.fromisoformat(self.built_at).timestamp()
         except ValueError:
             return None
+
+
+class DatasetManifest(BaseModel):
+    """The fields of a dataset manifest that other stages read; the rest (counts, drops, timings, versions)
+    is kept as written (``extra="allow"``) for people, not code."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    views: list[str] = Field(min_length=1)
+    relations: list[tuple[str, str]] = Field(default_factory=list)
+    target: Literal["test", "valid"] = "test"
+    name: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    split: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def read(cls, dataset_dir: Path) -> DatasetManifest:
+        """The manifest of ``dataset_dir``: ``FileNotFoundError`` when the folder has none,
+        ``ValueError`` (one line naming the field) when it is malformed."""
+        path = DatasetLayout(Path(dataset_dir)).manifest
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: is {dataset_dir} a prepared dataset folder?")
+        data = read_json(path)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ValueError(
+                f"{path}: field {where!r} {err['msg'].lower()}, got {err.get('input')!r}"
+            ) from None
+
+    def write(self, path: Path) -> None:
+        """Write atomically (``core.atomic``), every field, the extra ones included."""
+        atomic_write_json(path, self.model_dump(mode="json"))
+
+    @property
+    def item_view(self) -> str:
+        return self.views[0]

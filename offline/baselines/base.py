@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow.parquet as pq
 
-from core.atomic import read_json
 from core.layout import DatasetLayout
+from core.manifests import DatasetManifest
 
 IntArray = npt.NDArray[np.int64]
 
@@ -72,10 +72,7 @@ class ItemModel:
 def load_train_data(dataset_dir: Path) -> TrainData:
     """Read the training side of a ``core.layout.DatasetLayout`` folder (the first view is the item view)."""
     layout = DatasetLayout(Path(dataset_dir))
-    if not layout.manifest.exists():
-        raise FileNotFoundError(f"{layout.manifest} not found: is {dataset_dir} a prepared dataset folder?")
-    manifest = read_json(layout.manifest)
-    views: list[str] = list(manifest["views"])
+    views = DatasetManifest.read(dataset_dir).views
     item_view, others = views[0], views[1:]
     items = np.load(layout.vocab(item_view)).astype(np.int64)
     counts = np.load(layout.vocab_counts(item_view)).astype(np.int64)

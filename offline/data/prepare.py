@@ -26,10 +26,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from core.atomic import atomic_dir, atomic_write_json, sha256_file
+from core.atomic import atomic_dir, sha256_file
 from core.catalogue import write_catalogue
 from core.id_labels import IdLabels, write_id_labels
 from core.layout import DatasetLayout
+from core.manifests import DatasetManifest
 from core.titles import write_titles
 from core.vocab import lookup
 from offline.data.adapters import (
@@ -461,7 +462,7 @@ def prepare_dataset(
             "versions": _versions(eng.name),
             "argv": sys.argv,
         } | dict(extra or {})
-        atomic_write_json(layout.manifest, manifest)
+        DatasetManifest(**manifest).write(layout.manifest)
     return output
 
 

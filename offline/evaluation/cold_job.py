@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from core.atomic import atomic_write_bytes, atomic_write_json, read_json
+from core.atomic import atomic_write_bytes, atomic_write_json
 from core.catalogue import read_catalogue
 from core.layout import DatasetLayout
+from core.manifests import DatasetManifest
 from core.vocab import lookup
 from index.inputs import norm_scaled
 from index.serving import ServingIndex
@@ -201,7 +202,7 @@ def evaluate_cold(
     parts = score_parts(run.data, np.full((run.data.n_users, protocol.max_k), -1, dtype=np.int64), protocol)
     return {
         "dataset": str(Path(dataset_dir)),
-        "dataset_target": read_json(DatasetLayout(Path(dataset_dir)).manifest).get("target", "test"),
+        "dataset_target": DatasetManifest.read(dataset_dir).target,
         "model": str(Path(model_dir)),
         "catalogue": {"warm": run.rows.n_warm, "cold": run.rows.n_cold},
         "users": {part: int(parts[part]["users"]) for part in parts},

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from core.atomic import read_json
 from core.layout import DatasetLayout, ModelLayout
+from core.manifests import DatasetManifest
 from index.channels import check_mix
 from model.config import M2GRLConfig
 from offline.baselines.base import ItemModel, TrainData, load_train_data
@@ -71,9 +72,7 @@ M2GRLFitter = Callable[[Path, str, int, Path], ItemModel]
 def load_eval_data(dataset_dir: Path, config: ProtocolConfig) -> EvalData:
     """Read a dataset folder's events and item vocabulary and build the protocol's arrays."""
     layout = DatasetLayout(Path(dataset_dir))
-    if not layout.manifest.exists():
-        raise FileNotFoundError(f"{layout.manifest} not found: is {dataset_dir} a prepared dataset folder?")
-    views: list[str] = list(read_json(layout.manifest)["views"])
+    views = DatasetManifest.read(dataset_dir).views
     category = f"{views[1]}_id" if len(views) > 1 else None
     events = pq.read_table(layout.events).to_pandas()
     if category is not None and category not in events.columns:
@@ -139,7 +138,7 @@ def served_m2grl(model_dir: Path, item_view: str, norm_exponent: float) -> ItemM
 
 
 def views_of(dataset_dir: Path) -> list[str]:
-    return list(read_json(DatasetLayout(Path(dataset_dir)).manifest)["views"])
+    return list(DatasetManifest.read(dataset_dir).views)
 
 
 def _record(
@@ -267,10 +266,10 @@ def evaluate(
         entry["mean"], entry["std"] = _summarise(entry["seeds"])
         entry["fit_seconds"] = float(np.mean(entry["fit_seconds_all"]))
         entry["eval_seconds"] = float(np.mean(entry["eval_seconds_all"]))
-    manifest = read_json(DatasetLayout(dataset_dir).manifest)
+    manifest = DatasetManifest.read(dataset_dir)
     report = {
-        "dataset": str(manifest.get("name", dataset_dir.name)),
-        "dataset_target": manifest.get("target", "test"),
+        "dataset": manifest.name or dataset_dir.name,
+        "dataset_target": manifest.target,
         "protocol": {**protocol.__dict__, "ks": list(protocol.ks), "topn": topn},
         "protocol_text": (
             f"full-catalogue item-to-item retrieval; trigger = last {protocol.n_triggers} train item(s)"

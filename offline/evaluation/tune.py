@@ -23,9 +23,10 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core.atomic import atomic_write_bytes, atomic_write_json, read_json
+from core.atomic import atomic_write_bytes, atomic_write_json
 from core.config_files import toml_text
 from core.layout import DatasetLayout
+from core.manifests import DatasetManifest
 from model.config import M2GRLConfig
 from offline.data.config import PrepareConfig
 
@@ -49,9 +50,9 @@ class TuneSpace:
     session_gaps_s: tuple[int, ...] = (3_600, 86_400, 7 * 86_400)
 
 
-def prepare_config_from_manifest(manifest: Mapping[str, Any]) -> PrepareConfig:
+def prepare_config_from_manifest(manifest: DatasetManifest) -> PrepareConfig:
     """The ``PrepareConfig`` a dataset folder was prepared with (as stored in its manifest)."""
-    stored = {k: v for k, v in dict(manifest["config"]).items() if k in PrepareConfig.model_fields}
+    stored = {k: v for k, v in manifest.config.items() if k in PrepareConfig.model_fields}
     return PrepareConfig(**stored)
 
 
@@ -63,15 +64,15 @@ def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:
     if (out / "manifest.json").exists():
         return out
     layout = DatasetLayout(dataset_dir)
-    manifest = read_json(layout.manifest)
+    manifest = DatasetManifest.read(dataset_dir)
     config = prepare_config_from_manifest(manifest)
     events = pq.read_table(layout.events)
     events = events.drop_columns([c for c in _DERIVED if c in events.column_names])
     changes: dict[str, Any] = {"target": "valid"}
-    if manifest.get("target", "test") == "valid":
+    if manifest.target == "valid":
         # Its events end where the validation period does: that period becomes the held-out one.
         changes["target"] = "test"
-        end = (manifest.get("split") or {}).get("end")
+        end = manifest.split.get("end")
         if config.split == "global_time" and end is not None:
             start = int(pc.min(events["timestamp"]).as_py())
             changes["time_window"] = (min(start, int(end) - 1), int(end) - round(config.test_days * 86_400))
@@ -117,9 +118,7 @@ def tune(
     dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
-    if not DatasetLayout(dataset_dir).manifest.exists():
-        raise FileNotFoundError(f"{dataset_dir}: no manifest.json: is it a prepared dataset folder?")
-    own_gap = prepare_config_from_manifest(read_json(DatasetLayout(dataset_dir).manifest)).session_gap_s
+    own_gap = prepare_config_from_manifest(DatasetManifest.read(dataset_dir)).session_gap_s
     gaps = sorted({*space.session_gaps_s, own_gap})
     workdir = output_dir / "work"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import torch
 
 from core.atomic import atomic_write_json, read_json, sha256_file
 from core.layout import DatasetLayout, ModelLayout, relation_name
+from core.manifests import DatasetManifest
 from model.artifact import ArtifactError, M2GRLArtifact
 from model.batches import BatchSettings, M2GRLInputs, make_batch_fn, steps_per_epoch
 from model.config import M2GRLConfig
@@ -39,15 +40,8 @@ log = logging.getLogger(__name__)
 
 def dataset_views(dataset_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """Views and relations a dataset manifest declares (``FileNotFoundError``/``ValueError`` if unusable)."""
-    layout = DatasetLayout(Path(dataset_dir))
-    if not layout.manifest.exists():
-        raise FileNotFoundError(f"{layout.manifest} not found: is {dataset_dir} a prepared dataset folder?")
-    manifest = read_json(layout.manifest)
-    views = manifest.get("views")
-    if not isinstance(views, list) or not views:
-        raise ValueError(f"{layout.manifest}: 'views' must be a non-empty list, got {views!r}")
-    relations = [(str(a), str(b)) for a, b in manifest.get("relations", [])]
-    return [str(v) for v in views], relations
+    manifest = DatasetManifest.read(dataset_dir)
+    return list(manifest.views), list(manifest.relations)
 
 
 def select_views(

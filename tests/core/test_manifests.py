@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.manifests import INDEX_FORMAT, FileEntry, IndexManifest
+from core.manifests import INDEX_FORMAT, DatasetManifest, FileEntry, IndexManifest
 
 
 def _manifest(**changes: object) -> IndexManifest:
@@ -79,3 +79,24 @@ def test_unknown_keys_are_ignored_and_a_bad_build_time_reads_as_none(tmp_path: P
     path.write_text(json.dumps(data))
     read = IndexManifest.read(path)
     assert read.version == "v1" and read.built_at_s() is None
+
+
+def test_dataset_manifest_reads_what_stages_need_and_keeps_the_rest(tmp_path: Path) -> None:
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match="is .*ds a prepared dataset folder"):
+        DatasetManifest.read(folder)
+    DatasetManifest(
+        views=["item", "category"], relations=[("item", "category")], target="valid", counts={"events": 10}
+    ).write(folder / "manifest.json")
+    read = DatasetManifest.read(folder)
+    assert (read.item_view, read.relations, read.target, read.name) == (
+        "item",
+        [("item", "category")],
+        "valid",
+        None,
+    )
+    assert read.model_dump()["counts"] == {"events": 10}  # fields no stage reads are kept as written
+    (folder / "manifest.json").write_text(json.dumps({"views": []}))
+    with pytest.raises(ValueError, match="field 'views' list should have at least 1 item"):
+        DatasetManifest.read(folder)

@@ -67,7 +67,7 @@ def write_tiny_dataset(root: Path, *, n_users: int = 40, seed: int = 0) -> Path:
     manifest = {
         "name": "tiny",
         "views": ["item", "category"],
-        "relations": ["item-category"],
+        "relations": [["item", "category"]],  # as prepare writes them
         "target": "test",
     }
     layout.manifest.write_text(json.dumps(manifest))
