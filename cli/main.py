@@ -235,9 +235,8 @@ def prepare(
     used = [name for name, value in generic_only.items() if value not in (None, False, [])]
     if source != "generic" and used:
         _fail(f"{', '.join(used)}: only for --source generic (the {source} format is fixed)")
-    from core.atomic import read_json
     from core.config_files import read_toml_overrides
-    from core.layout import DatasetLayout
+    from core.manifests import DatasetManifest
     from offline.data.config import LogFormat
     from offline.data.prepare import drop_summary, prepare_from_source
     from offline.data.presets import preset
@@ -274,7 +273,7 @@ def prepare(
         )
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-    manifest = read_json(DatasetLayout(out).manifest)
+    manifest = DatasetManifest.read(out).model_dump()
     for note in manifest.get("input_notes", []):
         typer.echo(f"read: {note}")
     typer.echo(drop_summary(manifest))

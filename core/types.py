@@ -25,6 +25,12 @@ IdArray: TypeAlias = npt.NDArray[np.int64]
 IndexArray: TypeAlias = npt.NDArray[np.int32]
 #: 2-D float32 array ``[rows, dim]``.
 Matrix: TypeAlias = npt.NDArray[np.float32]
+#: int64 array of anything else: rows, counts, offsets.
+IntArray: TypeAlias = npt.NDArray[np.int64]
+#: float32 array: vectors and scores as indexed and served.
+Float32Array: TypeAlias = npt.NDArray[np.float32]
+#: float64 array: metrics, weights and statistics computed in double precision.
+Float64Array: TypeAlias = npt.NDArray[np.float64]
 
 
 class Mode(StrEnum):

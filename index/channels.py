@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.types import IntArray
+
 #: Channel name -> the stored map serving it (``m2grl`` is the general mode's own map and index).
 CHANNEL_MODES: dict[str, str] = {"m2grl": "general", "cooc": "cooc"}
 CHANNELS: tuple[str, ...] = tuple(CHANNEL_MODES)
@@ -30,8 +32,6 @@ CHANNELS: tuple[str, ...] = tuple(CHANNEL_MODES)
 RANK_OFFSET = 60.0
 #: The mix served when neither the variant nor the index version names one.
 SINGLE_MIX: dict[str, float] = {"m2grl": 1.0}
-
-IntArray = npt.NDArray[np.int64]
 
 
 def check_mix(mix: Mapping[str, float], where: str = "channels") -> dict[str, float]:

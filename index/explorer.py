@@ -30,9 +30,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.atomic import read_json
-from core.layout import DatasetLayout, IndexVersionLayout, ModelLayout
-from core.manifests import IndexManifest
+from core.layout import DatasetLayout, IndexVersionLayout
+from core.manifests import IndexManifest, ModelManifest
 from core.titles import read_titles, write_titles
 from index.errors import InvalidIndexVersion
 from index.labels import VersionLabels, ViewLabels
@@ -88,12 +87,10 @@ def catalogue_dataset(model_dir: Path, dataset_dir: Path | None = None) -> Path 
     the one the model manifest says it was trained on (None when neither names an existing folder)."""
     if dataset_dir is not None:
         return Path(dataset_dir) if Path(dataset_dir).is_dir() else None
-    manifest = ModelLayout(Path(model_dir)).manifest
     try:
-        value = read_json(manifest).get("dataset") if manifest.is_file() else None
-    except (OSError, ValueError, AttributeError):
+        path = ModelManifest.read(model_dir).dataset_dir
+    except (OSError, ValueError):
         return None
-    path = Path(value) if isinstance(value, str) and value else None
     return path if path is not None and path.is_dir() else None
 
 

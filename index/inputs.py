@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.atomic import read_json, sha256_file
+from core.atomic import sha256_file
 from core.layout import MetricLayout, ModelLayout
+from core.manifests import MetricManifest, ModelManifest
 from core.types import Mode
 from index.errors import InvalidArtifact
 from index.registry import Metric
@@ -133,20 +134,12 @@ def with_cold(inputs: BuildInputs, cold: ColdInput) -> BuildInputs:
     )  # fmt: skip
 
 
-def _source(root: Path, manifest_path: Path) -> dict[str, Any]:
-    """Path of a source folder, its manifest's sha256 and a few identifying manifest fields."""
+def _source(root: Path, manifest_path: Path, **fields: Any) -> dict[str, Any]:
+    """Path of a source folder, its manifest's sha256 and the identifying manifest ``fields`` given."""
     info: dict[str, Any] = {"path": str(root.resolve()), "manifest_sha256": None}
     if manifest_path.is_file():
         info["manifest_sha256"] = sha256_file(manifest_path)
-        try:
-            manifest = read_json(manifest_path)
-        except ValueError as exc:
-            raise InvalidArtifact(f"{manifest_path}: manifest is not valid JSON: {exc}") from exc
-        if isinstance(manifest, dict):
-            for key in ("version", "name", "created_at", "built_at", "views", "dim"):
-                if key in manifest:
-                    info[key] = manifest[key]
-    return info
+    return info | {k: v for k, v in fields.items() if v is not None}
 
 
 def _load(path: Path) -> np.ndarray:
@@ -191,32 +184,15 @@ def require_complete(model_dir: Path, metric_dir: Path | None = None) -> None:
             )
 
 
-def _model_manifest(layout: ModelLayout) -> dict[str, Any]:
-    """The model manifest as a dict (``{}`` when the folder has none); invalid JSON is ``InvalidArtifact``."""
+def _model_manifest(layout: ModelLayout) -> ModelManifest:
+    """The model manifest (an instance view named ``item`` when the folder has none); a malformed one is
+    ``InvalidArtifact``."""
     if not layout.manifest.is_file():
-        return {}
+        return ModelManifest(views=[DEFAULT_ITEM_VIEW])
     try:
-        manifest = read_json(layout.manifest)
+        return ModelManifest.read(layout.root)
     except ValueError as exc:
-        raise InvalidArtifact(f"{layout.manifest}: manifest is not valid JSON: {exc}") from exc
-    return manifest if isinstance(manifest, dict) else {}
-
-
-def _item_view(manifest: dict[str, Any]) -> str:
-    views = manifest.get("views")
-    if isinstance(views, list) and views and isinstance(views[0], str):
-        return views[0]
-    return DEFAULT_ITEM_VIEW
-
-
-def _norm_exponent(manifest: dict[str, Any], where: Path) -> float:
-    """The exponent ``a`` of the general mode's served vectors ``e / |e|^a`` (manifest
-    ``config.norm_exponent``); models written before the option existed are served raw (0)."""
-    config = manifest.get("config")
-    exponent = config.get("norm_exponent", 0.0) if isinstance(config, dict) else 0.0
-    if isinstance(exponent, bool) or not isinstance(exponent, int | float) or not 0 <= exponent <= 1:
-        raise InvalidArtifact(f"{where}: config.norm_exponent must be in [0, 1], got {exponent!r}")
-    return float(exponent)
+        raise InvalidArtifact(str(exc)) from None
 
 
 def norm_scaled(vectors: npt.NDArray[np.float32], exponent: float) -> npt.NDArray[np.float32]:
@@ -237,7 +213,7 @@ def read_inputs(model_dir: Path, metric_dir: Path | None = None) -> BuildInputs:
         raise InvalidArtifact(f"{model_dir}: model folder does not exist")
     layout = ModelLayout(model_dir)
     manifest = _model_manifest(layout)
-    item_view = _item_view(manifest)
+    item_view = manifest.item_view
     vocab_path = layout.vocab(item_view)
     vocab = _load(vocab_path)
     if vocab.ndim != 1 or not np.issubdtype(vocab.dtype, np.integer):
@@ -251,9 +227,7 @@ def read_inputs(model_dir: Path, metric_dir: Path | None = None) -> BuildInputs:
         raise InvalidArtifact(f"{vocab_path}: item id {int(uniq[counts > 1][0])} appears more than once")
 
     emb_path = layout.embeddings(item_view)
-    general = norm_scaled(
-        check_vectors(emb_path, _load(emb_path), n), _norm_exponent(manifest, layout.manifest)
-    )
+    general = norm_scaled(check_vectors(emb_path, _load(emb_path), n), manifest.norm_exponent)
     modes = {Mode.GENERAL.value: ModeInput(general, "ip", str(emb_path))}
     attributes: dict[str, npt.NDArray[np.int64]] = {}
     attr_dir = layout.attributes(item_view).parent
@@ -265,7 +239,7 @@ def read_inputs(model_dir: Path, metric_dir: Path | None = None) -> BuildInputs:
                     f"{path}: expected int64 [{n}] (one attribute per item), got {arr.dtype} {arr.shape}"
                 )
             attributes[path.stem] = np.asarray(arr, dtype=np.int64)
-    sources = {"model": _source(model_dir, layout.manifest)}
+    sources = {"model": _source(model_dir, layout.manifest, version=manifest.version, views=manifest.views)}
 
     if metric_dir is not None:
         metric_dir = Path(metric_dir)
@@ -274,5 +248,10 @@ def read_inputs(model_dir: Path, metric_dir: Path | None = None) -> BuildInputs:
         metric = MetricLayout(metric_dir)
         z = check_vectors(metric.diversity, _load(metric.diversity), n)
         modes[Mode.DIVERSITY.value] = ModeInput(z, "l2", str(metric.diversity))
+        if metric.manifest.is_file():
+            try:
+                MetricManifest.read(metric_dir)
+            except ValueError as exc:
+                raise InvalidArtifact(str(exc)) from None
         sources["metric"] = _source(metric_dir, metric.manifest)
     return BuildInputs(items=items, attributes=attributes, modes=modes, sources=sources, item_view=item_view)

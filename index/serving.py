@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from core.layout import IndexVersionLayout
 from core.manifests import INDEX_FORMAT, IndexManifest
-from core.types import NeighbourResult
+from core.types import Float32Array, IntArray, NeighbourResult
 from index.channels import CHANNEL_MODES, FUSED, SINGLE_MIX, FuseScratch, check_mix, fuse, source_table
 from index.errors import (
     DamagedIndex,
@@ -43,8 +43,6 @@ from index.topn import build_topn_map, search_rows, to_scores
 
 log = logging.getLogger(__name__)
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float32]
 
 #: Growth of the search breadth per refill round.
 GROWTH = 4
@@ -64,20 +62,20 @@ class _Mode:
     index: faiss.Index | None = None
     index_type: IndexType | None = None
     params: IndexParams = IndexParams()
-    vectors: FloatArray | None = None
+    vectors: Float32Array | None = None
 
     @property
     def width(self) -> int:
         return int(self.topn_ids.shape[1])
 
-    def query_vectors(self, rows: IntArray) -> FloatArray:
+    def query_vectors(self, rows: IntArray) -> Float32Array:
         """The stored vectors of ``rows`` (exact when kept in memory, else decoded from the index)."""
         if self.vectors is not None:
             return np.ascontiguousarray(self.vectors[rows], dtype=np.float32)
         assert self.index is not None  # callers check; not an input check
         return np.asarray(self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64)), dtype=np.float32)
 
-    def search(self, rows: IntArray, width: int, exhaustive: bool = False) -> tuple[IntArray, FloatArray]:
+    def search(self, rows: IntArray, width: int, exhaustive: bool = False) -> tuple[IntArray, Float32Array]:
         """Top-``width`` rows (self removed) for ``rows`` by FAISS search."""
         assert self.index is not None and self.index_type is not None
         params = self.index_type.search_params(self.index, self.params, width + 1, exhaustive)
@@ -527,7 +525,7 @@ class ServingIndex:
 
     def _refill(
         self, m: _Mode, row: int, k: int, select: Any
-    ) -> tuple[IntArray, FloatArray, IntArray, IntArray]:
+    ) -> tuple[IntArray, Float32Array, IntArray, IntArray]:
         """Search FAISS with a breadth growing x``GROWTH`` per round until ``k`` survive or the whole
         catalogue was searched (last round exhaustive: every IVF list, a beam as wide as the catalogue)."""
         n = self.num_items
@@ -670,7 +668,7 @@ class ServingIndex:
 
     def batch_neighbours(
         self, item_ids: npt.ArrayLike, mode: str, k: int, *, mix: Mapping[str, float] | None = None
-    ) -> tuple[IntArray, FloatArray]:
+    ) -> tuple[IntArray, Float32Array]:
         """Top-``k`` neighbours of each trigger (trigger excluded, no other exclusion), vectorised.
 
         Returns original ids int64 ``[n, k]`` (``-1`` padded) and float32 scores (``-inf`` where padded).
@@ -715,7 +713,7 @@ class ServingIndex:
 
     def _batch_mixed(
         self, item_ids: npt.ArrayLike, mix: Mapping[str, float], k: int
-    ) -> tuple[IntArray, FloatArray]:
+    ) -> tuple[IntArray, Float32Array]:
         triggers = np.asarray(item_ids, dtype=np.int64).ravel()
         out_ids = np.full((len(triggers), k), -1, dtype=np.int64)
         out_scores = np.full((len(triggers), k), -np.inf, dtype=np.float32)

@@ -13,21 +13,19 @@ import numpy as np
 import numpy.typing as npt
 from tqdm.auto import tqdm
 
+from core.types import Float32Array, IntArray
 from index.registry import Metric
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float32]
 
-
-def to_scores(distances: npt.NDArray[np.float32], metric: Metric) -> FloatArray:
+def to_scores(distances: npt.NDArray[np.float32], metric: Metric) -> Float32Array:
     """FAISS distances -> scores, higher is closer (``l2``: ``-||a - b||^2``)."""
     d = np.asarray(distances, dtype=np.float32)
     return d if metric == "ip" else -d
 
 
 def drop_self(
-    ids: npt.NDArray[np.integer[Any]], scores: FloatArray, rows: IntArray, width: int
-) -> tuple[IntArray, FloatArray]:
+    ids: npt.NDArray[np.integer[Any]], scores: Float32Array, rows: IntArray, width: int
+) -> tuple[IntArray, Float32Array]:
     """Remove each query's own row from its result list and keep ``width`` columns.
 
     ``ids`` / ``scores`` are ``[n, kk]`` search results (``-1`` padded) for query rows ``rows`` ``[n]``.
@@ -55,12 +53,12 @@ def drop_self(
 
 def search_rows(
     index: faiss.Index,
-    queries: FloatArray,
+    queries: Float32Array,
     rows: IntArray,
     width: int,
     metric: Metric,
     params: Any = None,
-) -> tuple[IntArray, FloatArray]:
+) -> tuple[IntArray, Float32Array]:
     """Top-``width`` neighbours (self removed) of ``queries`` ``[n, d]``, which are the vectors of index
     rows ``rows``. Returns row ids int64 ``[n, width]`` (``-1`` padded) and float32 scores."""
     kk = min(width + 1, int(index.ntotal))
@@ -74,7 +72,7 @@ def search_rows(
 
 def build_topn_map(
     index: faiss.Index,
-    vectors: FloatArray,
+    vectors: Float32Array,
     topn: int,
     metric: Metric,
     *,
@@ -108,8 +106,8 @@ def build_topn_map(
 
 
 def exact_topk(
-    vectors: FloatArray, rows: IntArray, k: int, metric: Metric, batch_size: int = 1024
-) -> tuple[IntArray, FloatArray]:
+    vectors: Float32Array, rows: IntArray, k: int, metric: Metric, batch_size: int = 1024
+) -> tuple[IntArray, Float32Array]:
     """Brute-force top-``k`` (self removed) for ``rows`` over all ``vectors`` (the ground truth of the
     recall check). Returns row ids int64 ``[len(rows), k]`` and float32 scores."""
     index = faiss.IndexFlat(
@@ -126,7 +124,7 @@ def exact_topk(
     return ids, scores
 
 
-def pair_scores(vectors: FloatArray, rows: IntArray, ids: IntArray, metric: Metric) -> FloatArray:
+def pair_scores(vectors: Float32Array, rows: IntArray, ids: IntArray, metric: Metric) -> Float32Array:
     """Exact scores of ``vectors[rows[i]]`` against ``vectors[ids[i, j]]`` (``-inf`` where ``ids < 0``)."""
     q = np.asarray(vectors[rows], dtype=np.float32)[:, None, :]
     c = np.asarray(vectors[np.maximum(ids, 0)], dtype=np.float32)
@@ -139,7 +137,7 @@ def pair_scores(vectors: FloatArray, rows: IntArray, ids: IntArray, metric: Metr
 
 
 def recall_at_k(
-    vectors: FloatArray, rows: IntArray, found: IntArray, k: int, metric: Metric, *, rtol: float = 1e-4
+    vectors: Float32Array, rows: IntArray, found: IntArray, k: int, metric: Metric, *, rtol: float = 1e-4
 ) -> float:
     """Recall@k of ``found`` (``[n, >=k]`` row ids, self excluded) against exact search for ``rows``.
 

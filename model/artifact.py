@@ -7,7 +7,6 @@ values), raising :class:`ArtifactError` that names the broken file.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +17,9 @@ import numpy.typing as npt
 
 from core.atomic import atomic_dir, atomic_write_json, read_json
 from core.layout import ModelLayout, relation_name
+from core.manifests import MODEL_FORMAT_VERSION, ModelManifest
 
 Array = npt.NDArray[Any]
-FORMAT_VERSION = 1
 
 
 class ArtifactError(ValueError):
@@ -41,7 +40,8 @@ class M2GRLArtifact:
         vocab: view -> int64 original ids (row ``i`` is ``vocab[i]``).
         attributes: view -> int64 per item row, the item's original id in that view (-1 unknown).
         task_weights: task -> ``{"log_sigma2", "weight", ...}``.
-        manifest: config, dataset checksum, versions, timings, final losses.
+        manifest: config, dataset checksum, versions, timings, final losses (its views and relations are
+            the artifact's own when saved).
     """
 
     views: list[str]
@@ -53,7 +53,7 @@ class M2GRLArtifact:
     vocab: dict[str, Array]
     attributes: dict[str, Array] = field(default_factory=dict)
     task_weights: dict[str, dict[str, float]] = field(default_factory=dict)
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: ModelManifest = field(default_factory=ModelManifest)
 
     @property
     def relation_names(self) -> list[str]:
@@ -121,14 +121,14 @@ class M2GRLArtifact:
             if extra is not None:
                 layout.plots.mkdir(parents=True, exist_ok=True)
                 extra(layout)
-            manifest = {
-                **self.manifest,
-                "kind": "m2grl",
-                "format_version": FORMAT_VERSION,
-                "views": self.views,
-                "relations": [list(r) for r in self.relations],
-            }
-            atomic_write_json(layout.manifest, manifest)
+            self.manifest.model_copy(
+                update={
+                    "kind": "m2grl",
+                    "format_version": MODEL_FORMAT_VERSION,
+                    "views": list(self.views),
+                    "relations": list(self.relations),
+                }
+            ).write(layout.manifest)
         return path
 
     @classmethod
@@ -137,14 +137,11 @@ class M2GRLArtifact:
         layout = ModelLayout(Path(path))
         if not layout.root.is_dir():
             raise ArtifactError(f"{layout.root} is not a folder")
-        if not layout.manifest.exists():
-            raise ArtifactError(f"{layout.manifest} is missing: is {layout.root} an M2GRL model folder?")
         try:
-            manifest = read_json(layout.manifest)
-            views = [str(v) for v in manifest["views"]]
-            relations = [(str(a), str(b)) for a, b in manifest.get("relations", [])]
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"{layout.manifest} is not a valid model manifest: {exc}") from exc
+            manifest = ModelManifest.read(layout.root)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ArtifactError(str(exc)) from None
+        views, relations = list(manifest.views), [(a, b) for a, b in manifest.relations]
         mode = "r" if mmap else None
         emb = {v: _load(layout.embeddings(v), mode) for v in views}
         ctx = {v: _load(layout.context(v), mode) for v in views}

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.types import IntArray
 from core.vocab import lookup
 from model.artifact import M2GRLArtifact
 
 Matrix = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)

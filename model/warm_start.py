@@ -17,11 +17,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from core.types import IntArray
 from model.artifact import M2GRLArtifact
 from model.m2grl import M2GRL
 from model.optim import SparseEmbedding
-
-IntArray = npt.NDArray[np.int64]
 
 
 def _weight(tables: torch.nn.ModuleDict, view: str) -> torch.Tensor:

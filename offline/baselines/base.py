@@ -17,8 +17,7 @@ import pyarrow.parquet as pq
 
 from core.layout import DatasetLayout
 from core.manifests import DatasetManifest
-
-IntArray = npt.NDArray[np.int64]
+from core.types import IntArray
 
 
 @dataclass(frozen=True)

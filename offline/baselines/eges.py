@@ -35,10 +35,11 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from core.config import FrozenConfig
+from core.types import IntArray
 from model.optim import SparseEmbedding
 from model.pairs import UnigramSampler, count_pairs, skipgram_pairs
 from model.sgns import sgns_loss
-from offline.baselines.base import IntArray, ItemModel, TrainData
+from offline.baselines.base import ItemModel, TrainData
 from offline.baselines.learned import (
     batch_bounds,
     epoch_rng,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from offline.baselines.base import IntArray, ItemModel
+from core.types import IntArray
+from offline.baselines.base import ItemModel
 
 
 def in_category_map(categories: IntArray, order: IntArray, topn: int, *, block: int = 4096) -> ItemModel:

@@ -18,13 +18,11 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from core.config import FrozenConfig
+from core.types import Float64Array, IntArray
 from model.config import TrainerConfig
 from model.optim import SparseEmbedding
 from model.trainer import BatchFn, Trainable, TrainResult, train
 from offline.baselines.base import TrainData
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 
 def fit_with_trainer(
@@ -99,7 +97,7 @@ def to_numpy(t: Tensor) -> npt.NDArray[np.float32]:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
 
 
-def symmetric_edges(data: TrainData) -> tuple[IntArray, IntArray, FloatArray]:
+def symmetric_edges(data: TrainData) -> tuple[IntArray, IntArray, Float64Array]:
     """The undirected weighted item graph as both directed copies of every edge, self loops dropped.
 
     The weight of ``{i, j}`` is ``w(i -> j) + w(j -> i)`` of the CSR graph (the prepared graph counts

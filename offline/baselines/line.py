@@ -37,13 +37,12 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from core.config import FrozenConfig
+from core.types import Float64Array, IntArray
 from model.optim import SparseEmbedding
 from model.pairs import UnigramSampler
 from model.sgns import sgns_loss
 from offline.baselines.base import ItemModel, TrainData
 from offline.baselines.learned import (
-    FloatArray,
-    IntArray,
     epoch_rng,
     fit_with_trainer,
     steps_for,
@@ -124,7 +123,7 @@ class Line(nn.Module):
 def make_edge_batches(
     src: IntArray,
     dst: IntArray,
-    weight: FloatArray,
+    weight: Float64Array,
     n_items: int,
     s: LineSettings,
     seed: int,

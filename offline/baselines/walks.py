@@ -11,9 +11,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from core.types import IntArray
 from offline.data.walks import random_walks as sampled_walks
-
-IntArray = npt.NDArray[np.int64]
 
 
 def undirected_csr(indptr: IntArray, indices: npt.NDArray[np.integer], n: int) -> sp.csr_matrix:

@@ -32,9 +32,10 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from core.types import IntArray
 from model.optim import SparseEmbedding
 from model.pairs import UnigramSampler
-from offline.baselines.base import IntArray, ItemModel, TrainData
+from offline.baselines.base import ItemModel, TrainData
 from offline.baselines.learned import (
     SampledSoftmaxSettings,
     batch_bounds,

@@ -54,6 +54,7 @@ from tqdm import tqdm
 from core.atomic import atomic_dir, atomic_write_json
 from core.config import ConfigError, FrozenConfig
 from core.layout import MANIFEST
+from core.types import Float64Array, IntArray
 
 SYNTH_VERSION = 2
 #: Rows generated from one random stream; fixed so that ``chunk_events`` never changes the content.
@@ -78,9 +79,6 @@ COMPRESSIONS: tuple[str, ...] = typing.get_args(Compression)
 TRUTH_DIR = "_truth"
 TRUTH_ITEMS = f"{TRUTH_DIR}/items.parquet"
 TRUTH_USERS = f"{TRUTH_DIR}/user_interests.parquet"
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 
 def _derived_sizes(events: int, given: dict[str, Any]) -> dict[str, int]:
@@ -227,9 +225,9 @@ class World:
     parent_n_cats: IntArray  # [P] number of categories of each parent
     cat_first_item: IntArray  # [C] first item index of each category
     cat_n_items: IntArray  # [C] number of items of each category
-    cat_cdf: FloatArray  # [C] cumulative category popularity (for interests and mis-clicks)
+    cat_cdf: Float64Array  # [C] cumulative category popularity (for interests and mis-clicks)
     item_shop: IntArray  # [N] shop index of each item
-    user_cdf: FloatArray  # [U] cumulative user activity
+    user_cdf: Float64Array  # [U] cumulative user activity
     user_interests: IntArray  # [U, k] interest category indices
     item_ids: IntArray  # [N] original ids
     cat_ids: IntArray  # [C]
@@ -305,13 +303,13 @@ def _assign_shops(
     return pairs[pick, 1].astype(np.int64)
 
 
-def _sample_from_cdf(rng: np.random.Generator, cdf: FloatArray, size: int) -> IntArray:
+def _sample_from_cdf(rng: np.random.Generator, cdf: Float64Array, size: int) -> IntArray:
     """Indices drawn with probabilities given by a normalised cumulative array."""
     idx = np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right")
     return np.minimum(idx, len(cdf) - 1).astype(np.int64)
 
 
-def zipf_ranks(u: FloatArray, n: IntArray, a: float, which: IntArray | None = None) -> IntArray:
+def zipf_ranks(u: Float64Array, n: IntArray, a: float, which: IntArray | None = None) -> IntArray:
     """Ranks in ``[0, n)`` with P(rank r) ~ (r + 1)^-a, by inverting the continuous bounded power law.
 
     ``u`` are uniforms in [0, 1). ``n`` is the population size of each draw (broadcast); or, when
@@ -341,7 +339,7 @@ class Block:
     category: IntArray
     behavior: npt.NDArray[np.int8]
     offset_s: IntArray
-    dwell_s: FloatArray  # NaN for non-view events
+    dwell_s: Float64Array  # NaN for non-view events
 
 
 # Behaviour sequence after each view, indexed by the follow-up mask fav | cart << 1 | buy << 2 and the

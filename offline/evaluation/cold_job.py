@@ -71,10 +71,6 @@ def _vectors_retriever(run: ColdRun, items: np.ndarray, vectors: np.ndarray, exp
     )
 
 
-def _exponent(model: M2GRLArtifact) -> float:
-    return float(model.manifest.get("config", {}).get("norm_exponent", 0.0))
-
-
 def _m2grl_placed(run: ColdRun, rule: str, **options: Any) -> tuple[Retriever, dict[str, Any]]:
     """The model's warm vectors and its cold items placed by ``rule``; notes count the cold items per
     number of side views that placed them (``matched``: index 0 = the global fallback)."""
@@ -83,7 +79,9 @@ def _m2grl_placed(run: ColdRun, rule: str, **options: Any) -> tuple[Retriever, d
     warm = np.asarray(run.model.embeddings[run.model.views[0]], dtype=np.float32)
     vectors = np.concatenate([warm, placed.vectors])
     matched = np.bincount(placed.matched, minlength=len(inputs.views) + 1).tolist()
-    return _vectors_retriever(run, run.rows.items, vectors, _exponent(run.model)), {"matched": matched}
+    return _vectors_retriever(run, run.rows.items, vectors, run.model.manifest.norm_exponent), {
+        "matched": matched
+    }
 
 
 def _group_mean(run: ColdRun, seed: int) -> tuple[Retriever, dict[str, Any]]:
@@ -99,7 +97,9 @@ def _side_ridge(run: ColdRun, seed: int) -> tuple[Retriever, dict[str, Any]]:
 def _warm_only(run: ColdRun, seed: int) -> tuple[Retriever, dict[str, Any]]:
     del seed
     warm = np.asarray(run.model.embeddings[run.model.views[0]], dtype=np.float32)
-    return _vectors_retriever(run, run.rows.items[: run.rows.n_warm], warm, _exponent(run.model)), {}
+    return _vectors_retriever(
+        run, run.rows.items[: run.rows.n_warm], warm, run.model.manifest.norm_exponent
+    ), {}
 
 
 def _map_retriever(run: ColdRun, ids: np.ndarray, scores: np.ndarray) -> Retriever:

@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from core.layout import MetricLayout
 from index.inputs import read_inputs
 from index.serving import ServingIndex
 from model.config import MetricConfig
 from offline.evaluation.config import ProtocolConfig
 from offline.evaluation.protocol import EvalData, Retriever, evaluate_retriever
 from offline.evaluation.report import summary_table
-from offline.evaluation.reuse import trained_on
+from offline.evaluation.reuse import metric_trained_on
 from offline.jobs.diversity import input_checksums, train_metric_model
 
 #: Row name -> (mode, exclude trigger category and recent categories).
@@ -116,10 +115,9 @@ def evaluate_diversity(
         t0 = time.perf_counter()
         config_s = base.replace(seed=seed)
         metric_dir = Path(workdir) / f"metric-seed{seed}"
-        if not trained_on(
-            MetricLayout(metric_dir).manifest, config_s.to_dict(), "inputs_sha256",
-            input_checksums(dataset_dir, model_dir, config_s),
-        ):  # fmt: skip
+        if not metric_trained_on(
+            metric_dir, config_s.to_dict(), input_checksums(dataset_dir, model_dir, config_s)
+        ):
             metric_dir = train_metric_model(dataset_dir, model_dir, metric_dir, config_s, overwrite=True)
         fit_seconds.append(time.perf_counter() - t0)
         runs[seed] = diversity_rows(data, served_retriever(model_dir, metric_dir, topn), config)

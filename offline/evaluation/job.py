@@ -17,9 +17,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from core.atomic import read_json
 from core.layout import DatasetLayout, ModelLayout
-from core.manifests import DatasetManifest
+from core.manifests import DatasetManifest, ModelManifest
 from index.channels import check_mix
 from model.config import M2GRLConfig
 from offline.baselines.base import ItemModel, TrainData, load_train_data
@@ -29,7 +28,7 @@ from offline.evaluation.diversity import evaluate_diversity
 from offline.evaluation.protocol import EvalData, build_eval_data, evaluate_retriever
 from offline.evaluation.report import write_report
 from offline.evaluation.retrievers import RetrieverFactory, mixed_retriever, serving_retriever
-from offline.evaluation.reuse import trained_on
+from offline.evaluation.reuse import model_trained_on
 from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_channel
 from offline.jobs.train import dataset_checksum, dataset_views, select_views, train_m2grl
 
@@ -116,9 +115,7 @@ def m2grl_fitter(dataset_dir: Path, method: str, seed: int, workdir: Path) -> It
         changes["views"] = tuple(views_of(dataset_dir)[:1])
     config = M2GRLConfig(**changes)
     out = m2grl_model_dir(workdir, "m2grl" if reuse else method, seed)
-    if not trained_on(
-        ModelLayout(out).manifest, config.to_dict(), "dataset_sha256", m2grl_inputs(dataset_dir, config)
-    ):
+    if not model_trained_on(out, config.to_dict(), m2grl_inputs(dataset_dir, config)):
         out = train_m2grl(dataset_dir, out, config, overwrite=True)
     return served_m2grl(Path(out), views_of(dataset_dir)[0], served_exponent(method, config.norm_exponent))
 
@@ -206,7 +203,7 @@ def evaluate(
     results: dict[str, Any] = {}
     given: dict[str, float] = {}  # method -> norm exponent, for the rows read from model_dir
     if model_dir is not None:
-        trained = read_json(ModelLayout(Path(model_dir)).manifest).get("config", {}).get("norm_exponent", 0.0)
+        trained = ModelManifest.read(model_dir).norm_exponent
         given = {m: served_exponent(m, trained) for m in ("m2grl", *SERVED_FROM_M2GRL)}
     mixes = {
         f"{SERVED_PREFIX}{v}": check_mix(mix, f"served[{v!r}]")

@@ -26,11 +26,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from core.types import Float32Array, IntArray
 from offline.evaluation import metrics as M
 from offline.evaluation.config import ProtocolConfig
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float32]
 
 SECONDS_PER_DAY = 86_400
 
@@ -38,7 +36,7 @@ SECONDS_PER_DAY = 86_400
 class Retriever(Protocol):
     """What the harness needs from ``index.serving.ServingIndex``."""
 
-    def batch_neighbours(self, item_ids: IntArray, mode: str, k: int) -> tuple[IntArray, FloatArray]:
+    def batch_neighbours(self, item_ids: IntArray, mode: str, k: int) -> tuple[IntArray, Float32Array]:
         """Top-``k`` neighbours of each item (trigger excluded): ids int64 ``[n, k]`` ``-1`` padded, scores."""
         ...
 
@@ -283,7 +281,7 @@ def _row_view(
     return indptr, set_values[np.repeat(starts, sizes) + offsets]
 
 
-def merge_by_score(ids: IntArray, scores: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
+def merge_by_score(ids: IntArray, scores: Float32Array, k: int) -> tuple[IntArray, Float32Array]:
     """Merge candidate lists per row: drop pads and duplicate ids (best score kept), top ``k`` by score.
 
     Args:
@@ -314,8 +312,8 @@ def merge_by_score(ids: IntArray, scores: FloatArray, k: int) -> tuple[IntArray,
 
 
 def compact(
-    ids: IntArray, scores: FloatArray, keep: npt.NDArray[np.bool_], k: int
-) -> tuple[IntArray, FloatArray]:
+    ids: IntArray, scores: Float32Array, keep: npt.NDArray[np.bool_], k: int
+) -> tuple[IntArray, Float32Array]:
     """Keep the ``keep`` entries of each row in their order, left-aligned, first ``k``, ``-1`` padded."""
     keep = keep & (ids != M.PAD)
     order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
@@ -333,7 +331,7 @@ def compact(
 
 def _query(
     retriever: Retriever, triggers: IntArray, mode: str, k: int, block: int
-) -> tuple[IntArray, FloatArray]:
+) -> tuple[IntArray, Float32Array]:
     """Ask the retriever for each user's triggers (blocks of rows) and merge the lists by score."""
     n, m = triggers.shape
     flat = triggers.ravel()
@@ -361,7 +359,7 @@ def retrieve(
     *,
     exclude_trigger_category: bool = False,
     exclude_recent_categories: bool = False,
-) -> tuple[IntArray, FloatArray]:
+) -> tuple[IntArray, Float32Array]:
     """Top-``max_k`` candidates per test user after the requested exclusions.
 
     Exclusions are filters on what the retriever returned; when they leave a row short the rows are

@@ -8,14 +8,29 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.atomic import read_json
+from core.manifests import MetricManifest, ModelManifest
 
 
-def trained_on(manifest: Path, config: dict[str, Any], key: str, checksum: object) -> bool:
-    """Whether the folder of ``manifest`` was trained with ``config`` on inputs whose checksum (the
-    manifest's ``key``) is ``checksum``."""
-    if not manifest.is_file():
-        return False
-    written = read_json(manifest)
+def _same(written: dict[str, Any], config: dict[str, Any]) -> bool:
     # through JSON, as the manifest was written: tuples become lists
-    return bool(written.get("config") == json.loads(json.dumps(config)) and written.get(key) == checksum)
+    return written == json.loads(json.dumps(config))
+
+
+def model_trained_on(model_dir: Path, config: dict[str, Any], dataset_sha256: str) -> bool:
+    """Whether ``model_dir`` holds a model trained with ``config`` on inputs of checksum ``dataset_sha256``
+    (False when it holds none, or a manifest that does not read)."""
+    try:
+        manifest = ModelManifest.read(model_dir)
+    except (FileNotFoundError, ValueError):
+        return False
+    return _same(manifest.config, config) and manifest.dataset_sha256 == dataset_sha256
+
+
+def metric_trained_on(metric_dir: Path, config: dict[str, Any], inputs_sha256: dict[str, str]) -> bool:
+    """Whether ``metric_dir`` holds a metric model trained with ``config`` on inputs of checksums
+    ``inputs_sha256`` (False when it holds none, or a manifest that does not read)."""
+    try:
+        manifest = MetricManifest.read(metric_dir)
+    except (FileNotFoundError, ValueError):
+        return False
+    return _same(manifest.config, config) and manifest.inputs_sha256 == inputs_sha256

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from core.atomic import read_json
-from core.layout import ModelLayout
+from core.manifests import ModelManifest
 from index.inputs import ChannelInput
 from offline.baselines.base import load_train_data
 from offline.baselines.itemcf import fit_itemcf
@@ -54,11 +53,10 @@ def cooc_channel(dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 20
 
 def model_dataset(model_dir: Path) -> Path | None:
     """The dataset folder a model was trained on, as its manifest records it (None when it does not)."""
-    layout = ModelLayout(Path(model_dir))
-    if not layout.manifest.is_file():
+    try:
+        return ModelManifest.read(model_dir).dataset_dir
+    except FileNotFoundError:
         return None
-    value = read_json(layout.manifest).get("dataset")
-    return Path(value) if isinstance(value, str) and value else None
 
 
 def cooc_builder(

@@ -29,16 +29,18 @@ import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow.parquet as pq
 import torch
 
-from core.atomic import atomic_dir, atomic_write_json, read_json, sha256_file
+from core.atomic import atomic_dir, sha256_file
 from core.layout import DatasetLayout, MetricLayout, ModelLayout, relation_name
+from core.manifests import MetricManifest
+from core.types import IntArray
 from core.vocab import lookup
+from model.artifact import M2GRLArtifact
 from model.config import InstanceInput, MetricConfig, TrainerConfig
 from model.distributed import DistInfo
 from model.metric import MultiViewMetric, PairBatch
@@ -47,7 +49,6 @@ from offline.jobs.train import check_resume
 
 log = logging.getLogger(__name__)
 
-IntArray = npt.NDArray[np.int64]
 FloatMatrix = npt.NDArray[np.float32]
 
 #: Ways ``e_i`` enters equation 11 (see ``MetricConfig.instance_input``).
@@ -224,26 +225,16 @@ def _read_train_events(dataset: DatasetLayout) -> dict[str, np.ndarray]:
 
 def load_inputs(dataset_dir: Path, model_dir: Path, config: MetricConfig) -> MetricInputs:
     """Read the M2GRL representations and build the positive pairs from the train split."""
-    model = ModelLayout(Path(model_dir))
+    model = M2GRLArtifact.load(Path(model_dir), mmap=True)  # ArtifactError names a broken file
     rel = relation_name(config.item_view, config.category_view)
-    paths = {
-        "embeddings": model.embeddings(config.item_view),
-        "relational": model.relational(rel, config.item_view),
-        "vocab": model.vocab(config.item_view),
-        "attributes": model.attributes(config.category_view),
-    }
-    for what, path in paths.items():
-        if not path.exists():
-            raise FileNotFoundError(f"model folder {model_dir} lacks {what}: {path}")
-    e_i = np.load(paths["embeddings"]).astype(np.float32)
-    e_ic = np.load(paths["relational"]).astype(np.float32)
-    vocab = np.load(paths["vocab"]).astype(np.int64)
-    item_category = np.load(paths["attributes"]).astype(np.int64)
-    if not (len(e_i) == len(e_ic) == len(vocab) == len(item_category)):
-        raise ValueError(
-            f"model folder {model_dir}: row counts differ (embeddings {len(e_i)}, relational {len(e_ic)}, "
-            f"vocab {len(vocab)}, attributes {len(item_category)})"
-        )
+    if config.item_view not in model.views or rel not in model.relational:
+        raise ValueError(f"model folder {model_dir} lacks the relation {rel} that the metric model reads")
+    if config.category_view not in model.attributes:
+        raise ValueError(f"model folder {model_dir} lacks attributes/{config.category_view}.npy")
+    e_i = np.asarray(model.embeddings[config.item_view], dtype=np.float32)
+    e_ic = np.asarray(model.relational[rel][config.item_view], dtype=np.float32)
+    vocab = model.vocab[config.item_view].astype(np.int64)
+    item_category = model.attributes[config.category_view].astype(np.int64)
     events = _read_train_events(DatasetLayout(Path(dataset_dir)))
     row = lookup(events["item"], vocab)
     # The category of an event is the item's category in the model's attribute table, the same one
@@ -430,42 +421,32 @@ def train_metric_model(
     history = _fit(model, inputs, config, checkpoints=checkpoints, resume=resume)
     z = diversity_embeddings(model)
     eig_i, eig_ic = psd_min_eigenvalues(model)
-    manifest = {
-        "kind": "metric",
-        "paper": "M2GRL section 6.1, equations 11-12",
-        "source_model": str(model_dir.resolve()),
-        "source_dataset": str(dataset_dir.resolve()),
-        "config": config.to_dict(),
-        "inputs_sha256": checksums,
-        "counts": {
+    manifest = MetricManifest(
+        paper="M2GRL section 6.1, equations 11-12",
+        source_model=str(model_dir.resolve()),
+        source_dataset=str(dataset_dir.resolve()),
+        config=config.to_dict(),
+        inputs_sha256=checksums,
+        counts={
             "items": model.num_items,
             "train_events": inputs.train_events,
             "positive_pairs": len(inputs.pos_a),
             "pairs_per_epoch": len(inputs.pos_a) * (1 + config.negatives_per_positive),
         },
-        "dims": {"e_i": int(model.L_i.shape[1]), "e_ic": int(model.L_ic.shape[1]), "z": int(z.shape[1])},
-        "z_input": {"instance": config.instance_input, "relational": "e_ic as stored"},
-        "min_eigenvalue": {"M_i": eig_i, "M_ic": eig_ic},
-        "history": history,
-        "versions": {"torch": torch.__version__, "numpy": np.__version__},
-        "seconds": round(time.time() - started, 3),
-    }
+        dims={"e_i": int(model.L_i.shape[1]), "e_ic": int(model.L_ic.shape[1]), "z": int(z.shape[1])},
+        z_input={"instance": config.instance_input, "relational": "e_ic as stored"},
+        min_eigenvalue={"M_i": eig_i, "M_ic": eig_ic},
+        history=history,
+        versions={"torch": torch.__version__, "numpy": np.__version__},
+        seconds=round(time.time() - started, 3),
+    )
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
         layout = MetricLayout(tmp)
         np.save(layout.diversity, z)
         np.save(layout.factor("i"), model.L_i.detach().numpy().astype(np.float32))
         np.save(layout.factor("ic"), model.L_ic.detach().numpy().astype(np.float32))
-        atomic_write_json(layout.manifest, manifest)
+        manifest.write(layout.manifest)
     for old in checkpoints.glob("*"):
         old.unlink()
     checkpoints.rmdir()
     return output_dir
-
-
-def load_metric_manifest(metric_dir: Path) -> dict[str, Any]:
-    """The manifest of a metric folder (raises ``FileNotFoundError`` when absent)."""
-    path = MetricLayout(Path(metric_dir)).manifest
-    if not path.exists():
-        raise FileNotFoundError(f"metric folder {metric_dir} has no manifest: {path}")
-    result: dict[str, Any] = read_json(path)
-    return result

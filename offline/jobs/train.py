@@ -21,7 +21,7 @@ import torch
 
 from core.atomic import atomic_write_json, read_json, sha256_file
 from core.layout import DatasetLayout, ModelLayout, relation_name
-from core.manifests import DatasetManifest
+from core.manifests import DatasetManifest, ModelManifest
 from model.artifact import ArtifactError, M2GRLArtifact
 from model.batches import BatchSettings, M2GRLInputs, make_batch_fn, steps_per_epoch
 from model.config import M2GRLConfig
@@ -252,9 +252,7 @@ def train_m2grl(
             description="M2GRL epoch",
         )
         if info.is_main:
-            artifact = _artifact(model, dataset_dir, inputs, config, result, checksum, info, started)
-            if warm is not None:
-                artifact.manifest["warm_start"] = warm
+            artifact = _artifact(model, dataset_dir, inputs, config, result, checksum, info, started, warm)
             artifact.save(
                 output, overwrite=overwrite, extra=lambda layout: _plots(layout, artifact, result, config)
             )
@@ -288,6 +286,7 @@ def _artifact(
     checksum: str,
     info: DistInfo,
     started: float,
+    warm: dict[str, Any] | None,
 ) -> M2GRLArtifact:
     layout = DatasetLayout(dataset_dir)
     views = inputs.views
@@ -296,17 +295,19 @@ def _artifact(
     if attr_dir.exists():
         attributes = {p.stem: np.load(p).astype(np.int64) for p in sorted(attr_dir.glob("*.npy"))}
     relational = {rel: model.relational(rel) for rel in model.relations}
-    manifest = {
-        "paper": "M2GRL (KDD 2020), sections 3.3-3.5 and 5.3",
-        "config": config.to_dict(),
-        "dataset": str(dataset_dir.resolve()),
-        "dataset_sha256": checksum,
-        "counts": {
+    manifest = ModelManifest(
+        views=list(views),
+        relations=list(inputs.relations),
+        config=config.to_dict(),
+        dataset=str(dataset_dir.resolve()),
+        dataset_sha256=checksum,
+        paper="M2GRL (KDD 2020), sections 3.3-3.5 and 5.3",
+        counts={
             "vocab": inputs.view_sizes(),
             "tokens": {v: int(inputs.sequences[v][0][-1]) for v in views},
             "sequences": {v: len(inputs.sequences[v][0]) - 1 for v in views},
         },
-        "training": {
+        training={
             "world_size": info.world,
             "epochs": result.epochs_done,
             "resumed_from": result.resumed_from,
@@ -316,13 +317,14 @@ def _artifact(
             "final_losses": result.final_losses(),
             "epoch_losses": result.epoch_losses,
         },
-        "seconds": round(time.time() - started, 3),
-        "versions": {
+        seconds=round(time.time() - started, 3),
+        versions={
             "python": platform.python_version(),
             "torch": torch.__version__,
             "numpy": np.__version__,
         },
-    }
+        **({"warm_start": warm} if warm is not None else {}),
+    )
     return M2GRLArtifact(
         views=views,
         relations=list(inputs.relations),

@@ -1,4 +1,4 @@
-"""The typed index manifest: a round trip, the one-line errors of a bad file, and the fields readers use."""
+"""The typed manifests: round trips, the one-line errors of a bad file, and the fields readers use."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from core.manifests import INDEX_FORMAT, DatasetManifest, FileEntry, IndexManifest
+from core.manifests import (
+    INDEX_FORMAT,
+    DatasetManifest,
+    FileEntry,
+    IndexManifest,
+    MetricManifest,
+    ModelManifest,
+)
 
 
 def _manifest(**changes: object) -> IndexManifest:
@@ -48,7 +55,7 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
             json.dumps(
                 {"format": INDEX_FORMAT, "version": "v", "num_items": 1, "attribute_views": [], "modes": {}}
             ),
-            "manifest field 'modes' missing or malformed",
+            "field 'modes'",
         ),
         (
             json.dumps(
@@ -61,7 +68,7 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
                     "files": {"a.npy": {"sha256": "x"}},
                 }
             ),
-            "manifest field 'files.a.npy.bytes' missing or malformed",
+            "field 'files.a.npy.bytes'",
         ),
     ],
 )
@@ -100,3 +107,54 @@ def test_dataset_manifest_reads_what_stages_need_and_keeps_the_rest(tmp_path: Pa
     (folder / "manifest.json").write_text(json.dumps({"views": []}))
     with pytest.raises(ValueError, match="field 'views' list should have at least 1 item"):
         DatasetManifest.read(folder)
+
+
+def test_model_manifest_round_trip_and_its_served_exponent(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match="is .*model an M2GRL model folder"):
+        ModelManifest.read(folder)
+    written = ModelManifest(
+        views=["item", "category"], relations=[("item", "category")], config={"norm_exponent": 0.75},
+        dataset=str(tmp_path / "ds"), dataset_sha256="ab", training={"epochs": 3},
+    )  # fmt: skip
+    written.write(folder / "manifest.json")
+    read = ModelManifest.read(folder)
+    assert read == written and read.kind == "m2grl" and read.format_version == 1
+    assert (read.item_view, read.norm_exponent, read.dataset_dir) == ("item", 0.75, tmp_path / "ds")
+    assert read.model_extra == {"training": {"epochs": 3}}
+    # a model written before the option existed is served raw; one without a dataset names none
+    old = ModelManifest(views=["item"])
+    assert (old.norm_exponent, old.dataset_dir) == (0.0, None)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            {"views": ["item"], "config": {"norm_exponent": 1.5}},
+            r"norm_exponent must be in \[0, 1\], got 1.5",
+        ),
+        ({"views": ["item"], "config": {"norm_exponent": True}}, "norm_exponent must be in"),
+        ({"views": ["item"], "kind": "metric"}, "field 'kind'"),
+        ({"views": "item"}, "field 'views'"),
+    ],
+)
+def test_a_bad_model_manifest_is_one_line_naming_the_file(
+    tmp_path: Path, content: dict[str, object], message: str
+) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=message) as info:
+        ModelManifest.read(tmp_path)
+    assert str(info.value).startswith(str(tmp_path / "manifest.json")) and "\n" not in str(info.value)
+
+
+def test_metric_manifest_round_trip(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="a diversity metric folder"):
+        MetricManifest.read(tmp_path)
+    MetricManifest(config={"seed": 1}, inputs_sha256={"a": "1"}, counts={"positive_pairs": 41}).write(
+        tmp_path / "manifest.json"
+    )
+    read = MetricManifest.read(tmp_path)
+    assert (read.kind, read.config, read.inputs_sha256) == ("metric", {"seed": 1}, {"a": "1"})
+    assert read.model_extra == {"counts": {"positive_pairs": 41}}

@@ -12,6 +12,7 @@ from core.atomic import atomic_write_json
 from core.catalogue import Catalogue, write_catalogue
 from core.id_labels import IdLabels, write_id_labels
 from core.layout import DatasetLayout
+from core.manifests import ModelManifest
 from model.artifact import M2GRLArtifact
 
 #: warm items (the model's vocabulary) with their category and shop
@@ -60,11 +61,11 @@ def write_model(root: Path, dataset: Path | None = None, norm_exponent: float | 
         views=["item", "category", "shop"], relations=[], embeddings=emb,
         context={v: np.zeros_like(e) for v, e in emb.items()}, relation_matrices={}, relational={},
         vocab=vocab, attributes={"category": WARM_CATEGORY, "shop": WARM_SHOP}, task_weights={},
-        manifest={
-            "version": "cold-test",
-            **({"dataset": str(dataset)} if dataset is not None else {}),
-            **({"config": {"norm_exponent": norm_exponent}} if norm_exponent is not None else {}),
-        },
+        manifest=ModelManifest(
+            version="cold-test",
+            dataset=str(dataset) if dataset is not None else None,
+            config={"norm_exponent": norm_exponent} if norm_exponent is not None else {},
+        ),
     )  # fmt: skip
     return artifact.save(root)
 

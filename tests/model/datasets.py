@@ -9,12 +9,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from core.layout import DatasetLayout
-
-IntArray = npt.NDArray[np.int64]
+from core.types import IntArray
 
 
 def _vocab(ids: IntArray) -> tuple[IntArray, IntArray, IntArray]:

@@ -61,7 +61,7 @@ def test_a_single_view_model_places_every_cold_item_at_the_global_mean() -> None
     model = M2GRLArtifact(
         views=["item"], relations=[], embeddings={"item": WARM}, context={"item": np.zeros_like(WARM)},
         relation_matrices={}, relational={}, vocab={"item": np.array([1, 2, 3, 4])}, attributes={},
-        task_weights={}, manifest={},
+        task_weights={},
     )  # fmt: skip
     cold = model_inputs(model, {"category": np.array([0, 1])})
     assert cold.n_cold == 2 and cold.views == []

@@ -36,7 +36,7 @@ def test_movielens_alignment_is_learned_and_bends_items_only_in_the_papers_setti
     )
     default = M2GRLArtifact.load(train_m2grl(movielens, tmp_path / "d", base, progress=False))
     genre = paper.attributes["category"]
-    assert paper.manifest["counts"]["vocab"]["item"] > 8000 and len(paper.vocab["category"]) >= 15
+    assert paper.manifest.model_extra["counts"]["vocab"]["item"] > 8000 and len(paper.vocab["category"]) >= 15
     chance = random_rate(genre)
     # The paper's alignment pulls the item rows to their genre: neighbours share it.
     same_paper = same_category_rate(paper.embeddings["item"], genre)
@@ -74,7 +74,7 @@ def test_torchrun_two_cpu_processes_match_single_process_quality(planted: Path, 
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     dist = M2GRLArtifact.load(out)
-    assert dist.manifest["training"]["world_size"] == 2
+    assert dist.manifest.model_extra["training"]["world_size"] == 2
     single = M2GRLArtifact.load(
         train_m2grl(
             planted,
@@ -88,4 +88,7 @@ def test_torchrun_two_cpu_processes_match_single_process_quality(planted: Path, 
     q_single = same_category_rate(single.embeddings["item"], labels)
     assert q_dist > 0.9 and q_dist >= q_single - 0.05, (q_dist, q_single)
     # Each rank saw about half of the pairs.
-    assert dist.manifest["training"]["pairs_per_rank"] < 0.6 * single.manifest["training"]["pairs_per_rank"]
+    assert (
+        dist.manifest.model_extra["training"]["pairs_per_rank"]
+        < 0.6 * single.manifest.model_extra["training"]["pairs_per_rank"]
+    )

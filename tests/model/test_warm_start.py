@@ -79,7 +79,7 @@ def test_train_job_warm_starts_from_a_model_folder(planted: Path, tmp_path: Path
         planted, tmp_path / "day2", M2GRLConfig(epochs=1, **fast), progress=False, init_from=first
     )
     art = M2GRLArtifact.load(second)
-    warm = art.manifest["warm_start"]
+    warm = art.manifest.model_extra["warm_start"]
     assert warm["from"] == str(first.resolve())
     n_items = len(art.vocab["item"])
     assert warm["rows"]["item"] == {"copied": n_items, "placed": 0, "fresh": 0}

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from core.layout import DatasetLayout
+from core.manifests import ModelManifest
 from model.artifact import M2GRLArtifact
 from offline.data.config import PrepareConfig
 from offline.data.prepare import prepare_dataset
@@ -64,7 +65,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         relational={"item-category": {"item": vectors, "category": side}},
         vocab={"item": vocab, "category": cat_vocab},
         attributes={"category": np.load(dataset.attributes("category"))},
-        manifest={"config": {"norm_exponent": 1.0}},
+        manifest=ModelManifest(views=["item"], config={"norm_exponent": 1.0}),
     )
     model.save(root / "model")
     return dataset.root, root / "model"

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from core.layout import DatasetLayout, MetricLayout, ModelLayout
+from core.manifests import MetricManifest
+from model.artifact import M2GRLArtifact
 from model.config import MetricConfig
-from offline.jobs.diversity import instance_input, load_metric_manifest, train_metric_model
+from offline.jobs.diversity import instance_input, train_metric_model
 
 N_ITEMS, DIM_I, DIM_IC = 24, 6, 3
 # item id = 100 + row; 4 categories of 6 items
@@ -24,16 +26,18 @@ def _write_folders(root: Path, events: pd.DataFrame) -> tuple[Path, Path]:
     dataset, model = DatasetLayout(root / "dataset"), ModelLayout(root / "model")
     dataset.root.mkdir(parents=True)
     events.to_parquet(dataset.events)
-    vocab = 100 + np.arange(N_ITEMS, dtype=np.int64)
-    arrays = {
-        model.embeddings("item"): rng.normal(size=(N_ITEMS, DIM_I)).astype(np.float32),
-        model.relational("item-category", "item"): rng.random((N_ITEMS, DIM_IC)).astype(np.float32),
-        model.vocab("item"): vocab,
-        model.attributes("category"): ITEM_CATEGORY.astype(np.int64),
-    }
-    for path, array in arrays.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, array)
+    e_i = rng.normal(size=(N_ITEMS, DIM_I)).astype(np.float32)
+    e_ic = rng.random((N_ITEMS, DIM_IC)).astype(np.float32)
+    categories = np.unique(ITEM_CATEGORY)
+    e_c = rng.normal(size=(len(categories), DIM_I)).astype(np.float32)
+    M2GRLArtifact(
+        views=["item", "category"], relations=[("item", "category")],
+        embeddings={"item": e_i, "category": e_c}, context={"item": 0 * e_i, "category": 0 * e_c},
+        relation_matrices={"item-category": np.zeros((DIM_IC, DIM_I), dtype=np.float32)},
+        relational={"item-category": {"item": e_ic, "category": np.zeros((len(categories), DIM_IC), np.float32)}},
+        vocab={"item": 100 + np.arange(N_ITEMS, dtype=np.int64), "category": categories.astype(np.int64)},
+        attributes={"category": ITEM_CATEGORY.astype(np.int64)},
+    ).save(model.root)  # fmt: skip
     return dataset.root, model.root
 
 
@@ -66,12 +70,12 @@ def test_job_writes_metric_layout(trained: tuple[Path, Path, Path, MetricConfig]
     assert z.dtype == np.float32 and z.shape == (N_ITEMS, DIM_I + DIM_IC)
     assert np.load(layout.factor("i")).shape == (DIM_I, DIM_I)
     assert np.load(layout.factor("ic")).shape == (DIM_IC, DIM_IC)
-    manifest = load_metric_manifest(out)
-    assert manifest["source_model"] == str(model.resolve())
+    manifest = MetricManifest.read(out)
+    assert manifest.source_model == str(model.resolve())
     # 6 users x 7 consecutive cross-category pairs, minus the one pair of user 0 that the unknown item
     # (timestamp 5, between steps 5 and 6) breaks into two pairs with an unknown end
-    assert manifest["counts"]["positive_pairs"] == 6 * 7 - 1
-    assert manifest["config"]["seed"] == 1
+    assert manifest.model_extra["counts"]["positive_pairs"] == 6 * 7 - 1
+    assert manifest.config["seed"] == 1
     assert json.loads(layout.manifest.read_text())["kind"] == "metric"
 
 
@@ -96,8 +100,8 @@ def test_metric_stays_psd_and_training_separates_pairs(
     for name in ("i", "ic"):
         factor = np.load(layout.factor(name)).astype(np.float64)
         assert np.linalg.eigvalsh(factor.T @ factor).min() >= -1e-6
-    manifest = load_metric_manifest(out)
-    assert min(manifest["min_eigenvalue"].values()) >= -1e-6
+    manifest = MetricManifest.read(out)
+    assert min(manifest.model_extra["min_eigenvalue"].values()) >= -1e-6
     z = np.load(layout.diversity)
     d = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
     planted = np.mean([d[r, 6 + r] for r in range(3)])
@@ -114,7 +118,7 @@ def test_job_refuses_to_overwrite_and_reports_missing_inputs(
     broken = tmp_path / "model"
     shutil.copytree(model, broken)
     ModelLayout(broken).relational("item-category", "item").unlink()
-    with pytest.raises(FileNotFoundError, match="lacks relational"):
+    with pytest.raises(ValueError, match="item-category/item.npy is missing"):
         train_metric_model(dataset, broken, tmp_path / "m", MetricConfig(epochs=1))
     assert not (tmp_path / "m").exists()
 

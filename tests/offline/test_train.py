@@ -52,8 +52,8 @@ def test_folder_follows_model_layout(planted_model: Path) -> None:
     assert (layout.plots / "training_curves.png").stat().st_size > 0
     assert (layout.plots / "pca_items.png").stat().st_size > 0
     manifest = art.manifest
-    assert manifest["dataset_sha256"] and manifest["config"]["window"] == 9
-    assert set(manifest["training"]["final_losses"]) >= {"intra:item", "inter:item-category"}
+    assert manifest.dataset_sha256 and manifest.config["window"] == 9
+    assert set(manifest.model_extra["training"]["final_losses"]) >= {"intra:item", "inter:item-category"}
     assert not layout.checkpoints.exists()  # removed after a successful run
 
 
@@ -100,7 +100,7 @@ def test_broken_folders_are_reported(planted_model: Path, tmp_path: Path) -> Non
     emb_path.unlink()
     with pytest.raises(ArtifactError, match="item.npy is missing"):
         M2GRLArtifact.load(broken)
-    with pytest.raises(ArtifactError, match="manifest.json is missing"):
+    with pytest.raises(ArtifactError, match="manifest.json not found"):
         M2GRLArtifact.load(tmp_path)
 
 
@@ -136,7 +136,7 @@ def test_resume_after_a_crash_matches_a_clean_run(
     with pytest.raises(ValueError, match="cannot resume"):
         train_m2grl(planted, out, M2GRLConfig(epochs=3, batch_size=512, **FAST), resume=True, progress=False)
     resumed = M2GRLArtifact.load(train_m2grl(planted, out, cfg, resume=True, progress=False))
-    assert resumed.manifest["training"]["resumed_from"] == 2
+    assert resumed.manifest.model_extra["training"]["resumed_from"] == 2
     assert np.allclose(resumed.embeddings["item"], clean.embeddings["item"], atol=1e-6)
     assert np.allclose(
         resumed.relational["item-category"]["category"],
