@@ -231,8 +231,8 @@ def load_inputs(dataset_dir: Path, model_dir: Path, config: MetricConfig) -> Met
         raise ValueError(f"model folder {model_dir} lacks the relation {rel} that the metric model reads")
     if config.category_view not in model.attributes:
         raise ValueError(f"model folder {model_dir} lacks attributes/{config.category_view}.npy")
-    e_i = np.asarray(model.embeddings[config.item_view], dtype=np.float32)
-    e_ic = np.asarray(model.relational[rel][config.item_view], dtype=np.float32)
+    e_i = np.array(model.embeddings[config.item_view], dtype=np.float32)  # a writable copy for torch
+    e_ic = np.array(model.relational[rel][config.item_view], dtype=np.float32)
     vocab = model.vocab[config.item_view].astype(np.int64)
     item_category = model.attributes[config.category_view].astype(np.int64)
     events = _read_train_events(DatasetLayout(Path(dataset_dir)))
