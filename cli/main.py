@@ -409,7 +409,7 @@ def tune(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of every trial's training.")] = 0,
 ) -> None:
-    """Search task balancing, norm exponent, alignment, window, epochs and session gap on the validation split."""
+    """Search task balancing, norm exponent, alignment, window, dimension, epochs and session gap on the validation split."""
     from offline.evaluation.tune import TuneSpace
     from offline.evaluation.tune import tune as run_tune
 

@@ -85,7 +85,9 @@ class M2GRLConfig(FrozenConfig):
 
     Why some defaults (figures in reports/tuning.md and reports/quality-research.md):
 
-    - ``dim``: the paper does not state it for M2GRL; its baselines use 64.
+    - ``dim``: the paper does not state it for M2GRL (its baselines use 64). At 64 the skip-gram tables are
+      short of capacity on every log we measured while the baselines are not; 128 gains on all of them,
+      larger sizes only on some (``m2grl tune`` searches it).
     - ``shared_negatives``: the authors' TF demo shares negatives across a batch; each positive is scored
       against the pool and the negative term scaled by k/S (an unbiased estimate of eq. 3's k negatives).
       The alignment tasks keep k negatives per positive (a shared pool scored lower).
@@ -100,7 +102,7 @@ class M2GRLConfig(FrozenConfig):
       shrinks with its own gradient history), the dense parameters Adam at ``lr``.
     """
 
-    dim: int = Field(64, ge=1, description="Embedding dimension of every view.")
+    dim: int = Field(128, ge=1, description="Embedding dimension of every view.")
     window: int = Field(9, ge=1, description="Skip-gram window c of equation 1 (paper: 9).")
     dynamic_window: bool = Field(
         True,

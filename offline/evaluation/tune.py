@@ -46,6 +46,7 @@ class TuneSpace:
     align_item_grad: tuple[bool, ...] = (False, True)
     norm_exponent: tuple[float, float] = (0.0, 1.0)
     window: tuple[int, int] = (3, 10)
+    dims: tuple[int, ...] = (64, 128, 256)
     epochs: tuple[int, int] = (3, 15)
     session_gaps_s: tuple[int, ...] = (3_600, 86_400, 7 * 86_400)
 
@@ -131,6 +132,7 @@ def tune(
             "align_item_grad": trial.suggest_categorical("align_item_grad", list(space.align_item_grad)),
             "norm_exponent": trial.suggest_float("norm_exponent", *space.norm_exponent),
             "window": trial.suggest_int("window", *space.window),
+            "dim": trial.suggest_categorical("dim", list(space.dims)),
             "epochs": trial.suggest_int("epochs", *space.epochs),
         }
         if changes["weighting"] == "bounded":
@@ -192,6 +194,7 @@ def trials_markdown(rows: Sequence[Mapping[str, Any]], header: str) -> str:
         "align_item_grad",
         "norm_exponent",
         "window",
+        "dim",
         "epochs",
         "HitRate@50",
         "Recall@50",

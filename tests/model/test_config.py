@@ -38,11 +38,11 @@ def test_bad_fields_are_named(changes: dict[str, object], field: str) -> None:
     assert "\n" not in str(info.value)
 
 
-def test_paper_defaults() -> None:
+def test_defaults() -> None:
     cfg = M2GRLConfig()
     t = cfg.trainer
     assert (cfg.dim, cfg.window, cfg.negatives, t.lr, t.grad_clip, cfg.batch_size, t.epochs) == (
-        64,
+        128,
         9,
         10,
         0.01,
@@ -50,7 +50,7 @@ def test_paper_defaults() -> None:
         2048,
         10,
     )
-    assert cfg.min_sigma2 == 0.05 and cfg.weighting == "adaptive" and cfg.rel_dim == 64
+    assert cfg.min_sigma2 == 0.05 and cfg.weighting == "adaptive" and cfg.rel_dim == 128
     assert cfg.replace(relation_dim=8).rel_dim == 8
     assert t.lr_schedule == "constant" and t.min_lr == 1e-4
     # the tables use row-wise Adagrad at 0.05 (not the paper's Adam: see M2GRLConfig.trainer)

@@ -37,10 +37,10 @@ def test_folder_follows_model_layout(planted_model: Path) -> None:
     layout = ModelLayout(planted_model)
     art = M2GRLArtifact.load(planted_model)
     assert art.views == ["item", "category"] and art.relation_names == ["item-category"]
-    assert art.embeddings["item"].shape == (100, 64) and art.embeddings["category"].shape == (5, 64)
-    assert art.context["item"].shape == (100, 64)
+    assert art.embeddings["item"].shape == (100, 128) and art.embeddings["category"].shape == (5, 128)
+    assert art.context["item"].shape == (100, 128)
     rel = art.relational["item-category"]
-    assert rel["item"].shape == (100, 64) and rel["category"].shape == (5, 64)
+    assert rel["item"].shape == (100, 128) and rel["category"].shape == (5, 128)
     # The relational embeddings are sigma(W e) of the stored embeddings.
     w = np.load(layout.relation_matrix("item-category"))
     expected = 1 / (1 + np.exp(-(art.embeddings["item"] @ w.T)))

@@ -27,19 +27,20 @@ def taobao(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, tmp_path: Path) -> None:
-    space = TuneSpace(epochs=(1, 1), window=(2, 3), session_gaps_s=(3_600,))
+    space = TuneSpace(epochs=(1, 1), window=(2, 3), dims=(8, 16), session_gaps_s=(3_600,))
     best = tune(taobao, tmp_path / "tune", trials=2, space=space, progress=False)
     trials = json.loads((tmp_path / "tune" / "trials.json").read_text())
     assert len(trials["trials"]) == 2
     assert {row["session_gap_s"] for row in trials["trials"]} <= {3_600, 7 * 86_400}  # the preset's gap too
     for row in trials["trials"]:
         assert 0.0 <= row["Recall@50"] <= 1.0 and 0.0 <= row["HitRate@50"] <= 1.0
-        assert row["epochs"] == 1 and 2 <= row["window"] <= 3
+        assert row["epochs"] == 1 and 2 <= row["window"] <= 3 and row["dim"] in (8, 16)
     best_row = max(trials["trials"], key=lambda r: r["HitRate@50"])
     chosen = tomllib.loads(best.read_text())
     assert chosen["window"] == best_row["window"] and chosen["norm_exponent"] == best_row["norm_exponent"]
     config = read_toml_overrides(best, M2GRLConfig())
     assert config.window == best_row["window"] and config.trainer.epochs == 1
+    assert config.dim == best_row["dim"]
     prepare = read_toml_overrides(tmp_path / "tune" / "best_prepare.toml", PrepareConfig())
     assert prepare.session_gap_s == best_row["session_gap_s"]
     md = (tmp_path / "tune" / "trials.md").read_text()
