@@ -409,7 +409,8 @@ def tune(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of every trial's training.")] = 0,
 ) -> None:
-    """Search task balancing, norm exponent, alignment, window, dimension, epochs and session gap on the validation split."""
+    """Search task balancing, norm exponent, alignment, window, dimension, epochs and session gap on the validation
+    split, then the served mix's cooc weight on the best trial's model."""
     from offline.evaluation.tune import TuneSpace
     from offline.evaluation.tune import tune as run_tune
 
@@ -423,7 +424,11 @@ def tune(
         best = run_tune(dataset, output, trials=trials, seed=seed, space=space, timeout_s=timeout)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-    typer.echo(f"trials in {output / 'trials.md'}; chosen config {best} (m2grl train --config {best})")
+    mix = (output / "best_mix.txt").read_text().strip()
+    typer.echo(
+        f"trials in {output / 'trials.md'}; chosen config {best} (m2grl train --config {best}); "
+        f"chosen mix {mix} (m2grl build-index --default-mix {mix})"
+    )
 
 
 @app.command()

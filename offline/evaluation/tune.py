@@ -5,9 +5,14 @@ The dataset folder given is re-prepared from its own cleaned events with ``targe
 once per session gap tried, so the test split is never read. Each trial trains M2GRL on the train part
 and scores HitRate@50 of the served general mode (``offline.evaluation``) on the held-out part.
 
+Then the served mix: the best trial's model is merged with the co-occurrence channel of the same
+held-out dataset (``index.channels``, as ``build-index --cooc`` serves it) at each cooc weight of the space,
+and the weight with the best HitRate@50 of the merged answer is chosen (ties go to the weight nearest 0.5).
+
 Writes into the output folder: ``trials.md`` and ``trials.json`` (every trial: settings, HitRate@50,
-Recall@50, seconds), ``best.toml`` (the chosen ``M2GRLConfig`` fields, read by ``m2grl train --config``)
-and ``best_prepare.toml`` (the chosen ``PrepareConfig`` fields, read by ``m2grl prepare --config``).
+Recall@50, seconds; every mix scored), ``best.toml`` (the chosen ``M2GRLConfig`` fields, read by ``m2grl
+train --config``), ``best_prepare.toml`` (the chosen ``PrepareConfig`` fields, read by ``m2grl prepare
+--config``) and ``best_mix.txt`` (the chosen mix, for ``m2grl build-index --default-mix``).
 """
 
 from __future__ import annotations
@@ -49,6 +54,13 @@ class TuneSpace:
     dims: tuple[int, ...] = (64, 128, 256)
     epochs: tuple[int, int] = (3, 15)
     session_gaps_s: tuple[int, ...] = (3_600, 86_400, 7 * 86_400)
+    #: weights of the cooc channel in the served mix (m2grl gets the rest); interior only, so the answer
+    #: always draws on both channels
+    cooc_weights: tuple[float, ...] = (0.25, 0.5, 0.75)
+
+    def __post_init__(self) -> None:
+        if not self.cooc_weights or not all(0.0 < w < 1.0 for w in self.cooc_weights):
+            raise ValueError(f"cooc_weights must be non-empty and inside (0, 1), got {self.cooc_weights}")
 
 
 def prepare_config_from_manifest(manifest: DatasetManifest) -> PrepareConfig:
@@ -81,21 +93,48 @@ def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:
     return prepare_dataset(events, out, config, overwrite=True)
 
 
-def _score(dataset_dir: Path, model_dir: Path, norm_exponent: float) -> dict[str, float]:
+def _score(
+    dataset_dir: Path, model_dir: Path, norm_exponent: float, mixes: Sequence[Mapping[str, float]] = ()
+) -> list[dict[str, float]]:
+    """HitRate@50 and Recall@50 of the model's served general mode alone, then merged by each of
+    ``mixes`` with the dataset's co-occurrence channel."""
     from offline.baselines.base import load_train_data
     from offline.evaluation.config import ProtocolConfig
     from offline.evaluation.job import load_eval_data, served_m2grl, views_of
     from offline.evaluation.protocol import evaluate_retriever
-    from offline.evaluation.retrievers import serving_retriever
+    from offline.evaluation.retrievers import mixed_retriever, serving_retriever
+    from offline.jobs.channels import cooc_channel
 
     protocol = ProtocolConfig(ks=(50,))
     data = load_eval_data(dataset_dir, protocol)
     train = load_train_data(dataset_dir)
     model = served_m2grl(model_dir, views_of(dataset_dir)[0], norm_exponent)
-    scores = evaluate_retriever(
-        data, serving_retriever(train.items, train.attributes, model, 50), "general", protocol
-    )
-    return {"HitRate@50": scores["HitRate@50"], "Recall@50": scores["Recall@50"]}
+    retrievers = [serving_retriever(train.items, train.attributes, model, 50)]
+    if mixes:
+        topn = 200
+        cooc = cooc_channel(dataset_dir, train.items, topn)
+        retrievers += [mixed_retriever(train.items, train.attributes, model, cooc, m, topn) for m in mixes]
+    out = []
+    for retriever in retrievers:
+        scores = evaluate_retriever(data, retriever, "general", protocol)
+        out.append({"HitRate@50": scores["HitRate@50"], "Recall@50": scores["Recall@50"]})
+    return out
+
+
+def cooc_mix(weight: float) -> dict[str, float]:
+    """The served mix giving the cooc channel ``weight`` and M2GRL the rest."""
+    return {"m2grl": 1.0 - weight, "cooc": weight}
+
+
+def mix_text(mix: Mapping[str, float]) -> str:
+    """``{"m2grl": 0.75, "cooc": 0.25}`` -> ``"m2grl=0.75,cooc=0.25"`` (what ``index.channels.parse_mix`` reads)."""
+    return ",".join(f"{name}={weight:g}" for name, weight in mix.items())
+
+
+def best_weight(rows: Sequence[Mapping[str, Any]]) -> float:
+    """The cooc weight of the row with the best HitRate@50; ties go to the weight nearest 0.5."""
+    best = max(rows, key=lambda r: (float(r[OBJECTIVE]), -abs(float(r["cooc_weight"]) - 0.5)))
+    return float(best["cooc_weight"])
 
 
 def tune(
@@ -124,6 +163,8 @@ def tune(
     workdir = output_dir / "work"
     workdir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    best_model = workdir / "best-model"
+    best_so_far: list[float] = []
 
     def objective(trial: optuna.Trial) -> float:
         gap = trial.suggest_categorical("session_gap_s", gaps)
@@ -142,8 +183,12 @@ def tune(
         config = base.replace(seed=seed, **changes)
         t0 = time.perf_counter()
         held_out = _held_out_dataset(dataset_dir, gap, workdir)
-        model_dir = train_m2grl(held_out, workdir / "model", config, overwrite=True)
-        scores = _score(held_out, Path(model_dir), config.norm_exponent)
+        model_dir = Path(train_m2grl(held_out, workdir / "model", config, overwrite=True))
+        scores = _score(held_out, model_dir, config.norm_exponent)[0]
+        if not best_so_far or scores[OBJECTIVE] > max(best_so_far):  # kept for the mix below
+            shutil.rmtree(best_model, ignore_errors=True)
+            model_dir.rename(best_model)
+        best_so_far.append(scores[OBJECTIVE])
         rows.append(
             {
                 "trial": trial.number,
@@ -161,7 +206,15 @@ def tune(
     best = dict(study.best_trial.params)
     gap = int(best.pop("session_gap_s"))
     chosen = {k: v for k, v in best.items() if k != "max_weight_ratio" or best.get("weighting") == "bounded"}
-    shutil.rmtree(workdir, ignore_errors=True)  # the re-prepared datasets and the last trial's model
+    norm_exponent = float(best.get("norm_exponent", base.norm_exponent))
+    mixes = [cooc_mix(w) for w in space.cooc_weights]
+    mix_scores = _score(_held_out_dataset(dataset_dir, gap, workdir), best_model, norm_exponent, mixes)
+    mix_rows = [
+        {"cooc_weight": w, "mix": mix_text(m), **sc}
+        for w, m, sc in zip(space.cooc_weights, mixes, mix_scores[1:], strict=True)
+    ]
+    mix = mix_text(cooc_mix(best_weight(mix_rows)))
+    shutil.rmtree(workdir, ignore_errors=True)  # the re-prepared datasets and the trials' models
     header = (
         f"m2grl tune on {dataset_dir} ({len(rows)} trials, seed {seed}): best {OBJECTIVE} "
         f"{study.best_value:.4f} on the validation split (trial {study.best_trial.number})."
@@ -176,12 +229,33 @@ def tune(
             {"session_gap_s": gap}, header + "\nUse: m2grl prepare --config best_prepare.toml"
         ).encode(),
     )
+    atomic_write_bytes(output_dir / "best_mix.txt", (mix + "\n").encode())
     atomic_write_json(
         output_dir / "trials.json",
-        {"objective": OBJECTIVE, "best": best | {"session_gap_s": gap}, "trials": rows},
+        {
+            "objective": OBJECTIVE,
+            "best": best | {"session_gap_s": gap},
+            "trials": rows,
+            "mix": {"best": mix, "alone": mix_scores[0], "mixes": mix_rows},
+        },
     )
-    atomic_write_bytes(output_dir / "trials.md", trials_markdown(rows, header).encode())
+    atomic_write_bytes(
+        output_dir / "trials.md", (trials_markdown(rows, header) + mixes_markdown(mix_rows, mix)).encode()
+    )
     return best_path
+
+
+def mixes_markdown(rows: Sequence[Mapping[str, Any]], chosen: str) -> str:
+    """The served mixes scored on the best trial's model, one line each."""
+    lines = [
+        "",
+        f"## Served mix (best trial's model with the cooc channel): chosen {chosen}",
+        "",
+        "| mix | HitRate@50 | Recall@50 |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r['mix']} | {r['HitRate@50']:.4f} | {r['Recall@50']:.4f} |" for r in rows]
+    return "\n".join(lines) + "\n"
 
 
 def trials_markdown(rows: Sequence[Mapping[str, Any]], header: str) -> str:

@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from core.config_files import read_toml_overrides, toml_text
+from index.channels import parse_mix
 from model.config import M2GRLConfig
 from offline.data.config import PrepareConfig
-from offline.evaluation.tune import TuneSpace, tune
+from offline.evaluation.tune import TuneSpace, best_weight, mix_text, tune
 
 TAOBAO = Path(__file__).resolve().parents[2] / "data" / "taobao-sample" / "UserBehavior_head_sample.csv.gz"
 
@@ -44,7 +45,15 @@ def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, t
     prepare = read_toml_overrides(tmp_path / "tune" / "best_prepare.toml", PrepareConfig())
     assert prepare.session_gap_s == best_row["session_gap_s"]
     md = (tmp_path / "tune" / "trials.md").read_text()
-    assert md.count("\n| ") == 3  # header + 2 trials
+    assert md.count("\n| ") == 3 + 4  # header + 2 trials, then header + 3 mixes
+    # the served mix: each cooc weight scored on the best trial's model, the best one chosen
+    mixes = trials["mix"]["mixes"]
+    assert [m["cooc_weight"] for m in mixes] == [0.25, 0.5, 0.75]
+    assert trials["mix"]["alone"]["HitRate@50"] == pytest.approx(best_row["HitRate@50"])
+    top = max(m["HitRate@50"] for m in mixes)
+    chosen = parse_mix((tmp_path / "tune" / "best_mix.txt").read_text().strip())
+    assert chosen["cooc"] in [m["cooc_weight"] for m in mixes if m["HitRate@50"] == top]
+    assert chosen["m2grl"] == pytest.approx(1 - chosen["cooc"]) and trials["mix"]["best"] in md
     assert not (tmp_path / "tune" / "work").exists()  # the re-prepared datasets are removed
 
 
@@ -120,3 +129,24 @@ def test_held_out_dataset_is_the_validation_period_and_never_the_test(target: st
     # from a test dataset or from its validation dataset: the held-out part is the validation period
     assert period(held, "test") == period(valid, "test")
     assert period(held, "train") == period(valid, "train")
+
+
+def test_best_weight_prefers_hitrate_then_the_even_mix() -> None:
+    rows = [
+        {"cooc_weight": 0.25, "HitRate@50": 0.6},
+        {"cooc_weight": 0.5, "HitRate@50": 0.5},
+        {"cooc_weight": 0.75, "HitRate@50": 0.6},
+    ]
+    assert best_weight(rows) in (0.25, 0.75)  # equally far from 0.5: either, never the lower HitRate
+    rows[1]["HitRate@50"] = 0.6
+    assert best_weight(rows) == 0.5
+    rows[2]["HitRate@50"] = 0.61
+    assert best_weight(rows) == 0.75
+    assert mix_text({"m2grl": 0.75, "cooc": 0.25}) == "m2grl=0.75,cooc=0.25"
+    assert parse_mix(mix_text({"m2grl": 0.75, "cooc": 0.25})) == {"m2grl": 0.75, "cooc": 0.25}
+
+
+@pytest.mark.parametrize("weights", [(), (0.0, 0.5), (0.5, 1.0)])
+def test_tune_space_refuses_mixes_without_both_channels(weights: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="cooc_weights"):
+        TuneSpace(cooc_weights=weights)
