@@ -305,6 +305,7 @@ def train(
     weighting: Annotated[str | None, typer.Option(help=_train_help("weighting"))] = None,
     max_weight_ratio: Annotated[float | None, typer.Option(help=_train_help("max_weight_ratio"))] = None,
     align_item_grad: Annotated[bool | None, typer.Option(help=_train_help("align_item_grad"))] = None,
+    clip_item_apart: Annotated[bool | None, typer.Option(help=_train_help("clip_item_apart"))] = None,
     norm_exponent: Annotated[float | None, typer.Option(help=_train_help("norm_exponent"))] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file of M2GRLConfig fields (e.g. `m2grl tune`'s best.toml).")
@@ -341,6 +342,7 @@ def train(
             weighting=weighting,
             max_weight_ratio=max_weight_ratio,
             align_item_grad=align_item_grad,
+            clip_item_apart=clip_item_apart,
             norm_exponent=norm_exponent,
             seed=seed,
             device=device,

@@ -120,6 +120,8 @@ def make_batch_fn(
 
     Rank ``r`` of ``world`` trains on sequences ``r, r + world, ...`` of every view. The stream of an
     epoch depends only on ``(seed, epoch, rank, world)``, so a resumed run replays the same batches.
+    Every view and every relation draws from its own random stream, and the instance view's is the one a
+    model of that view alone draws: adding side views never changes the item view's pairs or negatives.
     """
     shards = {v: shard_sequences(*inputs.sequences[v], rank, world) for v in inputs.views}
     samplers = {v: UnigramSampler(inputs.counts[v], settings.neg_power) for v in inputs.views}
@@ -134,8 +136,13 @@ def make_batch_fn(
         return prefetch(stream, settings.prefetch) if settings.prefetch > 0 else stream
 
     def generate(epoch: int) -> Iterator[M2GRLBatch]:
-        rng = np.random.default_rng([seed, epoch, rank, world])
-        orders = {v: rng.permutation(len(shards[v][0]) - 1) for v in inputs.views}
+        key = [seed, epoch, rank, world]
+        rngs = {v: np.random.default_rng(key + [i] if i else key) for i, v in enumerate(inputs.views)}
+        rel_rngs = {
+            rel: np.random.default_rng(key + [len(inputs.views) + j])
+            for j, rel in enumerate(relation_name(a, b) for a, b in inputs.relations)
+        }
+        orders = {v: rngs[v].permutation(len(shards[v][0]) - 1) for v in inputs.views}
         bounds = {v: split_even(len(orders[v]), n_blocks) for v in inputs.views}
         for block, steps in enumerate(block_steps):
             if steps == 0:
@@ -144,6 +151,7 @@ def make_batch_fn(
             for v in inputs.views:
                 seqs = orders[v][bounds[v][block] : bounds[v][block + 1]]
                 indptr, tokens = select_sequences(*shards[v], seqs)
+                rng = rngs[v]
                 c, x = skipgram_pairs(indptr, tokens, settings.window, rng, dynamic=settings.dynamic_window)
                 perm = rng.permutation(len(c))
                 view_pairs[v] = (c[perm], x[perm], split_even(len(c), int(steps)))
@@ -153,10 +161,10 @@ def make_batch_fn(
             for a, b in inputs.relations:
                 rel = relation_name(a, b)
                 if a == item_view:
-                    items = rng.permutation(item_tokens)
+                    items = rel_rngs[rel].permutation(item_tokens)
                 else:
                     seqs = orders[a][bounds[a][block] : bounds[a][block + 1]]
-                    items = rng.permutation(select_sequences(*shards[a], seqs)[1])
+                    items = rel_rngs[rel].permutation(select_sequences(*shards[a], seqs)[1])
                 others = inputs.links[rel][items]
                 keep = others >= 0
                 rel_pairs[rel] = (b, items[keep], others[keep], split_even(int(keep.sum()), int(steps)))
@@ -167,11 +175,11 @@ def make_batch_fn(
                     batch.views[v] = ViewBatch(
                         torch.from_numpy(c[lo:hi].astype(np.int64)),
                         torch.from_numpy(x[lo:hi].astype(np.int64)),
-                        torch.from_numpy(samplers[v].sample(rng, settings.shared_negatives)),
+                        torch.from_numpy(samplers[v].sample(rngs[v], settings.shared_negatives)),
                     )
                 for rel, (b, items, others, cut) in rel_pairs.items():
                     lo, hi = cut[s], cut[s + 1]
-                    neg = samplers[b].sample(rng, (int(hi - lo), settings.negatives))
+                    neg = samplers[b].sample(rel_rngs[rel], (int(hi - lo), settings.negatives))
                     pos = others[lo:hi].astype(np.int64)
                     batch.relations[rel] = RelationBatch(
                         torch.from_numpy(items[lo:hi].astype(np.int64)),

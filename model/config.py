@@ -98,6 +98,9 @@ class M2GRLConfig(FrozenConfig):
       frequent rows win), 1 is cosine. Read by the index builder and the harness from the manifest.
     - ``align_item_grad=False``: the alignment trains ``W``, ``b`` and the side-view rows only, so the item
       space stays the item view's own and the side views are aligned into it.
+    - ``clip_item_apart``: under one global clip the side views' gradients shrink the item view's steps;
+      clipped apart (with ``align_item_grad=False``, adaptive weights and its own random stream), the
+      item view trains exactly as it would alone, and the side views are added without moving it.
     - ``trainer``: the shared loop's settings; M2GRL's tables use row-wise Adagrad at 0.05 (a row's step
       shrinks with its own gradient history), the dense parameters Adam at ``lr``.
     """
@@ -126,6 +129,10 @@ class M2GRLConfig(FrozenConfig):
     )
     align_item_grad: bool = Field(
         False, description="Let the alignment's gradient reach the item rows (the paper's setting)."
+    )
+    clip_item_apart: bool = Field(
+        True,
+        description="Clip the item view's gradients apart from the other tasks' (paper A.3: one global clip).",
     )
     static_weights: Mapping[str, PositiveFloat] = Field(
         default_factory=dict,

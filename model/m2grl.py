@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from core.layout import relation_name
 from model.alignment import alignment_loss, project
-from model.optim import SparseEmbedding
+from model.optim import ClipGroup, SparseEmbedding
 from model.sgns import sgns_loss
 from model.weighting import TaskWeighting
 
@@ -91,6 +91,8 @@ class M2GRL(nn.Module):
         align_item_grad: the alignment's gradient reaches the item-view rows (the paper). ``False`` trains
             ``W``, ``b`` and the other view's rows only: the item space is the item view's own and the
             side views are aligned into it.
+        clip_item_apart: the item view's tables and its ``log sigma^2`` form a clip group of their own
+            (:meth:`clip_groups`); the paper clips one global norm.
         seed: seeds the initialisation.
 
     Parameters: per view an input table ``v`` (uniform in ``+-0.5/dim``, as word2vec) and an output
@@ -110,10 +112,12 @@ class M2GRL(nn.Module):
         relation_dim: int | None = None,
         negatives: int = 10,
         align_item_grad: bool = True,
+        clip_item_apart: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
         self.align_item_grad = align_item_grad
+        self.clip_item_apart = clip_item_apart
         if not view_sizes:
             raise ValueError("view_sizes must name at least one view")
         for view, size in view_sizes.items():
@@ -150,6 +154,21 @@ class M2GRL(nn.Module):
         self.bias = nn.ParameterDict(
             {rel: nn.Parameter(torch.tensor(-self.relation_dim / 4.0)) for rel in self.relations}
         )
+
+    def clip_groups(self) -> list[ClipGroup]:
+        """The item view clipped apart from the other tasks (with ``clip_item_apart``), so the side
+        views' gradients never rescale its steps: with ``align_item_grad=False`` and adaptive weights
+        nothing else reaches its rows, and the item space is the one the item view trains alone."""
+        if not self.clip_item_apart:
+            return []
+        item = self.views[0]
+        param = getattr(self.weighting, "log_sigma2_param", None)
+        entries = (
+            ((param, self.weighting.tasks.index(intra_task(item))),)
+            if isinstance(param, nn.Parameter)
+            else ()
+        )
+        return [ClipGroup(tables=(f"inputs.{item}", f"outputs.{item}"), entries=entries)]
 
     def task_names(self) -> list[str]:
         return [intra_task(v) for v in self.views] + [inter_task(r) for r in self.relations]

@@ -22,6 +22,7 @@ Optimisers (registry :data:`SPARSE_OPTIMIZERS`):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,16 @@ def put_rows(table: Tensor, rows: Tensor, values: Tensor) -> None:
         table.numpy()[rows.numpy()] = values.numpy()
     else:
         table.index_copy_(0, rows, values)
+
+
+@dataclass(frozen=True)
+class ClipGroup:
+    """Gradients the shared loop clips by their own norm: whole tables (module paths, as
+    ``model.trainer.sparse_tables`` names them) and single entries ``(parameter, flat index)`` of dense
+    parameters."""
+
+    tables: tuple[str, ...] = ()
+    entries: tuple[tuple[nn.Parameter, int], ...] = ()
 
 
 class SparseEmbedding(nn.Module):

@@ -35,7 +35,7 @@ from core.atomic import atomic_write_bytes
 from model import kernels
 from model.config import TrainerConfig
 from model.distributed import DistInfo, all_reduce_mean_, all_reduce_sum
-from model.optim import SparseEmbedding, make_sparse_optimizer
+from model.optim import ClipGroup, SparseEmbedding, make_sparse_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class Trainable(Protocol):
       :class:`SparseEmbedding` sub-modules, found through ``modules()``.
     - optional ``after_step()`` (called after every optimiser step) and ``task_state()`` returning
       ``{task: {"sigma2": float, ...}}`` (logged next to the losses).
+    - optional ``clip_groups()`` returning :class:`ClipGroup` s: each is clipped to ``grad_clip`` on its
+      own, everything outside them together (none: one global norm, the paper's A.3).
     """
 
     def loss(self, batch: Any) -> Tensor | tuple[Tensor, Mapping[str, float]]: ...
@@ -238,6 +240,7 @@ def train(
         model.to(device)
         model.train()
     tables = sparse_tables(model)
+    groups = clip_groups(model, tables)
     dense = [p for p in model.parameters() if p.requires_grad]
     dense_opt = torch.optim.Adam(dense, lr=config.lr, weight_decay=config.weight_decay) if dense else None
     sparse_opt = make_sparse_optimizer(config.sparse_optimizer, tables, config.table_lr) if tables else None
@@ -291,7 +294,7 @@ def train(
             if dense_opt is not None:
                 dense_opt.zero_grad(set_to_none=True)
             total.backward()
-            _optimise(model, tables, dense, dense_opt, sparse_opt, config, info)
+            _optimise(model, tables, dense, dense_opt, sparse_opt, config, info, groups)
             if callable(after_step):
                 after_step()
             step += 1
@@ -342,6 +345,75 @@ def _set_lr(
         sparse_opt.lr = config.table_lr * lr / config.lr
 
 
+def clip_groups(model: Trainable, tables: Mapping[str, SparseEmbedding]) -> list[ClipGroup]:
+    """The model's own clip groups (none: one global norm), checked against its tables."""
+    declared = getattr(model, "clip_groups", None)
+    groups: list[ClipGroup] = list(declared()) if callable(declared) else []
+    for group in groups:
+        unknown = set(group.tables) - set(tables)
+        if unknown:
+            raise ValueError(f"clip group names tables the model does not have: {sorted(unknown)}")
+    return groups
+
+
+def _clip_scale(sq: float, clip: float) -> float:
+    norm = math.sqrt(sq)
+    return clip / (norm + 1e-6) if norm > clip else 1.0
+
+
+def clip_gradients(
+    grads: dict[nn.Parameter, Tensor],
+    sparse: Mapping[str, tuple[Tensor, Tensor]],
+    groups: list[ClipGroup],
+    clip: float,
+) -> None:
+    """Scale every group's gradients (and the rest's) so that each group's norm is at most ``clip``.
+
+    Every squared norm is summed as the global one is (dense terms, plus table terms in ``sparse``'s
+    order): a group that holds every gradient of a model is clipped bit for bit like the global norm.
+    """
+    own: dict[nn.Parameter, dict[int, float]] = {}  # dense entry -> its group's scale
+    grouped: set[str] = set()
+    for group in groups:
+        present = [(p, i) for p, i in group.entries if p in grads]
+        sq = sum(_squared_norm(grads[p].reshape(-1)[i : i + 1]) for p, i in present) + sum(
+            _squared_norm(sg) for name, (_, sg) in sparse.items() if name in group.tables
+        )
+        scale = _clip_scale(sq, clip)
+        for param, index in present:
+            own.setdefault(param, {})[index] = scale
+        for name in group.tables:
+            if name in sparse and scale != 1.0:
+                sparse[name][1].mul_(scale)  # the coalesced block is take_grad's own buffer
+        grouped |= set(group.tables)
+    kept: dict[nn.Parameter, Tensor] = {}  # the grouped entries, set aside from the rest
+    outside: list[Tensor] = []
+    for param, g in grads.items():
+        if param in own:
+            positions = torch.tensor(sorted(own[param]), device=g.device)
+            kept[param] = g.reshape(-1)[positions].clone()
+            masked = g.reshape(-1).clone()
+            masked[positions] = 0
+            outside.append(masked)
+        else:
+            outside.append(g)
+    rest = sum(_squared_norm(g) for g in outside) + sum(
+        _squared_norm(sg) for name, (_, sg) in sparse.items() if name not in grouped
+    )
+    rest_scale = _clip_scale(rest, clip)
+    if rest_scale != 1.0:
+        for g in grads.values():
+            g.mul_(rest_scale)
+        for name, (_, sparse_grad) in sparse.items():
+            if name not in grouped:
+                sparse_grad.mul_(rest_scale)
+    for param, values in kept.items():
+        flat = grads[param].reshape(-1)
+        for position, (index, scale) in enumerate(sorted(own[param].items())):
+            entry = values[position : position + 1]
+            flat[index : index + 1] = entry.mul_(scale) if scale != 1.0 else entry
+
+
 def _optimise(
     model: Trainable,
     tables: dict[str, SparseEmbedding],
@@ -350,22 +422,15 @@ def _optimise(
     sparse_opt: Any,
     config: TrainerConfig,
     info: DistInfo,
+    groups: list[ClipGroup],
 ) -> None:
-    """All-reduce, clip (global norm over dense + sparse gradients) and step both optimisers."""
-    grads = [p.grad for p in dense if p.grad is not None]
-    all_reduce_mean_(grads, info)
+    """All-reduce, clip (each clip group and the rest by its own norm; no groups: one global norm over
+    dense + sparse gradients) and step both optimisers."""
+    grads = {p: p.grad for p in dense if p.grad is not None}
+    all_reduce_mean_(list(grads.values()), info)
     sparse = {name: rg for name, t in tables.items() if (rg := t.take_grad()) is not None}
-    scale = 1.0
     if config.grad_clip > 0:
-        sq = sum(_squared_norm(g) for g in grads) + sum(_squared_norm(sg) for _, sg in sparse.values())
-        norm = math.sqrt(sq)
-        if norm > config.grad_clip:
-            scale = config.grad_clip / (norm + 1e-6)
-    if scale != 1.0:
-        for g in grads:
-            g.mul_(scale)
-        for _, sparse_grad in sparse.values():
-            sparse_grad.mul_(scale)  # the coalesced block is take_grad's own buffer
+        clip_gradients(grads, sparse, groups, config.grad_clip)
     if dense_opt is not None:
         dense_opt.step()
     if sparse_opt is not None:

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 #: M2GRL variants: method -> changes to the default ``M2GRLConfig`` (table 3 has a row for each option,
 #: the paper's setting included). ``m2grl-ip`` and ``m2grl-norm0.75`` are the ``m2grl`` model of the same
 #: seed served with another norm exponent (no second training).
-PAPER = {"weighting": "adaptive", "align_item_grad": True, "norm_exponent": 0.0}
+PAPER = {"weighting": "adaptive", "align_item_grad": True, "clip_item_apart": False, "norm_exponent": 0.0}
 M2GRL_VARIANTS: dict[str, dict[str, Any]] = {
     "m2grl": {},
     "m2grl-ip": {"norm_exponent": 0.0},
@@ -46,6 +46,7 @@ M2GRL_VARIANTS: dict[str, dict[str, Any]] = {
     "m2grl-uniform": {**PAPER, "weighting": "uniform"},
     "m2grl-static": {**PAPER, "weighting": "static"},
     "m2grl-bounded": {"weighting": "bounded", "align_item_grad": True},
+    "m2grl-global-clip": {"clip_item_apart": False},
     "m2grl-single-view": {},  # views: the dataset's item view only, set by the fitter
 }
 M2GRL_METHODS = tuple(M2GRL_VARIANTS)

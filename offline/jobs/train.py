@@ -155,6 +155,7 @@ def build_model(config: M2GRLConfig, inputs: M2GRLInputs) -> M2GRL:
         relation_dim=config.rel_dim,
         negatives=config.negatives,
         align_item_grad=config.align_item_grad,
+        clip_item_apart=config.clip_item_apart,
         seed=config.trainer.seed,
     )
 

@@ -76,3 +76,19 @@ def test_prefetch_keeps_order_reraises_and_stops_early() -> None:
     assert n <= 3 + 2 + 2
     with pytest.raises(ValueError, match="depth"):
         list(prefetch([1], 0))
+
+
+def test_side_views_leave_the_item_views_stream_unchanged() -> None:
+    """Each view draws from its own stream: the item pairs and negatives of a multi-view run are the
+    ones a run of the item view alone draws."""
+    full = _inputs()
+    alone = M2GRLInputs({"item": full.sequences["item"]}, {"item": full.counts["item"]}, {}, [])
+    settings = BatchSettings(window=3, batch_size=64, block_tokens=100)
+    for epoch in (0, 1):
+        multi = list(make_batch_fn(full, settings, seed=5)(epoch))
+        single = list(make_batch_fn(alone, settings, seed=5)(epoch))
+        assert len(multi) == len(single) > 1
+        for m, s in zip(multi, single, strict=True):
+            assert set(m.views) == {"item", "category"} and set(m.relations) == {"item-category"}
+            for name in ("centres", "contexts", "negatives"):
+                assert torch.equal(getattr(m.views["item"], name), getattr(s.views["item"], name))

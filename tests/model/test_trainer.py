@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from model.batches import BatchSettings, M2GRLInputs, make_batch_fn
 from model.config import TrainerConfig
 from model.m2grl import M2GRL, M2GRLBatch, RelationBatch, ViewBatch
-from model.trainer import latest_checkpoint, train
+from model.optim import ClipGroup
+from model.trainer import clip_gradients, latest_checkpoint, train
 from model.weighting import make_weighting
 
 CFG = TrainerConfig(epochs=1, threads=1, device="cpu")
@@ -223,3 +225,81 @@ def test_alignment_reaches_item_rows_only_when_asked(align_item_grad: bool) -> N
         assert item_grad is not None and item_grad[0].tolist() == [1, 2]
     else:
         assert item_grad is None
+
+
+def test_clip_groups_are_clipped_by_their_own_norm() -> None:
+    """Hand-computed: the group (entry 0 of p, table a) has norm 5 and the rest (entry 1 of p, table b)
+    norm 5; with clip 1 each is scaled by 1/5 apart. Without groups the one global norm is sqrt(50)."""
+    p = nn.Parameter(torch.zeros(2))
+
+    def grads() -> tuple[dict[nn.Parameter, Tensor], dict[str, tuple[Tensor, Tensor]]]:
+        rows = torch.tensor([0])
+        return {p: torch.tensor([3.0, 4.0])}, {
+            "a": (rows, torch.tensor([[4.0]])),
+            "b": (rows, torch.tensor([[3.0]])),
+        }
+
+    dense, sparse = grads()
+    clip_gradients(dense, sparse, [ClipGroup(tables=("a",), entries=((p, 0),))], 1.0)
+    assert torch.allclose(dense[p], torch.tensor([0.6, 0.8]), atol=1e-6)
+    assert sparse["a"][1].item() == pytest.approx(0.8, abs=1e-6)
+    assert sparse["b"][1].item() == pytest.approx(0.6, abs=1e-6)
+
+    dense, sparse = grads()
+    clip_gradients(dense, sparse, [], 1.0)
+    s = 1 / 50**0.5
+    assert torch.allclose(dense[p], torch.tensor([3 * s, 4 * s]), atol=1e-6)
+    assert sparse["a"][1].item() == pytest.approx(4 * s, abs=1e-6)
+
+    dense, sparse = grads()
+    clip_gradients(dense, sparse, [ClipGroup(tables=("a",), entries=((p, 0),))], 10.0)  # both under the clip
+    assert torch.equal(dense[p], torch.tensor([3.0, 4.0])) and sparse["b"][1].item() == 3.0
+
+
+def test_a_clip_group_naming_an_unknown_table_is_refused() -> None:
+    model = _model()
+    model.clip_groups = lambda: [ClipGroup(tables=("inputs.nope",))]  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="inputs.nope"):
+        train(model, lambda epoch: [_batch()], CFG, progress=False)
+
+
+@pytest.mark.parametrize("apart", [True, False])
+def test_item_view_clipped_apart_trains_exactly_as_alone(apart: bool) -> None:
+    """With the item view clipped apart (and the alignment kept out of its rows) the multi-view model's
+    item tables are bit for bit the single view's; under one global clip the side views change them."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 12, size=80)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    items = rng.integers(0, 30, size=indptr[-1]).astype(np.int32)
+    link = np.arange(30) % 5
+    cats = link[items].astype(np.int32)
+    full = M2GRLInputs(
+        {"item": (indptr, items), "category": (indptr, cats)},
+        {"item": np.bincount(items, minlength=30), "category": np.bincount(cats, minlength=5)},
+        {"item-category": link},
+        [("item", "category")],
+    )
+    alone = M2GRLInputs({"item": full.sequences["item"]}, {"item": full.counts["item"]}, {}, [])
+    settings = BatchSettings(window=3, batch_size=32, block_tokens=200)
+    config = TrainerConfig(epochs=2, threads=1, device="cpu", sparse_optimizer="row_adagrad", sparse_lr=0.05)
+    trained = {}
+    for name, inputs in (("multi", full), ("single", alone)):
+        tasks = [f"intra:{v}" for v in inputs.views] + [f"inter:{a}-{b}" for a, b in inputs.relations]
+        model = M2GRL(
+            inputs.view_sizes(),
+            inputs.relations,
+            make_weighting("adaptive", tasks, instance_task="intra:item"),
+            dim=8,
+            align_item_grad=False,
+            clip_item_apart=apart,
+            seed=1,
+        )
+        train(model, make_batch_fn(inputs, settings, seed=1), config, progress=False)
+        trained[name] = model
+    multi, single = trained["multi"], trained["single"]
+    assert np.abs(multi.embeddings("category")).sum() > 0
+    same = all(
+        np.array_equal(getattr(multi, f)("item"), getattr(single, f)("item"))
+        for f in ("embeddings", "context")
+    )
+    assert same == apart
