@@ -70,6 +70,12 @@ NOTES = [
     "channels on both datasets (under the global clip: cooc 0.25: Taobao 41.60; 0.75: MovieLens 63.32); at "
     "dim 64, scores divided by the channel's top score instead of ranks tied or trailed ranks "
     "(reports/quality-research.md).",
+    "Long tail: the default's item rows are its single view's, so the two agree in every bucket; the rules "
+    "tried to let the side views lift rare warm items (rarity-scaled alignment, shrinkage toward the "
+    "category, score fusion with the category view, reserved slots) trade overall HitRate for rarest-bucket "
+    "HitRate on MovieLens and gain nothing beyond noise on Taobao, because a rare item's category does not "
+    "single it out (median 61 and 271 catalogue items share it): reports/quality-research.md, section 5. "
+    "The side views' use is the cold item (reports/cold-items.md) and the diversity mode.",
     "Hyper-parameters are not tuned on this (test) split; the test split is scored once per method and seed.",
 ]
 

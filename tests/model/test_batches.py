@@ -5,26 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
 from model.batches import BatchSettings, M2GRLInputs, make_batch_fn, prefetch
+from tests.model.toy_inputs import item_view_alone, toy_inputs
 
 
 def _inputs() -> M2GRLInputs:
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(2, 12, size=60)
-    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    items = rng.integers(0, 30, size=indptr[-1]).astype(np.int32)
-    link = np.arange(30) % 5
-    cats = link[items].astype(np.int32)
-    return M2GRLInputs(
-        {"item": (indptr, items), "category": (indptr, cats)},
-        {"item": np.bincount(items, minlength=30), "category": np.bincount(cats, minlength=5)},
-        {"item-category": link},
-        [("item", "category")],
-    )
+    return toy_inputs()
 
 
 def _flat(batches: Iterator) -> list[torch.Tensor]:  # type: ignore[type-arg]
@@ -82,7 +71,7 @@ def test_side_views_leave_the_item_views_stream_unchanged() -> None:
     """Each view draws from its own stream: the item pairs and negatives of a multi-view run are the
     ones a run of the item view alone draws."""
     full = _inputs()
-    alone = M2GRLInputs({"item": full.sequences["item"]}, {"item": full.counts["item"]}, {}, [])
+    alone = item_view_alone(full)
     settings = BatchSettings(window=3, batch_size=64, block_tokens=100)
     for epoch in (0, 1):
         multi = list(make_batch_fn(full, settings, seed=5)(epoch))

@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from model.batches import BatchSettings, M2GRLInputs, make_batch_fn
+from model.batches import BatchSettings, make_batch_fn
 from model.config import TrainerConfig
 from model.m2grl import M2GRL, M2GRLBatch, RelationBatch, ViewBatch
 from model.optim import ClipGroup
 from model.trainer import clip_gradients, latest_checkpoint, train
 from model.weighting import make_weighting
+from tests.model.toy_inputs import item_view_alone, toy_inputs
 
 CFG = TrainerConfig(epochs=1, threads=1, device="cpu")
 
@@ -267,19 +268,8 @@ def test_a_clip_group_naming_an_unknown_table_is_refused() -> None:
 def test_item_view_clipped_apart_trains_exactly_as_alone(apart: bool) -> None:
     """With the item view clipped apart (and the alignment kept out of its rows) the multi-view model's
     item tables are bit for bit the single view's; under one global clip the side views change them."""
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(2, 12, size=80)
-    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    items = rng.integers(0, 30, size=indptr[-1]).astype(np.int32)
-    link = np.arange(30) % 5
-    cats = link[items].astype(np.int32)
-    full = M2GRLInputs(
-        {"item": (indptr, items), "category": (indptr, cats)},
-        {"item": np.bincount(items, minlength=30), "category": np.bincount(cats, minlength=5)},
-        {"item-category": link},
-        [("item", "category")],
-    )
-    alone = M2GRLInputs({"item": full.sequences["item"]}, {"item": full.counts["item"]}, {}, [])
+    full = toy_inputs(sequences=80)
+    alone = item_view_alone(full)
     settings = BatchSettings(window=3, batch_size=32, block_tokens=200)
     config = TrainerConfig(epochs=2, threads=1, device="cpu", sparse_optimizer="row_adagrad", sparse_lr=0.05)
     trained = {}
