@@ -162,13 +162,8 @@ class M2GRL(nn.Module):
         if not self.clip_item_apart:
             return []
         item = self.views[0]
-        param = getattr(self.weighting, "log_sigma2_param", None)
-        entries = (
-            ((param, self.weighting.tasks.index(intra_task(item))),)
-            if isinstance(param, nn.Parameter)
-            else ()
-        )
-        return [ClipGroup(tables=(f"inputs.{item}", f"outputs.{item}"), entries=entries)]
+        entry = self.weighting.task_parameter(intra_task(item))
+        return [ClipGroup(tables=(f"inputs.{item}", f"outputs.{item}"), entries=(entry,) if entry else ())]
 
     def task_names(self) -> list[str]:
         return [intra_task(v) for v in self.views] + [inter_task(r) for r in self.relations]

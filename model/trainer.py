@@ -372,7 +372,7 @@ def clip_gradients(
     Every squared norm is summed as the global one is (dense terms, plus table terms in ``sparse``'s
     order): a group that holds every gradient of a model is clipped bit for bit like the global norm.
     """
-    own: dict[nn.Parameter, dict[int, float]] = {}  # dense entry -> its group's scale
+    own: dict[nn.Parameter, dict[int, float]] = {}  # dense parameter -> {grouped entry: its group's scale}
     grouped: set[str] = set()
     for group in groups:
         present = [(p, i) for p, i in group.entries if p in grads]
@@ -386,32 +386,25 @@ def clip_gradients(
             if name in sparse and scale != 1.0:
                 sparse[name][1].mul_(scale)  # the coalesced block is take_grad's own buffer
         grouped |= set(group.tables)
-    kept: dict[nn.Parameter, Tensor] = {}  # the grouped entries, set aside from the rest
-    outside: list[Tensor] = []
-    for param, g in grads.items():
-        if param in own:
-            positions = torch.tensor(sorted(own[param]), device=g.device)
-            kept[param] = g.reshape(-1)[positions].clone()
-            masked = g.reshape(-1).clone()
-            masked[positions] = 0
-            outside.append(masked)
-        else:
-            outside.append(g)
+    positions = {p: torch.tensor(list(entries), device=grads[p].device) for p, entries in own.items()}
+    outside = [
+        g if p not in own else g.reshape(-1).index_fill(0, positions[p], 0.0) for p, g in grads.items()
+    ]
     rest = sum(_squared_norm(g) for g in outside) + sum(
         _squared_norm(sg) for name, (_, sg) in sparse.items() if name not in grouped
     )
     rest_scale = _clip_scale(rest, clip)
-    if rest_scale != 1.0:
-        for g in grads.values():
+    for param, g in grads.items():
+        if param in own:  # the rest's scale, its grouped entries their group's (x * 1.0 is x)
+            factor = torch.full((g.numel(),), rest_scale, dtype=g.dtype, device=g.device)
+            factor[positions[param]] = torch.tensor(list(own[param].values()), dtype=g.dtype, device=g.device)
+            g.mul_(factor.view_as(g))
+        elif rest_scale != 1.0:
             g.mul_(rest_scale)
+    if rest_scale != 1.0:
         for name, (_, sparse_grad) in sparse.items():
             if name not in grouped:
                 sparse_grad.mul_(rest_scale)
-    for param, values in kept.items():
-        flat = grads[param].reshape(-1)
-        for position, (index, scale) in enumerate(sorted(own[param].items())):
-            entry = values[position : position + 1]
-            flat[index : index + 1] = entry.mul_(scale) if scale != 1.0 else entry
 
 
 def _optimise(

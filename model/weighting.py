@@ -60,6 +60,10 @@ class TaskWeighting(nn.Module):
     def weights(self) -> dict[str, float]:
         raise NotImplementedError
 
+    def task_parameter(self, task: str) -> tuple[nn.Parameter, int] | None:
+        """The learned entry ``(parameter, flat index)`` of ``task``'s weight, or ``None`` if fixed."""
+        return None
+
 
 class AdaptiveWeighting(TaskWeighting):
     """Equation 10 with learned ``log sigma^2`` clamped at ``log(min_sigma2)``."""
@@ -82,6 +86,9 @@ class AdaptiveWeighting(TaskWeighting):
     @torch.no_grad()
     def clamp_(self) -> None:
         self.log_sigma2_param.clamp_(min=self.min_log_sigma2)
+
+    def task_parameter(self, task: str) -> tuple[nn.Parameter, int] | None:
+        return self.log_sigma2_param, self.tasks.index(task)
 
     def weights(self) -> dict[str, float]:
         values = torch.exp(-self.log_sigma2_param.detach()).tolist()
