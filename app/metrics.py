@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from prometheus_client import (
@@ -48,6 +48,16 @@ LATENCY_BUCKETS = (
 CANDIDATE_BUCKETS = (0, 1, 5, 10, 20, 50, 100, 200, 500, 1000)
 METRICS_PATH = "/metrics"
 UNMATCHED_ROUTE = "<unmatched>"
+
+
+def channel_counts(channels: Iterable[Iterable[str]]) -> dict[str, int]:
+    """Candidates per channel of per-candidate channel lists (a candidate listed by two channels counts
+    for both), for answers merged from several lookups."""
+    counts: dict[str, int] = {}
+    for names, count in collections.Counter(map(tuple, channels)).items():
+        for name in names:
+            counts[name] = counts.get(name, 0) + count
+    return counts
 
 
 def multiprocess_dir() -> str | None:
@@ -185,20 +195,16 @@ class Metrics:
         if filtered:
             children[2].inc(filtered)
 
-    def observe_channels(self, variant: str, channels: Iterable[Iterable[str]]) -> None:
-        """Count each candidate once per channel that listed it (``NeighbourResult.channels``)."""
-        # one C-level pass over the (few distinct) channel lists, then a cached child per channel
-        counts: dict[str, int] = {}
-        for names, count in collections.Counter(map(tuple, channels)).items():
-            for name in names:
-                counts[name] = counts.get(name, 0) + count
+    def observe_channels(self, variant: str, counts: Mapping[str, int]) -> None:
+        """Add each channel's candidate count (``NeighbourResult.channel_counts``, ``channel_counts``)."""
         for name, count in counts.items():
             child = self._channel_children.get((name, variant))
             if child is None:
                 child = self._channel_children[(name, variant)] = self.candidates_by_channel.labels(
                     name, variant
                 )
-            child.inc(count)
+            if count:
+                child.inc(count)
 
     def init_feedback(self, variants: Iterable[str], modes: Iterable[str]) -> None:
         """Create the feedback series at 0: ``increase()`` misses the first value of a new series, so

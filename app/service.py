@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,12 +148,13 @@ def lookup(
 
 
 def observe(
-    ctx: AppContext, mode: str, variant: str, returned: int, filtered: int, channels: Iterable[list[str]] = ()
+    ctx: AppContext, mode: str, variant: str, returned: int, filtered: int, channels: Mapping[str, int] | None
 ) -> None:
-    """Count an answer's candidates per mode and variant, and per channel (``channels``: the served
-    candidates' channel lists, general mode)."""
+    """Count an answer's candidates per mode and variant, and per channel (``channels``: candidates per
+    channel, general mode; None when not merged)."""
     ctx.metrics.observe_candidates(mode, variant, returned, filtered)
-    ctx.metrics.observe_channels(variant, channels)
+    if channels:
+        ctx.metrics.observe_channels(variant, channels)
 
 
 def merge_candidates(results: Sequence[NeighbourResult], k: int) -> list[dict[str, Any]]:

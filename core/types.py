@@ -77,6 +77,9 @@ class NeighbourResult:
     filtered_out: int = 0
     #: per candidate, the retrieval channels that listed it (``index.channels``); None when not merged
     channels: list[list[str]] | None = None
+    #: candidates listed by each channel (one candidate counts for every channel that listed it), as
+    #: the metrics count them; None when not merged
+    channel_counts: dict[str, int] | None = None
     #: per candidate, whether it is a cold item (placed from its side views); None: none is
     cold: list[bool] | None = None
 
@@ -109,6 +112,14 @@ class NeighbourResult:
         ``channels`` when the answer was merged from channels)."""
         cold = self.cold if self.cold is not None else [False] * len(self.item_ids)
         if self.channels is not None:
+            if len(self.attributes) == 1:  # the usual one view, its dicts built in the same pass
+                ((view, column),) = self.attributes.items()
+                return [
+                    {"item_id": i, "score": s, "attributes": {view: a}, "channels": c, "cold": f}
+                    for i, s, a, c, f in zip(
+                        self.item_ids, self.scores, column, self.channels, cold, strict=True
+                    )
+                ]
             return [
                 {"item_id": i, "score": s, "attributes": a, "channels": c, "cold": f}
                 for i, s, a, c, f in zip(

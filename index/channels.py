@@ -149,6 +149,22 @@ def source_table(names: tuple[str, ...]) -> list[list[str]]:
     return [source_names(mask, names) for mask in range(1 << len(names))]
 
 
+def source_lists(
+    sources: npt.NDArray[np.integer[Any]], names: tuple[str, ...]
+) -> tuple[list[list[str]], dict[str, int]]:
+    """Per candidate, the channel names of its mask in ``sources``; and per channel, how many candidates
+    it listed (a candidate listed by two channels counts for both): one ``bincount`` instead of a count
+    per candidate."""
+    table = source_table(names)
+    channels = [table[mask] for mask in sources.tolist()]
+    counts = dict.fromkeys(names, 0)
+    for mask, count in enumerate(np.bincount(sources, minlength=len(table)).tolist()):
+        if count:
+            for name in table[mask]:
+                counts[name] += count
+    return channels, counts
+
+
 #: Name of the folder holding a version's precomputed default-mix map.
 FUSED = "fused"
 

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from core.layout import IndexVersionLayout
 from core.manifests import INDEX_FORMAT, IndexManifest
 from core.types import Float32Array, IntArray, NeighbourResult
-from index.channels import CHANNEL_MODES, FUSED, SINGLE_MIX, FuseScratch, check_mix, fuse, source_table
+from index.channels import CHANNEL_MODES, FUSED, SINGLE_MIX, FuseScratch, check_mix, fuse, source_lists
 from index.errors import (
     DamagedIndex,
     IndexNotReady,
@@ -98,6 +98,15 @@ def _reports_damage(lookup: _Lookup) -> _Lookup:
             raise DamagedIndex(self.version, f"a map lists a row outside the catalogue ({exc})") from exc
 
     return cast(_Lookup, guarded)
+
+
+def _leading_k(cand: npt.NDArray[np.integer[Any]], row: int, k: int) -> bool:
+    """Whether the first ``k`` entries of map row ``cand`` of trigger ``row`` are all answers, neither
+    padding nor the trigger: a lookup without exclusions then takes them as they are."""
+    if k > len(cand):
+        return False
+    head = cand[:k]
+    return bool(head.min() >= 0) and not (head == row).any()
 
 
 @dataclass(frozen=True)
@@ -463,11 +472,13 @@ class ServingIndex:
         k = int(k)
         m = self._mode(mode)
         row = self._row(item_id)
-        select = self._selector(row, exclude_categories, exclude_items, category_view)
-
         # the map's own int32 / float16 rows (no conversion copies); _result converts what is kept
         cand = m.topn_ids[row]
         scores = m.topn_scores[row]
+        if not exclude_categories and not exclude_items and _leading_k(cand, row, k):
+            channels, counts = (None, None) if _channel is None else ([[_channel]] * k, {_channel: k})
+            return self._result(int(item_id), cand[:k], scores[:k], 0, False, channels, counts)
+        select = self._selector(row, exclude_categories, exclude_items, category_view)
         kept, valid = select(cand)
         complete = int(valid.sum()) >= self.num_items - 1
         if len(kept) < k and not complete and m.index is not None:
@@ -481,8 +492,10 @@ class ServingIndex:
             filtered = int(valid.sum()) - len(kept)
             exhausted = True
         # answering a one-channel mix: every candidate comes from that channel
-        channels = None if _channel is None else [[_channel]] * len(kept)
-        return self._result(int(item_id), cand[kept], scores[kept], filtered, exhausted, channels)
+        channels, counts = (
+            (None, None) if _channel is None else ([[_channel]] * len(kept), {_channel: len(kept)})
+        )
+        return self._result(int(item_id), cand[kept], scores[kept], filtered, exhausted, channels, counts)
 
     def _selector(
         self,
@@ -548,6 +561,7 @@ class ServingIndex:
         filtered: int,
         exhausted: bool,
         channels: list[list[str]] | None = None,
+        channel_counts: dict[str, int] | None = None,
     ) -> NeighbourResult:
         return NeighbourResult(
             trigger=trigger,
@@ -557,6 +571,7 @@ class ServingIndex:
             exhausted=exhausted,
             filtered_out=filtered,
             channels=channels,
+            channel_counts=channel_counts,
             cold=self._cold[rows].tolist() if self._cold is not None else None,
         )
 
@@ -627,7 +642,7 @@ class ServingIndex:
         n = self.num_items
         widest = max(m.width for m in maps)
         depth = min(max(k, widest), max(n - 1, 1))
-        table = source_table(tuple(names))
+        names_key = tuple(names)
         fused = self._fused
         if (
             fused is not None
@@ -636,13 +651,17 @@ class ServingIndex:
             and chosen == fused.mix
         ):
             # the default mix, precomputed at this very depth: one map row, as a single-mode lookup
-            kept, valid = select(fused.ids[row])
+            cand = fused.ids[row]
+            if not exclude_categories and not exclude_items and _leading_k(cand, row, k):
+                channels, counts = source_lists(fused.sources[row][:k], names_key)
+                return self._result(int(item_id), cand[:k], fused.scores[row][:k], 0, False, channels, counts)
+            kept, valid = select(cand)
             if len(kept) >= k:
                 kept = kept[:k]
                 filtered = int(valid[: int(kept[-1]) + 1].sum()) - k
-                channels = [table[mask] for mask in fused.sources[row][kept].tolist()]
+                channels, counts = source_lists(fused.sources[row][kept], names_key)
                 return self._result(
-                    int(item_id), fused.ids[row][kept], fused.scores[row][kept], filtered, False, channels
+                    int(item_id), cand[kept], fused.scores[row][kept], filtered, False, channels, counts
                 )
         while True:
             lists = [self._ranked(m, row, depth) for m in maps]
@@ -661,9 +680,9 @@ class ServingIndex:
         else:
             filtered = int(valid.sum()) - len(kept)
             exhausted = True
-        channels = [table[mask] for mask in merged.sources[kept].tolist()]
+        channels, counts = source_lists(merged.sources[kept], names_key)
         return self._result(
-            int(item_id), merged.rows[kept], merged.scores[kept], filtered, exhausted, channels
+            int(item_id), merged.rows[kept], merged.scores[kept], filtered, exhausted, channels, counts
         )
 
     def batch_neighbours(

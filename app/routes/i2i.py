@@ -3,6 +3,7 @@ served version's ids (the user's own string ids when it has labels: ``app.ids``)
 
 from __future__ import annotations
 
+import collections
 import functools
 from typing import Any
 
@@ -89,7 +90,7 @@ async def get_i2i(request: Request) -> Response:
         mode=mode, explicit=explicit, recent=recent, exclude_recent=exclude_recent, own_categories=own
     )
     result = lookup(index, item_id, mode, variant, k, excluded=excluded, category_view=settings.category_view)
-    observe(ctx, mode, variant.name, len(result), result.filtered_out, result.channels or ())
+    observe(ctx, mode, variant.name, len(result), result.filtered_out, result.channel_counts)
     body = {
         "trigger": item_id,
         "mode": mode,
@@ -187,7 +188,7 @@ def batch_answer(
     settings = ctx.settings
     labels = index.labels
     results: list[dict[str, Any]] = []
-    served_channels: list[list[str]] = []
+    served_channels: collections.Counter[str] = collections.Counter()
     returned = filtered = 0
     for given, trigger in zip(body.item_ids, triggers, strict=True):
         try:
@@ -202,7 +203,7 @@ def batch_answer(
             continue
         returned += len(res)
         filtered += res.filtered_out
-        served_channels += res.channels or ()
+        served_channels.update(res.channel_counts or {})
         records = res.records() if labels is None else label_records(labels, res.records())
         results.append(
             {"trigger": given if labels is None else items_out(labels, (trigger,))[0], "error": None,

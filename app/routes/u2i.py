@@ -8,6 +8,7 @@ from starlette.responses import Response
 from app.deps import context_of, query_of, request_id_for, user_of, variant_of
 from app.errors import ApiError, OrjsonResponse
 from app.ids import items_out, label_records
+from app.metrics import channel_counts
 from app.query import openapi_parameters, parse_mode, query_params
 from app.routes.i2i import ERRORS
 from app.schemas import U2IResponse
@@ -66,7 +67,7 @@ async def get_u2i(request: Request) -> Response:
     merged = merge_candidates(results, k)
     if labels is not None:
         label_records(labels, merged)
-    channels = [c["channels"] for c in merged if "channels" in c]
+    channels = channel_counts(c["channels"] for c in merged if "channels" in c)
     observe(ctx, mode, variant.name, len(merged), sum(r.filtered_out for r in results), channels)
     body = {
         "user_id": user_id,
