@@ -16,7 +16,7 @@ import pytest
 from core.atomic import read_json
 from core.layout import IndexRoot
 from index.build import build_index
-from index.channels import RANK_OFFSET, check_mix, merge_ranked, parse_mix, source_names
+from index.channels import RANK_OFFSET, check_mix, merge_ranked, parse_mix, source_lists, source_names
 from index.errors import InvalidArtifact, InvalidIndexVersion, UnknownChannel
 from index.inputs import ChannelInput
 from index.serving import ServingIndex
@@ -49,6 +49,15 @@ def test_merge_sums_reciprocal_ranks_and_records_sources() -> None:
     np.testing.assert_allclose(merged.scores, [r(2) + r(1), r(1), r(2), r(3)])
     assert merged.sources.tolist() == [0b11, 0b01, 0b10, 0b01]
     assert source_names(0b10, ["m2grl", "cooc"]) == ["cooc"]
+
+
+def test_source_lists_name_and_count_each_candidate_per_channel() -> None:
+    masks = np.array([0b11, 0b01, 0b10, 0b01], dtype=np.uint8)
+    channels, counts = source_lists(masks, ("m2grl", "cooc"))
+    assert channels == [["m2grl", "cooc"], ["m2grl"], ["cooc"], ["m2grl"]]
+    # a candidate both channels listed counts for both: m2grl 3, cooc 2 (5 for 4 candidates)
+    assert counts == {"m2grl": 3, "cooc": 2}
+    assert source_lists(np.empty(0, dtype=np.uint8), ("m2grl", "cooc")) == ([], {"m2grl": 0, "cooc": 0})
 
 
 def test_merge_weights_and_ties() -> None:

@@ -93,6 +93,21 @@ def test_from_topn_drops_a_listed_trigger_in_batches() -> None:
     assert ids(index.neighbours(10, "general", 2)) == [20]
 
 
+def test_map_rows_with_padding_or_the_trigger_inside_the_first_k_are_skipped() -> None:
+    # row 0 lists a hole (-1) before its last entry, row 1 lists itself: neither may be answered, with
+    # or without exclusions (a lookup without exclusions takes the leading k only when all are answers)
+    topn_ids = np.array([[1, -1, 2, 3], [1, 0, 2, 3], [0, 1, 3, -1], [0, 1, 2, -1]], dtype=np.int32)
+    scores = np.array([[4, 3, 2, 1]] * 4, dtype=np.float32)
+    index = ServingIndex.from_topn(
+        ITEMS[:4], {"category": CATS[:4]}, {"general": topn_ids}, {"general": scores}
+    )
+    assert ids(index.neighbours(10, "general", 2)) == [20, 30]
+    assert ids(index.neighbours(20, "general", 2)) == [10, 30]
+    whole = index.neighbours(30, "general", 3)
+    assert ids(whole) == [10, 20, 40] and whole.scores == [4.0, 3.0, 2.0] and whole.filtered_out == 0
+    assert ids(index.neighbours(30, "general", 2, exclude_categories=[0])) == [20, 40]
+
+
 def test_batch_neighbours_map_and_search_paths(line: ServingIndex) -> None:
     got, scores = line.batch_neighbours(np.array([10, 999, 60]), "diversity", 2)
     np.testing.assert_array_equal(got, [[20, 30], [-1, -1], [50, 40]])
