@@ -3,9 +3,14 @@ front of them."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from app.routes import admin, events, feedback, health, i2i, u2i
 
@@ -27,6 +32,17 @@ class HotRoute(Route):
     The route puts itself in ``scope["route"]``, as FastAPI's routes do, so the metrics middleware labels
     requests with the path template.
     """
+
+    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            # no per-route exception wrapper: an error raised here reaches the app's ExceptionMiddleware,
+            # which answers it with the same handlers (one try/except and send wrapper less per request)
+            response = await endpoint(Request(scope, receive, send))
+            await response(scope, receive, send)
+
+        self.app = app
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child = super().matches(scope)
