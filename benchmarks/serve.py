@@ -18,7 +18,11 @@ Runs: max throughput (``wrk -t2 -c32``) per index, mode and worker count; then a
 wrk's (send to last byte). The client shares the 2 cores with the server, so throughput numbers
 are relative: compare the service to the bare endpoint of the same run.
 
-    python benchmarks/serve.py [--duration 8] [--workers 1 2] [--items 1000000] [--skip-large]
+    python benchmarks/serve.py [--duration 8] [--workers 1 2] [--items 1000000] [--skip-large] [--rounds 1]
+
+With ``--rounds R`` the bare endpoint and the service alternate R times per worker count and the
+median of the per-round ratios is printed: on a shared VM the reference alone moves by +-10 points
+between runs.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    round: int = 0
 
 
 # ---------------------------------------------------------------------------------------------- indexes
@@ -238,7 +243,7 @@ def require_wrk() -> None:
 
 def bench_target(
     label: str, index_root: Path, ids: np.ndarray, workers: int, duration: int, work: Path,
-    fixed_rate: bool, results: list[Result],
+    fixed_rate: bool, results: list[Result], rnd: int = 0,
 ) -> None:  # fmt: skip
     ids_file = work / f"{label}-ids.txt"
     np.savetxt(ids_file, ids[np.random.default_rng(1).choice(len(ids), min(len(ids), 20000))], fmt="%d")
@@ -248,13 +253,13 @@ def bench_target(
             query = f"mode={mode}&k=50"
             run_wrk(base, "/i2i", query, ids_file, 2)  # warm-up (page cache, FAISS, code paths)
             rps, p50, p99, err = run_wrk(base, "/i2i", query, ids_file, duration)
-            results.append(Result(label, workers, mode, "max", rps, p50, p99, err))
+            results.append(Result(label, workers, mode, "max", rps, p50, p99, err, rnd))
             print(results[-1], flush=True)
             if fixed_rate:
                 rps, p50, p99, err = run_wrk(
                     base, "/i2i", query, ids_file, duration, connections=16, interval_ms=2.0
                 )
-                results.append(Result(label, workers, mode, "1000/s", rps, p50, p99, err))
+                results.append(Result(label, workers, mode, "1000/s", rps, p50, p99, err, rnd))
                 print(results[-1], flush=True)
 
 
@@ -266,7 +271,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts.")
     parser.add_argument("--items", type=int, default=1_000_000, help="Items of the synthetic index.")
     parser.add_argument("--skip-large", action="store_true", help="Only the MovieLens index.")
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="Rounds of reference then service per worker count; above 1, the median ratio is printed too.",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds: must be at least 1, got {args.rounds}")
     require_wrk()
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     results: list[Result] = []
@@ -283,28 +294,56 @@ def main(argv: list[str] | None = None) -> None:
         bare_ids = work / "bare-ids.txt"
         np.savetxt(bare_ids, ml_ids[:1000], fmt="%d")
         for workers in args.workers:
-            with uvicorn_server("bare_app:create_app", workers, {}, "/bare/1") as base:
-                run_wrk(base, "/bare", "", bare_ids, 2)
-                rps, p50, p99, err = run_wrk(base, "/bare", "", bare_ids, args.duration)
-                results.append(Result("bare FastAPI", workers, "-", "max", rps, p50, p99, err))
-                print(results[-1], flush=True)
-            for label, root, ids in targets:
-                bench_target(
-                    label, root, ids, workers, args.duration, work, workers == max(args.workers), results
-                )
+            # the reference and the service alternate, so that a slow spell of the machine reaches both
+            for rnd in range(args.rounds):
+                with uvicorn_server("bare_app:create_app", workers, {}, "/bare/1") as base:
+                    run_wrk(base, "/bare", "", bare_ids, 2)
+                    rps, p50, p99, err = run_wrk(base, "/bare", "", bare_ids, args.duration)
+                    results.append(Result("bare FastAPI", workers, "-", "max", rps, p50, p99, err, rnd))
+                    print(results[-1], flush=True)
+                for label, root, ids in targets:
+                    fixed_rate = workers == max(args.workers) and rnd == 0
+                    bench_target(label, root, ids, workers, args.duration, work, fixed_rate, results, rnd)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(results)
+    if args.rounds > 1:
+        print_ratios(results)
+
+
+def vs_bare(results: list[Result]) -> dict[int, float]:
+    """Per max-throughput row (by position in ``results``), its req/s over the bare endpoint's of the same
+    worker count and round."""
+    bare = {(r.workers, r.round): r.rps for r in results if r.target == "bare FastAPI"}
+    return {
+        i: r.rps / bare[(r.workers, r.round)]
+        for i, r in enumerate(results)
+        if r.rate == "max" and bare.get((r.workers, r.round))
+    }
 
 
 def print_table(results: list[Result]) -> None:
-    bare = {r.workers: r.rps for r in results if r.target == "bare FastAPI"}
-    print(f"\n{'target':<16} {'workers':>7} {'mode':<10} {'rate':<7} {'req/s':>9} {'vs bare':>8} "
+    ratios = vs_bare(results)
+    print(f"\n{'target':<16} {'workers':>7} {'mode':<10} {'rate':<7} {'round':>5} {'req/s':>9} {'vs bare':>8} "
           f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")  # fmt: skip
-    for r in results:
-        rel = f"{r.rps / bare[r.workers]:.0%}" if r.rate == "max" and bare.get(r.workers) else "-"
-        print(f"{r.target:<16} {r.workers:>7} {r.mode:<10} {r.rate:<7} {r.rps:>9.0f} {rel:>8} "
+    for i, r in enumerate(results):
+        rel = f"{ratios[i]:.0%}" if i in ratios else "-"
+        print(f"{r.target:<16} {r.workers:>7} {r.mode:<10} {r.rate:<7} {r.round:>5} {r.rps:>9.0f} {rel:>8} "
               f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7}")  # fmt: skip
+
+
+def print_ratios(results: list[Result]) -> None:
+    """The median over rounds of each service row's ratio to the bare endpoint of its own round."""
+    ratios = vs_bare(results)
+    grouped: dict[tuple[str, int, str], list[float]] = {}
+    for i, ratio in ratios.items():
+        r = results[i]
+        if r.target != "bare FastAPI":
+            grouped.setdefault((r.target, r.workers, r.mode), []).append(ratio)
+    print(f"\n{'target':<16} {'workers':>7} {'mode':<10} {'median vs bare':>15} {'rounds':>30}")
+    for (target, workers, mode), values in grouped.items():
+        rounds = " ".join(f"{v:.0%}" for v in values)
+        print(f"{target:<16} {workers:>7} {mode:<10} {float(np.median(values)):>15.0%} {rounds:>30}")
 
 
 if __name__ == "__main__":
