@@ -8,7 +8,9 @@ from benchmarks.serve import Result, print_ratios, vs_bare
 
 
 def row(target: str, workers: int, rps: float, rnd: int, rate: str = "max") -> Result:
-    return Result(target, workers, "general" if target != "bare FastAPI" else "-", rate, rps, 1.0, 2.0, 0, rnd)
+    return Result(
+        target, workers, "general" if target != "bare FastAPI" else "-", rate, rps, 1.0, 2.0, 0, rnd
+    )
 
 
 def test_each_row_is_compared_with_the_reference_of_its_round(capsys: pytest.CaptureFixture[str]) -> None:
