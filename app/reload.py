@@ -75,7 +75,7 @@ def validate(
     if missing:
         raise InvalidIndexVersion(
             f"{layout.root.name}: holds no channel {missing} that a variant's mix names "
-            f"(available: {list(index.channels)}; build it with --cooc)"
+            f"(available: {list(index.channels)}; build it with --channels)"
         )
     if not index.modes:
         raise InvalidIndexVersion(f"{layout.root.name}: serves no mode")

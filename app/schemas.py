@@ -47,7 +47,8 @@ class CandidateOut(BaseModel):
         "dataset's own id and null unknown."
     )
     channels: list[str] | None = Field(
-        default=None, description="General mode: the retrieval channel(s) that listed it (m2grl, cooc)."
+        default=None,
+        description="General mode: the retrieval channel(s) that listed it (m2grl, cooc, popular).",
     )
     title: str | None = Field(
         default=None,

@@ -36,11 +36,11 @@ from offline.evaluation.cold_job import prepare_cold_run  # noqa: E402
 from offline.evaluation.config import ProtocolConfig  # noqa: E402
 from offline.evaluation.job import load_eval_data  # noqa: E402
 from offline.evaluation.protocol import retrieve, score_candidates  # noqa: E402
-from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_builder  # noqa: E402
+from offline.jobs.channels import DEFAULT_MIX, channels_builder  # noqa: E402
 from offline.jobs.cold_items import cold_builder  # noqa: E402
 
 K = 50
-MIXES = {"served (m2grl+cooc)": COOC_DEFAULT_MIX, "m2grl alone": {"m2grl": 1.0}}
+MIXES = {"served (default mix)": DEFAULT_MIX, "m2grl alone": {"m2grl": 1.0}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +95,7 @@ def main() -> int:
         t0 = time.perf_counter()
         version = build_index(
             args.model, args.work, config, version=f"{rule}-{scale:g}".replace(".", "_"), publish=False,
-            progress=False, channels=cooc_builder(args.model, args.dataset, args.topn), default_mix=COOC_DEFAULT_MIX, dataset_dir=args.dataset,
+            progress=False, channels=channels_builder(args.model, args.dataset, args.topn), default_mix=DEFAULT_MIX, dataset_dir=args.dataset,
             cold=cold_builder(args.model, args.dataset, rule=rule, scale=scale),
         )  # fmt: skip
         index = ServingIndex.load(args.work / "versions" / version)

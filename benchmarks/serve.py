@@ -9,8 +9,9 @@ Indexes:
   written directly as an ``IndexVersionLayout`` (computing a real top-N map for 1M items takes far
   longer than a benchmark should on 2 cores).
 
-Both hold a random co-occurrence channel beside the general mode and serve the builder's default mix
-(m2grl 0.5, cooc 0.5) in general mode, so general-mode rows measure the channel merge.
+Both hold a random co-occurrence channel and a random shared popular list beside the general mode and
+serve the builder's default mix (``offline.jobs.channels.DEFAULT_MIX``) in general mode, so general-mode
+rows measure the channel merge.
 
 Runs: max throughput (``wrk -t2 -c32``) per index, mode and worker count; then a fixed-rate run at
 1,000 req/s: wrk with a Lua ``delay()`` that books one slot every 2 ms per wrk thread (2 threads,
@@ -60,7 +61,7 @@ from index.config import IndexConfig  # noqa: E402
 from index.inputs import ChannelInput  # noqa: E402
 from index.manifest import describe_files  # noqa: E402
 from index.publish import publish  # noqa: E402
-from offline.jobs.channels import COOC_DEFAULT_MIX  # noqa: E402
+from offline.jobs.channels import DEFAULT_MIX  # noqa: E402
 from tests.net import free_port  # noqa: E402
 
 MOVIES = Path(os.environ.get("M2GRL_BENCH_MOVIES", "/work/shared/data/ml-latest-small/movies.csv"))
@@ -113,17 +114,22 @@ def build_movielens(root: Path, work: Path) -> np.ndarray:
     config = IndexConfig(index_type="flat", topn=200, device="cpu", recall_queries=100)
     build_index(
         model.root, root, config, metric_dir=metric.root, version="ml", progress=False,
-        channels={"cooc": random_channel(len(ids), 200, rng)}, default_mix=COOC_DEFAULT_MIX,
+        channels=random_channels(len(ids), 200, rng), default_mix=DEFAULT_MIX,
     )  # fmt: skip
     return ids
 
 
-def random_channel(n: int, topn: int, rng: np.random.Generator) -> ChannelInput:
-    """A co-occurrence channel of random neighbours (the served cost does not depend on which)."""
+def random_channels(n: int, topn: int, rng: np.random.Generator) -> dict[str, ChannelInput]:
+    """The co-occurrence map and the shared popular list of the default mix, random (the served cost does
+    not depend on which neighbours)."""
     ids = rng.integers(0, n, (n, topn), dtype=np.int32)
     ids[ids == np.arange(n, dtype=np.int32)[:, None]] = -1  # an item never lists itself
     scores = -np.sort(-rng.random((n, topn), dtype=np.float32), axis=1)
-    return ChannelInput(ids, scores, "random")
+    popular = rng.choice(n, min(n, topn), replace=False).astype(np.int32)[None, :]
+    return {
+        "cooc": ChannelInput(ids, scores, "random"),
+        "popular": ChannelInput(popular, -np.sort(-rng.random(popular.shape, dtype=np.float32)), "random"),
+    }
 
 
 def write_synthetic(root: Path, n: int, topn: int = 60, seed: int = 0) -> np.ndarray:
@@ -145,9 +151,8 @@ def write_synthetic(root: Path, n: int, topn: int = 60, seed: int = 0) -> np.nda
         scores = -np.sort(rng.random((n, topn), dtype=np.float32), axis=1)
         np.save(layout.topn_scores(mode), (scores + 1).astype(np.float16))
         modes[mode] = {"metric": metric, "dim": dim, "topn": topn, "index_type": "flat"}
-    cooc = random_channel(n, topn, rng)
-    channels = {"cooc": write_channel(layout, "cooc", cooc)}
-    fused = write_fused(layout, COOC_DEFAULT_MIX, topn, progress=True)
+    channels = {name: write_channel(layout, name, c) for name, c in random_channels(n, topn, rng).items()}
+    fused = write_fused(layout, DEFAULT_MIX, topn, progress=True)
     IndexManifest(
         format=INDEX_FORMAT,
         version="synthetic",
@@ -156,7 +161,7 @@ def write_synthetic(root: Path, n: int, topn: int = 60, seed: int = 0) -> np.nda
         attribute_views=["category"],
         modes=modes,
         channels=channels,
-        default_mix=COOC_DEFAULT_MIX,
+        default_mix=DEFAULT_MIX,
         fused=fused,
         model_version="synthetic",
         files=describe_files(layout.root),

@@ -46,7 +46,7 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
     from index.config import IndexConfig
     from model.config import M2GRLConfig, MetricConfig
     from offline.data.prepare import prepare_from_source
-    from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_builder
+    from offline.jobs.channels import DEFAULT_MIX, channels_builder
     from offline.jobs.cold_items import cold_builder
     from offline.jobs.diversity import train_metric_model
     from offline.jobs.train import train_m2grl
@@ -65,8 +65,8 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
         train_metric_model(dataset, model, metric, MetricConfig(), overwrite=True)
     if fresh or not IndexRoot(index_root).current.exists():
         build_index(
-            model, index_root, IndexConfig(), metric_dir=metric, channels=cooc_builder(model, dataset),
-            default_mix=COOC_DEFAULT_MIX, cold=cold_builder(model, dataset),
+            model, index_root, IndexConfig(), metric_dir=metric, channels=channels_builder(model, dataset),
+            default_mix=DEFAULT_MIX, cold=cold_builder(model, dataset),
         )  # fmt: skip
 
     if not serve:

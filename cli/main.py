@@ -540,21 +540,24 @@ def build_index(
         typer.Option(help="The service's settings file: the versions its A/B variants pin are kept."),
     ] = None,
     publish: Annotated[bool, typer.Option(help="Move CURRENT to the new version once it validates.")] = True,
-    cooc: Annotated[
-        bool, typer.Option(help="Also build the co-occurrence (Item-CF) channel from the training data.")
+    channels: Annotated[
+        bool,
+        typer.Option(
+            help="Also build the co-occurrence (Item-CF) and popularity channels from the training data."
+        ),
     ] = True,
     dataset: Annotated[
         Path | None,
         typer.Option(
-            help="Dataset folder of the cooc channel, of the explorer's titles and of the string ids the "
+            help="Dataset folder of the channels, of the explorer's titles and of the string ids the "
             "version serves (default: the one the model was trained on)."
         ),
     ] = None,
     default_mix: Annotated[
         str | None,
         typer.Option(
-            help="Mix served when a variant names none, e.g. 'm2grl=0.5,cooc=0.5' (default: that "
-            "with --cooc, else 'm2grl=1')."
+            help="Mix served when a variant names none, e.g. 'm2grl=0.5,cooc=0.5,popular=0.35' (default: "
+            "that with --channels, else 'm2grl=1')."
         ),
     ] = None,  # fmt: skip
     cold_rule: Annotated[
@@ -569,13 +572,13 @@ def build_index(
         typer.Option(help="Cold items' general-mode vectors are multiplied by this, in (0, 1]."),
     ] = COLD_SCALE,
 ) -> None:
-    """Build a versioned FAISS index + precomputed item-to-item maps (and the cooc channel), with the
+    """Build a versioned FAISS index + precomputed item-to-item maps (and the cooc and popular channels), with the
     dataset catalogue's cold items placed from their side views; publish atomically."""
     from app.settings import pinned_in_config_file
     from index.build import build_index as run_build
     from index.channels import parse_mix
     from index.config import IndexConfig
-    from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_builder
+    from offline.jobs.channels import DEFAULT_MIX, channels_builder
     from offline.jobs.cold_items import cold_builder
 
     try:
@@ -588,17 +591,17 @@ def build_index(
         )
         mix = parse_mix(default_mix, "--default-mix") if default_mix is not None else None
         pinned = set(pin or ()) | set(pinned_in_config_file(serving_config) if serving_config else ())
-        channels = cooc_builder(model, dataset, topn) if cooc else None
+        built = channels_builder(model, dataset, topn) if channels else None
         cold = cold_builder(model, dataset, rule=cold_rule, scale=cold_scale)
-        if cooc:
-            mix = mix or COOC_DEFAULT_MIX
+        if channels:
+            mix = mix or DEFAULT_MIX
         version = run_build(
             model,
             index_root,
             config,
             metric_dir=metric,
             publish=publish,
-            channels=channels,
+            channels=built,
             default_mix=mix,
             pinned=pinned,
             dataset_dir=dataset,

@@ -184,6 +184,8 @@ def write_channel(layout: IndexVersionLayout, name: str, channel: ChannelInput) 
     listed = (channel.topn_ids >= 0).sum(axis=1)
     return {
         "topn": int(channel.topn_ids.shape[1]),
+        # a shared list is stored as one row; a map has a row per item
+        "rows": int(channel.topn_ids.shape[0]),
         "source": channel.source,
         "items_with_neighbours": int((listed > 0).sum()),
         "mean_neighbours": float(listed.mean()) if len(listed) else 0.0,

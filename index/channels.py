@@ -1,8 +1,10 @@
 """Retrieval channels and the rule that merges them into one general-mode answer.
 
 A channel is one precomputed item-to-item ranking stored in an index version: ``m2grl`` (the general
-mode's embedding neighbours) or ``cooc`` (the Item-CF co-occurrence map built beside it). A variant
-serves a *mix*, ``{channel: weight}``, merged by weighted reciprocal-rank fusion::
+mode's embedding neighbours), ``cooc`` (the Item-CF co-occurrence map built beside it) or ``popular``
+(the most frequent training items: one *shared* list, a map of a single row that every trigger reads,
+itself left out). A variant serves a *mix*, ``{channel: weight}``, merged by weighted reciprocal-rank
+fusion::
 
     score(i) = sum over channels c listing i of  w_c / (RANK_OFFSET + rank_c(i))     (rank from 1)
 
@@ -26,7 +28,7 @@ import numpy.typing as npt
 from core.types import IntArray
 
 #: Channel name -> the stored map serving it (``m2grl`` is the general mode's own map and index).
-CHANNEL_MODES: dict[str, str] = {"m2grl": "general", "cooc": "cooc"}
+CHANNEL_MODES: dict[str, str] = {"m2grl": "general", "cooc": "cooc", "popular": "popular"}
 CHANNELS: tuple[str, ...] = tuple(CHANNEL_MODES)
 #: The additive offset of reciprocal-rank fusion.
 RANK_OFFSET = 60.0
@@ -165,6 +167,11 @@ def source_lists(
     return channels, counts
 
 
+def channel_row(topn_ids: npt.NDArray[np.integer[Any]], row: int) -> npt.NDArray[np.integer[Any]]:
+    """Trigger ``row``'s list in a channel map: its own row, or the one row of a shared map."""
+    return topn_ids[0] if len(topn_ids) == 1 else topn_ids[row]
+
+
 #: Name of the folder holding a version's precomputed default-mix map.
 FUSED = "fused"
 
@@ -176,13 +183,13 @@ def fused_map(
     *,
     progress: bool = False,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
-    """The merged top-``topn`` of every row of the channel ``maps`` (row ids ``[n, W_j]``, ``-1``
-    padded; the row itself is skipped), by :func:`fuse`: the precomputed answer of a mix, exactly
-    what ``ServingIndex.mixed_neighbours`` computes at depth ``max W_j`` without exclusions.
-    Returns ids (``-1`` padded), fused scores and channel masks, each ``[n, topn]``."""
+    """The merged top-``topn`` of every row of the channel ``maps`` (row ids ``[n, W_j]``, or ``[1, W_j]``
+    for a shared list; ``-1`` padded; the row itself is skipped), by :func:`fuse`: the precomputed answer
+    of a mix, exactly what ``ServingIndex.mixed_neighbours`` computes at depth ``max W_j`` without
+    exclusions. Returns ids (``-1`` padded), fused scores and channel masks, each ``[n, topn]``."""
     from tqdm.auto import tqdm
 
-    n = len(maps[0])
+    n = max(len(m) for m in maps)
     ids = np.full((n, topn), -1, dtype=np.int32)
     scores = np.zeros((n, topn), dtype=np.float32)
     sources = np.zeros((n, topn), dtype=np.uint8)
@@ -190,7 +197,7 @@ def fused_map(
     for row in tqdm(range(n), desc="fused map", unit="item", disable=not progress, leave=False):
         lists = []
         for m in maps:
-            ranked = np.asarray(m[row], dtype=np.int64)
+            ranked = np.asarray(channel_row(m, row), dtype=np.int64)
             lists.append(ranked[(ranked >= 0) & (ranked != row)])
         merged = fuse(lists, weights, scratch)
         width = min(topn, len(merged.rows))

@@ -39,18 +39,25 @@ class ModeInput:
 @dataclass(frozen=True)
 class ChannelInput:
     """A map-only retrieval channel (``index.channels``): top-N row indices int32 ``[N, T]`` (``-1``
-    padded, rank order, rows aligned with the item vocabulary), their scores, and where they came from."""
+    padded, rank order, rows aligned with the item vocabulary), or ``[1, T]`` for one list shared by
+    every trigger; their scores, and where they came from."""
 
     topn_ids: npt.NDArray[np.int32]
     topn_scores: npt.NDArray[np.float32]
     source: str
 
+    @property
+    def shared(self) -> bool:
+        """One list for every trigger (a map of one row)."""
+        return len(self.topn_ids) == 1
+
     def check(self, name: str, n: int) -> None:
         """Raise ``InvalidArtifact`` unless the map fits ``n`` items (shapes, row range, finite scores)."""
         ids, scores = self.topn_ids, self.topn_scores
-        if ids.ndim != 2 or ids.shape != scores.shape or ids.shape[0] != n or ids.shape[1] < 1:
+        if ids.ndim != 2 or ids.shape != scores.shape or ids.shape[0] not in (1, n) or ids.shape[1] < 1:
             raise InvalidArtifact(
-                f"channel {name!r}: map of shape {ids.shape} (scores {scores.shape}), expected ({n}, T>=1)"
+                f"channel {name!r}: map of shape {ids.shape} (scores {scores.shape}), expected ({n}, T>=1) "
+                "or (1, T>=1) for a shared list"
             )
         if int(ids.min()) < -1 or int(ids.max()) >= n:
             raise InvalidArtifact(f"channel {name!r}: row indices outside [-1, {n})")

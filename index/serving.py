@@ -26,7 +26,16 @@ import numpy.typing as npt
 from core.layout import IndexVersionLayout
 from core.manifests import INDEX_FORMAT, IndexManifest
 from core.types import Float32Array, IntArray, NeighbourResult
-from index.channels import CHANNEL_MODES, FUSED, SINGLE_MIX, FuseScratch, check_mix, fuse, source_lists
+from index.channels import (
+    CHANNEL_MODES,
+    FUSED,
+    SINGLE_MIX,
+    FuseScratch,
+    channel_row,
+    check_mix,
+    fuse,
+    source_lists,
+)
 from index.errors import (
     DamagedIndex,
     IndexNotReady,
@@ -163,10 +172,16 @@ class ServingIndex:
                     f"{version}: attributes/{view} has shape {arr.shape}, expected ({n},)"
                 )
         for name, m in (*modes.items(), *channels.items()):
-            if m.topn_ids.ndim != 2 or m.topn_ids.shape[0] != n or m.topn_scores.shape != m.topn_ids.shape:
+            rows = (n, 1) if name in channels else (n,)  # a channel may be one shared list
+            if (
+                m.topn_ids.ndim != 2
+                or m.topn_ids.shape[0] not in rows
+                or m.topn_scores.shape != m.topn_ids.shape
+            ):
                 raise InvalidIndexVersion(
                     f"{version}: mode {name!r} map has shape {m.topn_ids.shape} / {m.topn_scores.shape}, "
                     f"expected ({n}, topn) for both ids and scores"
+                    + (" (or (1, topn): a shared list)" if name in channels else "")
                 )
             if m.index is not None and int(m.index.ntotal) != n:
                 raise InvalidIndexVersion(
@@ -277,11 +292,14 @@ class ServingIndex:
         for channel, spec in channel_specs.items():
             try:
                 topn = int(spec["topn"])
+                rows = int(spec.get("rows", n))  # versions written before shared lists: a row per item
             except (KeyError, TypeError, ValueError) as exc:
                 raise InvalidIndexVersion(
                     f"{name}: manifest entry of channel {channel!r} malformed: {exc}"
                 ) from exc
-            ids, scores = _load_map(layout, name, channel, n, topn, mmap_mode)
+            if rows not in (1, n):
+                raise InvalidIndexVersion(f"{name}: channel {channel!r} has {rows} rows, expected 1 or {n}")
+            ids, scores = _load_map(layout, name, channel, n, topn, mmap_mode, rows=rows)
             channels[channel] = _Mode("ip", ids, scores)
         fused = _load_fused(layout, name, manifest.fused, n, mmap_mode)
         labels = read_labels(layout, name, labelled, manifest.item_view, views)
@@ -354,7 +372,7 @@ class ServingIndex:
             },
         )
         channels = {
-            c: _map_mode(c_ids, c_scores, len(ids), f"channel_maps[{c!r}]")
+            c: _map_mode(c_ids, c_scores, len(ids), f"channel_maps[{c!r}]", shared=True)
             for c, (c_ids, c_scores) in (channel_maps or {}).items()
         }
         return cls(
@@ -600,7 +618,7 @@ class ServingIndex:
         """Channel ``m``'s top-``depth`` rows for trigger ``row`` (padding and the trigger dropped): the
         map when it is deep enough (or all there is), else a FAISS search."""
         if depth <= m.width or m.index is None:
-            ranked = m.topn_ids[row, :depth]  # int32 rows of the map, no copy
+            ranked = channel_row(m.topn_ids, row)[:depth]  # int32 rows of the map, no copy
         else:
             ranked = m.search(np.array([row], dtype=np.int64), depth)[0][0]
         return ranked[(ranked >= 0) & (ranked != row)]
@@ -774,24 +792,35 @@ def _load_array(
     return arr.view(np.ndarray) if isinstance(arr, np.memmap) else arr
 
 
-def _map_mode(ids: npt.ArrayLike, scores: npt.ArrayLike, n: int, what: str) -> _Mode:
-    """A map-only mode from row ids ``[n, T]`` (``-1`` padded) and scores, checked."""
+def _map_mode(ids: npt.ArrayLike, scores: npt.ArrayLike, n: int, what: str, shared: bool = False) -> _Mode:
+    """A map-only mode from row ids ``[n, T]`` (``-1`` padded) and scores, checked; with ``shared`` (a
+    channel) also one list ``[1, T]`` read by every trigger."""
     m_ids = np.asarray(ids)
     m_scores = np.asarray(scores, dtype=np.float32)
-    if m_ids.ndim != 2 or m_ids.shape != m_scores.shape or m_ids.shape[0] != n:
-        raise ValueError(f"{what}: shape {m_ids.shape} (scores {m_scores.shape}), expected ({n}, T) for both")
+    if m_ids.ndim != 2 or m_ids.shape != m_scores.shape or m_ids.shape[0] not in ((1, n) if shared else (n,)):
+        raise ValueError(
+            f"{what}: shape {m_ids.shape} (scores {m_scores.shape}), expected ({n}, T) or (1, T) for both"
+        )
     if m_ids.size and (int(m_ids.min()) < -1 or int(m_ids.max()) >= n):
         raise ValueError(f"{what}: row indices must lie in [-1, {n})")
     return _Mode("ip", m_ids.astype(np.int32), m_scores)
 
 
 def _load_map(
-    layout: IndexVersionLayout, name: str, mode: str, n: int, topn: int, mmap_mode: Literal["r"] | None
+    layout: IndexVersionLayout,
+    name: str,
+    mode: str,
+    n: int,
+    topn: int,
+    mmap_mode: Literal["r"] | None,
+    rows: int | None = None,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[Any]]:
-    """A mode's or channel's top-N map (ids int32, scores float16), checked: rows in range, finite."""
-    ids = _load_array(layout.topn_ids(mode), name, mmap_mode, np.int32, (n, topn))
-    scores = _load_array(layout.topn_scores(mode), name, mmap_mode, np.float16, (n, topn))
-    for start in range(0, n, _SCAN_ROWS):
+    """A mode's or channel's top-N map (ids int32, scores float16) of ``rows`` rows (default ``n``; 1 for
+    a shared list), checked: entries are rows of the ``n`` items or padding, scores finite."""
+    rows = n if rows is None else rows
+    ids = _load_array(layout.topn_ids(mode), name, mmap_mode, np.int32, (rows, topn))
+    scores = _load_array(layout.topn_scores(mode), name, mmap_mode, np.float16, (rows, topn))
+    for start in range(0, rows, _SCAN_ROWS):
         block = np.asarray(ids[start : start + _SCAN_ROWS])
         if block.size and (int(block.min()) < -1 or int(block.max()) >= n):
             raise InvalidIndexVersion(f"{name}: {mode}/topn_ids has row indices outside [-1, {n})")

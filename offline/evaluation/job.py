@@ -29,7 +29,7 @@ from offline.evaluation.protocol import EvalData, build_eval_data, evaluate_retr
 from offline.evaluation.report import write_report
 from offline.evaluation.retrievers import RetrieverFactory, mixed_retriever, serving_retriever
 from offline.evaluation.reuse import model_trained_on
-from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_channel
+from offline.jobs.channels import DEFAULT_MIX, dataset_channels
 from offline.jobs.train import dataset_checksum, dataset_views, select_views, train_m2grl
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ DEFAULT_METHODS = (*M2GRL_METHODS, *BASELINES)
 #: Prefix of the rows that score a variant's served general mode (its channel mix over the m2grl model).
 SERVED_PREFIX = "served-"
 #: The served variants scored by default: the service's default variant on a version built with the
-#: co-occurrence channel (``m2grl build-index`` with its defaults).
-DEFAULT_SERVED: dict[str, dict[str, float]] = {"control": COOC_DEFAULT_MIX}
+#: channels (``m2grl build-index`` with its defaults).
+DEFAULT_SERVED: dict[str, dict[str, float]] = {"control": DEFAULT_MIX}
 #: ``(dataset_dir, method, seed, workdir) -> ItemModel`` for the M2GRL variants; swapped in tests.
 M2GRLFitter = Callable[[Path, str, int, Path], ItemModel]
 
@@ -187,7 +187,8 @@ def evaluate(
         topn: neighbours per item kept by the serving index (>= the largest K).
         served: variant name -> general-mode channel mix (``index.channels``); each adds a row
             ``served-<variant>`` scoring that mix through ``ServingIndex.mixed_neighbours`` over the
-            seed's ``m2grl`` model and the ``cooc`` channel (default :data:`DEFAULT_SERVED`; ``{}``: none).
+            seed's ``m2grl`` model and the dataset's channels (``cooc``, ``popular``; default
+            :data:`DEFAULT_SERVED`; ``{}``: none).
         diversity: also train the metric model of section 6.1 on each seed's ``m2grl`` model and add the
             diversity table (general / general+filter / diversity, ``offline.evaluation.diversity``). Needs the
             default ``m2grl_fit`` (or ``model_dir``) so that the trained model folders exist.
@@ -219,11 +220,10 @@ def evaluate(
     runs = [
         (m, s) for m in ordered for s in ((0,) if m in given or (m in mixes and "m2grl" in given) else seeds)
     ]
-    cooc = cooc_channel(dataset_dir, train.items, topn) if mixes else None
+    channels = dataset_channels(dataset_dir, train.items, topn) if mixes else {}
     for method, seed in tqdm(runs, desc="evaluate", disable=None):
         t0 = time.perf_counter()
         if method in mixes:
-            assert cooc is not None
             m2grl = (
                 served_m2grl(Path(model_dir), views_of(dataset_dir)[0], given["m2grl"])  # type: ignore[arg-type]
                 if "m2grl" in given
@@ -231,7 +231,7 @@ def evaluate(
             )
             fit_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            retriever = mixed_retriever(train.items, train.attributes, m2grl, cooc, mixes[method], topn)
+            retriever = mixed_retriever(train.items, train.attributes, m2grl, channels, mixes[method], topn)
             scores = evaluate_retriever(data, retriever, "general", protocol)
             _record(results, method, seed, scores, fit_s, time.perf_counter() - t1)
             continue

@@ -62,15 +62,15 @@ def mixed_retriever(
     items: npt.NDArray[np.int64],
     attributes: dict[str, npt.NDArray[np.int64]],
     model: ItemModel,
-    cooc: ChannelInput,
+    channels: Mapping[str, ChannelInput],
     mix: Mapping[str, float],
     topn: int,
 ) -> Retriever:
     """A variant's served general mode: ``model``'s vectors as the ``m2grl`` channel (as the index
-    builds it) beside the ``cooc`` map, merged by ``mix``."""
+    builds it) beside the map-only ``channels`` (``offline.jobs.channels``), merged by ``mix``."""
     assert model.vectors is not None and model.metric == "ip"  # served M2GRL vectors, already scaled
     index = ServingIndex.from_vectors(
         items, attributes, vectors={"general": model.vectors}, metrics={"general": "ip"}, topn=topn,
-        channel_maps={"cooc": (cooc.topn_ids, cooc.topn_scores)},
+        channel_maps={name: (c.topn_ids, c.topn_scores) for name, c in channels.items()},
     )  # fmt: skip
     return _MixRetriever(index, mix)

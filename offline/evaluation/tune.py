@@ -5,9 +5,10 @@ The dataset folder given is re-prepared from its own cleaned events with ``targe
 once per session gap tried, so the test split is never read. Each trial trains M2GRL on the train part
 and scores HitRate@50 of the served general mode (``offline.evaluation``) on the held-out part.
 
-Then the served mix: the best trial's model is merged with the co-occurrence channel of the same
-held-out dataset (``index.channels``, as ``build-index --cooc`` serves it) at each cooc weight of the space,
-and the weight with the best HitRate@50 of the merged answer is chosen (ties go to the weight nearest 0.5).
+Then the served mix: the best trial's model is merged with the co-occurrence and popularity channels of
+the same held-out dataset (``index.channels``, as ``build-index --channels`` serves them) at each pair of
+cooc and popular weights of the space, and the pair with the best HitRate@50 of the merged answer is chosen
+(ties go to the pair nearest the default mix, ``offline.jobs.channels.DEFAULT_MIX``).
 
 Writes into the output folder: ``trials.md`` and ``trials.json`` (every trial: settings, HitRate@50,
 Recall@50, seconds; every mix scored), ``best.toml`` (the chosen ``M2GRLConfig`` fields, read by ``m2grl
@@ -57,10 +58,16 @@ class TuneSpace:
     #: weights of the cooc channel in the served mix (m2grl gets the rest); interior only, so the answer
     #: always draws on both channels
     cooc_weights: tuple[float, ...] = (0.25, 0.5, 0.75)
+    #: weights of the popular channel beside them (0: left out)
+    popular_weights: tuple[float, ...] = (0.0, 0.25, 0.35, 0.5)
 
     def __post_init__(self) -> None:
         if not self.cooc_weights or not all(0.0 < w < 1.0 for w in self.cooc_weights):
             raise ValueError(f"cooc_weights must be non-empty and inside (0, 1), got {self.cooc_weights}")
+        if not self.popular_weights or not all(0.0 <= w <= 1.0 for w in self.popular_weights):
+            raise ValueError(
+                f"popular_weights must be non-empty and inside [0, 1], got {self.popular_weights}"
+            )
 
 
 def prepare_config_from_manifest(manifest: DatasetManifest) -> PrepareConfig:
@@ -97,13 +104,13 @@ def _score(
     dataset_dir: Path, model_dir: Path, norm_exponent: float, mixes: Sequence[Mapping[str, float]] = ()
 ) -> list[dict[str, float]]:
     """HitRate@50 and Recall@50 of the model's served general mode alone, then merged by each of
-    ``mixes`` with the dataset's co-occurrence channel."""
+    ``mixes`` with the dataset's channels."""
     from offline.baselines.base import load_train_data
     from offline.evaluation.config import ProtocolConfig
     from offline.evaluation.job import load_eval_data, served_m2grl, views_of
     from offline.evaluation.protocol import evaluate_retriever
     from offline.evaluation.retrievers import mixed_retriever, serving_retriever
-    from offline.jobs.channels import cooc_channel
+    from offline.jobs.channels import dataset_channels
 
     protocol = ProtocolConfig(ks=(50,))
     data = load_eval_data(dataset_dir, protocol)
@@ -112,8 +119,10 @@ def _score(
     retrievers = [serving_retriever(train.items, train.attributes, model, 50)]
     if mixes:
         topn = 200
-        cooc = cooc_channel(dataset_dir, train.items, topn)
-        retrievers += [mixed_retriever(train.items, train.attributes, model, cooc, m, topn) for m in mixes]
+        channels = dataset_channels(dataset_dir, train.items, topn)
+        retrievers += [
+            mixed_retriever(train.items, train.attributes, model, channels, m, topn) for m in mixes
+        ]
     out = []
     for retriever in retrievers:
         scores = evaluate_retriever(data, retriever, "general", protocol)
@@ -121,9 +130,10 @@ def _score(
     return out
 
 
-def cooc_mix(weight: float) -> dict[str, float]:
-    """The served mix giving the cooc channel ``weight`` and M2GRL the rest."""
-    return {"m2grl": 1.0 - weight, "cooc": weight}
+def served_mix(cooc: float, popular: float) -> dict[str, float]:
+    """The served mix giving the cooc channel ``cooc`` and M2GRL the rest, with the popular channel at
+    ``popular`` beside them (left out at 0)."""
+    return {"m2grl": 1.0 - cooc, "cooc": cooc, **({"popular": popular} if popular > 0 else {})}
 
 
 def mix_text(mix: Mapping[str, float]) -> str:
@@ -131,10 +141,18 @@ def mix_text(mix: Mapping[str, float]) -> str:
     return ",".join(f"{name}={weight:g}" for name, weight in mix.items())
 
 
-def best_weight(rows: Sequence[Mapping[str, Any]]) -> float:
-    """The cooc weight of the row with the best HitRate@50; ties go to the weight nearest 0.5."""
-    best = max(rows, key=lambda r: (float(r[OBJECTIVE]), -abs(float(r["cooc_weight"]) - 0.5)))
-    return float(best["cooc_weight"])
+def best_weights(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
+    """The (cooc, popular) weights of the row with the best HitRate@50; ties go to the pair nearest the
+    default mix."""
+    from offline.jobs.channels import DEFAULT_MIX
+
+    def distance(r: Mapping[str, Any]) -> float:
+        return abs(float(r["cooc_weight"]) - DEFAULT_MIX["cooc"]) + abs(
+            float(r["popular_weight"]) - DEFAULT_MIX["popular"]
+        )
+
+    best = max(rows, key=lambda r: (float(r[OBJECTIVE]), -distance(r)))
+    return float(best["cooc_weight"]), float(best["popular_weight"])
 
 
 def tune(
@@ -207,13 +225,14 @@ def tune(
     gap = int(best.pop("session_gap_s"))
     chosen = {k: v for k, v in best.items() if k != "max_weight_ratio" or best.get("weighting") == "bounded"}
     norm_exponent = float(best.get("norm_exponent", base.norm_exponent))
-    mixes = [cooc_mix(w) for w in space.cooc_weights]
+    pairs = [(c, p) for c in space.cooc_weights for p in space.popular_weights]
+    mixes = [served_mix(c, p) for c, p in pairs]
     mix_scores = _score(_held_out_dataset(dataset_dir, gap, workdir), best_model, norm_exponent, mixes)
     mix_rows = [
-        {"cooc_weight": w, "mix": mix_text(m), **sc}
-        for w, m, sc in zip(space.cooc_weights, mixes, mix_scores[1:], strict=True)
+        {"cooc_weight": c, "popular_weight": p, "mix": mix_text(m), **sc}
+        for (c, p), m, sc in zip(pairs, mixes, mix_scores[1:], strict=True)
     ]
-    mix = mix_text(cooc_mix(best_weight(mix_rows)))
+    mix = mix_text(served_mix(*best_weights(mix_rows)))
     shutil.rmtree(workdir, ignore_errors=True)  # the re-prepared datasets and the trials' models
     header = (
         f"m2grl tune on {dataset_dir} ({len(rows)} trials, seed {seed}): best {OBJECTIVE} "
@@ -249,7 +268,7 @@ def mixes_markdown(rows: Sequence[Mapping[str, Any]], chosen: str) -> str:
     """The served mixes scored on the best trial's model, one line each."""
     lines = [
         "",
-        f"## Served mix (best trial's model with the cooc channel): chosen {chosen}",
+        f"## Served mix (best trial's model with the cooc and popular channels): chosen {chosen}",
         "",
         "| mix | HitRate@50 | Recall@50 |",
         "|---|---|---|",

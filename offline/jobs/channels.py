@@ -1,6 +1,10 @@
-"""The retrieval channels built beside the embeddings (``index.channels``): today ``cooc``, the
-harness's Item-CF top-N map of the same training split, so the service and the reports use one
-implementation of it."""
+"""The retrieval channels built beside the embeddings (``index.channels``), from the model's training
+split with the harness's own implementations, so the service and the reports share them:
+
+- ``cooc``: the Item-CF top-N map;
+- ``popular``: the most frequent training items, one list shared by every trigger (as the popularity
+  baseline ranks them).
+"""
 
 from __future__ import annotations
 
@@ -12,28 +16,36 @@ import numpy.typing as npt
 
 from core.manifests import ModelManifest
 from index.inputs import ChannelInput
-from offline.baselines.base import load_train_data
+from offline.baselines.base import TrainData, load_train_data
 from offline.baselines.itemcf import fit_itemcf
+from offline.baselines.popularity import most_frequent
 
-#: The mix an index version serves by default when it holds the co-occurrence channel (equal weights:
-#: the validation figures are in reports/quality-research.md).
-COOC_DEFAULT_MIX: dict[str, float] = {"m2grl": 0.5, "cooc": 0.5}
+#: The mix an index version serves by default when it holds the channels (the validation figures of the
+#: weights are in reports/quality-research.md).
+DEFAULT_MIX: dict[str, float] = {"m2grl": 0.5, "cooc": 0.5, "popular": 0.35}
 
 
-def cooc_channel(dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 200) -> ChannelInput:
-    """Item-CF top-``topn`` map of ``dataset_dir``'s train split, rows and entries re-indexed to ``items``
-    (the index's item order). Items of ``items`` unknown to the dataset get empty rows; dataset items
-    missing from ``items`` are dropped from the lists."""
-    data = load_train_data(Path(dataset_dir))
+def index_rows(items: npt.NDArray[np.int64], dataset_items: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """For each dataset row, its row in the index's ``items`` (-1 when the index does not hold it)."""
+    items = np.asarray(items, dtype=np.int64)
+    if len(items) == 0:
+        raise ValueError("items: the index holds no item")
+    order = np.argsort(items)
+    cand = order[np.minimum(np.searchsorted(items, dataset_items, sorter=order), len(items) - 1)]
+    return np.where(items[cand] == dataset_items, cand, -1)
+
+
+def cooc_channel(
+    dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 200, data: TrainData | None = None
+) -> ChannelInput:
+    """Item-CF top-``topn`` map of ``dataset_dir``'s train split (``data`` when already read), rows and
+    entries re-indexed to ``items`` (the index's item order). Items of ``items`` unknown to the dataset get
+    empty rows; dataset items missing from ``items`` are dropped from the lists."""
+    data = data if data is not None else load_train_data(Path(dataset_dir))
     fitted = fit_itemcf(data, topn=topn)
     assert fitted.topn_ids is not None and fitted.topn_scores is not None  # Item-CF returns a map
     items = np.asarray(items, dtype=np.int64)
-    order = np.argsort(items)
-    # dataset row -> index row (-1 when the index does not hold that item)
-    if len(items) == 0:
-        raise ValueError("items: the index holds no item")
-    cand = order[np.minimum(np.searchsorted(items, data.items, sorter=order), len(items) - 1)]
-    to_index = np.where(items[cand] == data.items, cand, -1)
+    to_index = index_rows(items, data.items)
     # index row -> dataset row (-1 when the dataset does not know the item)
     back = np.full(len(items), -1, dtype=np.int64)
     back[to_index[to_index >= 0]] = np.flatnonzero(to_index >= 0)
@@ -51,6 +63,35 @@ def cooc_channel(dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 20
     return ChannelInput(ids.astype(np.int32), scores, f"itemcf:{Path(dataset_dir).resolve()}")
 
 
+def popular_channel(
+    dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 200, data: TrainData | None = None
+) -> ChannelInput:
+    """The ``topn`` most frequent training items of ``dataset_dir`` (``data`` when already read) held by
+    ``items``, as one shared list of index rows; scores are counts over the largest (in (0, 1]: a count
+    may exceed the float16 range the index stores scores in)."""
+    data = data if data is not None else load_train_data(Path(dataset_dir))
+    to_index = index_rows(items, data.items)
+    held = np.flatnonzero(to_index >= 0)
+    best = held[most_frequent(data.counts[held], min(topn, len(held)))]
+    ids = np.full((1, topn), -1, dtype=np.int32)
+    scores = np.full((1, topn), -np.inf, dtype=np.float32)
+    ids[0, : len(best)] = to_index[best]
+    if len(best):
+        scores[0, : len(best)] = data.counts[best] / max(int(data.counts[best[0]]), 1)
+    return ChannelInput(ids, scores, f"popularity:{Path(dataset_dir).resolve()}")
+
+
+def dataset_channels(
+    dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 200
+) -> dict[str, ChannelInput]:
+    """Every channel built beside the embeddings, from one read of the training split."""
+    data = load_train_data(Path(dataset_dir))
+    return {
+        "cooc": cooc_channel(dataset_dir, items, topn, data),
+        "popular": popular_channel(dataset_dir, items, topn, data),
+    }
+
+
 def model_dataset(model_dir: Path) -> Path | None:
     """The dataset folder a model was trained on, as its manifest records it (None when it does not)."""
     try:
@@ -59,20 +100,20 @@ def model_dataset(model_dir: Path) -> Path | None:
         return None
 
 
-def cooc_builder(
+def channels_builder(
     model_dir: Path, dataset_dir: Path | None = None, topn: int = 200
 ) -> Callable[[npt.NDArray[np.int64]], dict[str, ChannelInput]]:
-    """The ``channels`` argument of ``index.build.build_index`` that adds the ``cooc`` channel of the
-    dataset the model was trained on (or ``dataset_dir``), resolved when the builder calls it: after
-    the model folder was validated. Raises ``FileNotFoundError`` naming the option to give."""
+    """The ``channels`` argument of ``index.build.build_index`` that adds the channels of the dataset the
+    model was trained on (or ``dataset_dir``), resolved when the builder calls it: after the model folder
+    was validated. Raises ``FileNotFoundError`` naming the option to give."""
 
     def build(items: npt.NDArray[np.int64]) -> dict[str, ChannelInput]:
         source = Path(dataset_dir) if dataset_dir is not None else model_dataset(model_dir)
         if source is None or not source.is_dir():
             raise FileNotFoundError(
                 f"--dataset: {source or 'the model manifest names no dataset'} is not a folder; give the "
-                "training dataset, or --no-cooc to build without the co-occurrence channel"
+                "training dataset, or --no-channels to build without the co-occurrence and popularity channels"
             )
-        return {"cooc": cooc_channel(source, items, topn)}
+        return dataset_channels(source, items, topn)
 
     return build

@@ -14,7 +14,7 @@ from core.layout import DatasetLayout, MetricLayout, ModelLayout
 from index.build import build_index
 from index.config import IndexConfig
 from offline.data.prepare import prepare_from_source
-from offline.jobs.channels import COOC_DEFAULT_MIX, cooc_channel
+from offline.jobs.channels import DEFAULT_MIX, dataset_channels
 
 REPO = Path(__file__).resolve().parents[2]
 MOVIELENS = REPO / "data" / "movielens-small"
@@ -54,6 +54,6 @@ def build_movielens_index(work: Path, *, version: str = "ml", seed: int = 0) -> 
     root = work / "index"
     build_index(
         model.root, root, CONFIG, metric_dir=metric.root, version=version, progress=False,
-        channels={"cooc": cooc_channel(dataset.root, items, CONFIG.topn)}, default_mix=COOC_DEFAULT_MIX,
+        channels=dataset_channels(dataset.root, items, CONFIG.topn), default_mix=DEFAULT_MIX,
     )  # fmt: skip
     return MovieLensIndex(root=root, dataset=dataset.root, model=model.root, version=version)

@@ -125,7 +125,7 @@ def test_channel_options_fail_in_one_line(args: list[str], message: str) -> None
     assert "Traceback" not in result.output
 
 
-def test_build_index_adds_the_cooc_channel_of_the_models_dataset(tmp_path: Path) -> None:
+def test_build_index_adds_the_channels_of_the_models_dataset(tmp_path: Path) -> None:
     import numpy as np
 
     from core.atomic import read_json
@@ -141,9 +141,9 @@ def test_build_index_adds_the_cooc_channel_of_the_models_dataset(tmp_path: Path)
     )
     root = tmp_path / "index"
     for args, channels, mix in (
-        ([], ["cooc"], {"m2grl": 0.5, "cooc": 0.5}),
-        (["--default-mix", "m2grl=1,cooc=3"], ["cooc"], {"m2grl": 1.0, "cooc": 3.0}),
-        (["--no-cooc"], [], None),
+        ([], ["cooc", "popular"], {"m2grl": 0.5, "cooc": 0.5, "popular": 0.35}),
+        (["--default-mix", "m2grl=1,cooc=3"], ["cooc", "popular"], {"m2grl": 1.0, "cooc": 3.0}),
+        (["--no-channels"], [], None),
     ):
         result = runner.invoke(app, ["build-index", "--model", str(model), "--index-root", str(root), *args])
         assert result.exit_code == 0, result.output
@@ -154,8 +154,9 @@ def test_build_index_adds_the_cooc_channel_of_the_models_dataset(tmp_path: Path)
     bare = write_model(tmp_path / "bare", vectors, ids=items, manifest={"views": ["item"]})
     result = runner.invoke(app, ["build-index", "--model", str(bare), "--index-root", str(tmp_path / "i2")])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "the model manifest names no dataset is not a folder; give the training dataset, or --no-cooc" in (
-        " ".join(result.output.split())
+    assert (
+        "the model manifest names no dataset is not a folder; give the training dataset, or --no-channels"
+        in (" ".join(result.output.split()))
     )
     broken = tmp_path / "missing-model"
     result = runner.invoke(app, ["build-index", "--model", str(broken), "--index-root", str(tmp_path / "i3")])
@@ -175,7 +176,7 @@ def test_build_index_places_the_catalogues_cold_items(tmp_path: Path) -> None:
     root = tmp_path / "index"
     for args, cold in (([], 3), (["--cold-rule", "none"], None), (["--cold-scale", "0.5"], 3)):
         result = runner.invoke(
-            app, ["build-index", "--model", str(model), "--index-root", str(root), "--no-cooc", *args]
+            app, ["build-index", "--model", str(model), "--index-root", str(root), "--no-channels", *args]
         )
         assert result.exit_code == 0, result.output
         version = IndexRoot(root).version(IndexRoot(root).current.read_text().strip())

@@ -178,18 +178,47 @@ def test_build_refuses_bad_channels(tmp_path: Path, model_dir: Path) -> None:
     assert not (root / "versions").exists() or not any((root / "versions").iterdir())
 
 
+def test_a_shared_list_serves_every_trigger_without_itself() -> None:
+    index = ServingIndex.from_vectors(
+        ITEMS, {"category": CATS}, {"general": LINE}, {"general": "l2"}, topn=2,
+        channel_maps={"popular": (np.array([[2, 0, 5]]), np.array([[3.0, 2.0, 1.0]]))},
+    )  # fmt: skip
+    popular = {"popular": 1.0}
+    result = index.mixed_neighbours(30, popular, 2)  # item 30 is row 2, first on the list: left out
+    assert result.item_ids == [10, 60] and result.channels == [["popular"]] * 2
+    assert result.channel_counts == {"popular": 2}
+    assert index.mixed_neighbours(10, popular, 2).item_ids == [30, 60]
+    # beside m2grl: 30 is both 10's nearest (1/61 + 1/62 as m2grl's second) and the list's first
+    assert index.mixed_neighbours(10, {"m2grl": 1.0, "popular": 1.0}, 3).item_ids[0] == 30
+    with pytest.raises(ValueError, match=r"expected \(6, T\) or \(1, T\)"):
+        ServingIndex.from_vectors(
+            ITEMS, {"category": CATS}, {"general": LINE}, {"general": "l2"}, topn=2,
+            channel_maps={"popular": (np.zeros((2, 3), np.int32), np.ones((2, 3)))},
+        )  # fmt: skip
+
+
 def test_precomputed_default_mix_equals_the_online_merge(tmp_path: Path, model_dir: Path) -> None:
     root = tmp_path / "index"
-    mix = {"m2grl": 1.0, "cooc": 2.0}
+    mix = {"m2grl": 1.0, "cooc": 2.0, "popular": 0.5}
     rng = np.random.default_rng(0)
     ids = np.stack([rng.permutation(300)[:12] for _ in range(300)]).astype(np.int32)
     ids[ids == np.arange(300)[:, None]] = -1  # never the item itself
     cooc = ChannelInput(ids, np.ones(ids.shape, dtype=np.float32), "random")
-    build_index(model_dir, root, FAST, version="v1", progress=False, channels={"cooc": cooc}, default_mix=mix)
+    shared = rng.permutation(300)[None, :15].astype(np.int32)  # every trigger's list, itself left out
+    popular = ChannelInput(shared, np.ones(shared.shape, dtype=np.float32), "random")
+    build_index(
+        model_dir, root, FAST, version="v1", progress=False, channels={"cooc": cooc, "popular": popular},
+        default_mix=mix,
+    )  # fmt: skip
     layout = IndexRoot(root).version("v1")
-    assert read_json(layout.manifest)["fused"] == {"mix": mix, "topn": 20, "depth": 20}
+    manifest = read_json(layout.manifest)
+    assert manifest["fused"] == {"mix": mix, "topn": 20, "depth": 20}
+    assert manifest["channels"]["popular"]["rows"] == 1 and manifest["channels"]["cooc"]["rows"] == 300
     index = ServingIndex.load(layout.root)
-    scaled = {"m2grl": 3.0, "cooc": 6.0}  # same ranking, merged online (not the default mix)
+    assert index.mixed_neighbours(
+        int(np.load(layout.items)[shared[0, 0]]), {"popular": 1.0}, 14
+    ).item_ids == (np.load(layout.items)[shared[0, 1:]].tolist())
+    scaled = {"m2grl": 3.0, "cooc": 6.0, "popular": 1.5}  # same ranking, merged online (not the default mix)
     for item in np.load(layout.items)[::7].tolist():
         for k, excluded in ((10, ()), (20, ()), (15, (0, 1)), (20, (0, 1, 2, 3))):
             cached = index.mixed_neighbours(item, None, k, exclude_categories=excluded)

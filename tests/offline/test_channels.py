@@ -1,4 +1,5 @@
-"""``cooc_channel``: the harness's Item-CF map, re-indexed to an index's item order."""
+"""The channels built beside the embeddings: the harness's Item-CF map and the popular list, re-indexed to
+an index's item order."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from offline.baselines.base import load_train_data
 from offline.baselines.itemcf import fit_itemcf
-from offline.jobs.channels import cooc_channel
+from offline.jobs.channels import cooc_channel, dataset_channels, popular_channel
 from tests.offline.eval_dataset import write_tiny_dataset
 
 
@@ -34,3 +35,20 @@ def test_cooc_channel_follows_the_index_item_order(tmp_path: Path) -> None:
         np.testing.assert_allclose(channel.topn_scores[row][got >= 0], kept)
         assert (got[len(want) :] == -1).all()  # holes of dropped items moved to the end
     assert (channel.topn_ids[-1] == -1).all()  # an item the dataset does not know has no neighbours
+
+
+def test_popular_channel_is_one_shared_list_of_the_most_frequent_held_items(tmp_path: Path) -> None:
+    ds = write_tiny_dataset(tmp_path / "ds")
+    data = load_train_data(ds)
+    by_count = sorted(range(data.n_items), key=lambda r: (-int(data.counts[r]), r))
+    # the index lacks the most frequent item and holds an id the dataset does not know
+    items = np.concatenate([data.items[by_count[1:]][::-1], [10**9]])
+    channel = popular_channel(ds, items, topn=data.n_items)
+    assert channel.shared and channel.topn_ids.shape == (1, data.n_items)
+    want = [int(data.items[r]) for r in by_count[1:]]  # most frequent first, ties by vocabulary row
+    listed = channel.topn_ids[0]
+    assert [int(items[j]) for j in listed if j >= 0] == want and listed[-1] == -1
+    top = int(data.counts[by_count[1]])
+    np.testing.assert_allclose(channel.topn_scores[0][:-1], [data.counts[r] / top for r in by_count[1:]])
+    assert popular_channel(ds, items, topn=2).topn_ids.tolist() == [listed[:2].tolist()]
+    assert sorted(dataset_channels(ds, items, topn=3)) == ["cooc", "popular"]

@@ -15,7 +15,7 @@ from core.config_files import read_toml_overrides, toml_text
 from index.channels import parse_mix
 from model.config import M2GRLConfig
 from offline.data.config import PrepareConfig
-from offline.evaluation.tune import TuneSpace, best_weight, mix_text, tune
+from offline.evaluation.tune import TuneSpace, best_weights, mix_text, tune
 
 TAOBAO = Path(__file__).resolve().parents[2] / "data" / "taobao-sample" / "UserBehavior_head_sample.csv.gz"
 
@@ -28,7 +28,9 @@ def taobao(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, tmp_path: Path) -> None:
-    space = TuneSpace(epochs=(1, 1), window=(2, 3), dims=(8, 16), session_gaps_s=(3_600,))
+    space = TuneSpace(
+        epochs=(1, 1), window=(2, 3), dims=(8, 16), session_gaps_s=(3_600,), popular_weights=(0.0, 0.35)
+    )
     best = tune(taobao, tmp_path / "tune", trials=2, space=space, progress=False)
     trials = json.loads((tmp_path / "tune" / "trials.json").read_text())
     assert len(trials["trials"]) == 2
@@ -45,14 +47,18 @@ def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, t
     prepare = read_toml_overrides(tmp_path / "tune" / "best_prepare.toml", PrepareConfig())
     assert prepare.session_gap_s == best_row["session_gap_s"]
     md = (tmp_path / "tune" / "trials.md").read_text()
-    assert md.count("\n| ") == 3 + 4  # header + 2 trials, then header + 3 mixes
-    # the served mix: each cooc weight scored on the best trial's model, the best one chosen
+    assert md.count("\n| ") == 3 + 7  # header + 2 trials, then header + 3 x 2 mixes
+    # the served mix: each (cooc, popular) pair scored on the best trial's model, the best one chosen
     mixes = trials["mix"]["mixes"]
-    assert [m["cooc_weight"] for m in mixes] == [0.25, 0.5, 0.75]
+    assert [(m["cooc_weight"], m["popular_weight"]) for m in mixes] == [
+        (c, p) for c in (0.25, 0.5, 0.75) for p in (0.0, 0.35)
+    ]
+    assert all(("popular=" in m["mix"]) == (m["popular_weight"] > 0) for m in mixes)
     assert trials["mix"]["alone"]["HitRate@50"] == pytest.approx(best_row["HitRate@50"])
     top = max(m["HitRate@50"] for m in mixes)
     chosen = parse_mix((tmp_path / "tune" / "best_mix.txt").read_text().strip())
-    assert chosen["cooc"] in [m["cooc_weight"] for m in mixes if m["HitRate@50"] == top]
+    best_pairs = [(m["cooc_weight"], m["popular_weight"]) for m in mixes if m["HitRate@50"] == top]
+    assert (chosen["cooc"], chosen.get("popular", 0.0)) in best_pairs
     assert chosen["m2grl"] == pytest.approx(1 - chosen["cooc"]) and trials["mix"]["best"] in md
     assert not (tmp_path / "tune" / "work").exists()  # the re-prepared datasets are removed
 
@@ -131,17 +137,19 @@ def test_held_out_dataset_is_the_validation_period_and_never_the_test(target: st
     assert period(held, "train") == period(valid, "train")
 
 
-def test_best_weight_prefers_hitrate_then_the_even_mix() -> None:
+def test_best_weights_prefer_hitrate_then_the_default_mix() -> None:
     rows = [
-        {"cooc_weight": 0.25, "HitRate@50": 0.6},
-        {"cooc_weight": 0.5, "HitRate@50": 0.5},
-        {"cooc_weight": 0.75, "HitRate@50": 0.6},
+        {"cooc_weight": 0.25, "popular_weight": 0.35, "HitRate@50": 0.6},
+        {"cooc_weight": 0.5, "popular_weight": 0.35, "HitRate@50": 0.5},
+        {"cooc_weight": 0.75, "popular_weight": 0.35, "HitRate@50": 0.6},
+        {"cooc_weight": 0.5, "popular_weight": 0.0, "HitRate@50": 0.6},
     ]
-    assert best_weight(rows) in (0.25, 0.75)  # equally far from 0.5: either, never the lower HitRate
+    # tied at 0.6: distances to the default (0.5, 0.35) are 0.25, 0.25 and 0.35
+    assert best_weights(rows) in ((0.25, 0.35), (0.75, 0.35))
     rows[1]["HitRate@50"] = 0.6
-    assert best_weight(rows) == 0.5
-    rows[2]["HitRate@50"] = 0.61
-    assert best_weight(rows) == 0.75
+    assert best_weights(rows) == (0.5, 0.35)
+    rows[3]["HitRate@50"] = 0.61
+    assert best_weights(rows) == (0.5, 0.0)
     assert mix_text({"m2grl": 0.75, "cooc": 0.25}) == "m2grl=0.75,cooc=0.25"
     assert parse_mix(mix_text({"m2grl": 0.75, "cooc": 0.25})) == {"m2grl": 0.75, "cooc": 0.25}
 
@@ -150,3 +158,9 @@ def test_best_weight_prefers_hitrate_then_the_even_mix() -> None:
 def test_tune_space_refuses_mixes_without_both_channels(weights: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="cooc_weights"):
         TuneSpace(cooc_weights=weights)
+
+
+@pytest.mark.parametrize("weights", [(), (-0.1,), (1.5,)])
+def test_tune_space_refuses_popular_weights_outside_the_unit_interval(weights: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="popular_weights"):
+        TuneSpace(popular_weights=weights)
