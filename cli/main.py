@@ -412,7 +412,7 @@ def tune(
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of every trial's training.")] = 0,
 ) -> None:
     """Search task balancing, norm exponent, alignment, window, dimension, epochs and session gap on the validation
-    split, then the served mix's cooc weight on the best trial's model."""
+    split, then the served mix's cooc and popular weights on the best trial's model."""
     from offline.evaluation.tune import TuneSpace
     from offline.evaluation.tune import tune as run_tune
 
