@@ -73,7 +73,7 @@ class _Mode:
     params: IndexParams = IndexParams()
     vectors: Float32Array | None = None
 
-    @property
+    @functools.cached_property
     def width(self) -> int:
         return int(self.topn_ids.shape[1])
 
@@ -656,7 +656,7 @@ class ServingIndex:
         maps = [self._channel(c) for c in names]
         weights = [chosen[c] for c in names]
         row = self._row(item_id)
-        select = self._selector(row, exclude_categories, exclude_items, category_view)
+        select = None  # the exclusion filter, built only when a lookup needs it
         n = self.num_items
         widest = max(m.width for m in maps)
         depth = min(max(k, widest), max(n - 1, 1))
@@ -673,6 +673,7 @@ class ServingIndex:
             if not exclude_categories and not exclude_items and _leading_k(cand, row, k):
                 channels, counts = source_lists(fused.sources[row][:k], names_key)
                 return self._result(int(item_id), cand[:k], fused.scores[row][:k], 0, False, channels, counts)
+            select = self._selector(row, exclude_categories, exclude_items, category_view)
             kept, valid = select(cand)
             if len(kept) >= k:
                 kept = kept[:k]
@@ -681,6 +682,7 @@ class ServingIndex:
                 return self._result(
                     int(item_id), cand[kept], fused.scores[row][kept], filtered, False, channels, counts
                 )
+        select = select or self._selector(row, exclude_categories, exclude_items, category_view)
         while True:
             lists = [self._ranked(m, row, depth) for m in maps]
             merged = fuse(lists, weights, self._scratch())

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from app.catalogue import add_fields, catalogues_of, with_fields_parameter
 from app.deps import Ctx, context_of, query_of, request_id_for, user_of, variant_of
-from app.errors import ApiError, OrjsonResponse
+from app.errors import AnswerResponse, ApiError
 from app.ids import body_categories, body_items, items_out, label_answer, label_records, trigger_of
 from app.query import openapi_parameters, parse_item_id, parse_mode, query_params
 from app.schemas import BatchRequest, BatchResponse, ErrorBody, I2IResponse
@@ -109,7 +109,7 @@ async def get_i2i(request: Request) -> Response:
     if labels is not None:
         label_answer(labels, body, settings.category_view)
     rid = body["request_id"] = request_id_for(ctx, variant.name, mode)
-    return OrjsonResponse(
+    return AnswerResponse(
         body, headers={"X-Variant": variant.name, "X-Index-Version": index.version, "X-Request-Id": rid}
     )
 

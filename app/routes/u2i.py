@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.deps import context_of, query_of, request_id_for, user_of, variant_of
-from app.errors import ApiError, OrjsonResponse
+from app.errors import AnswerResponse, ApiError
 from app.ids import items_out, label_records
 from app.metrics import channel_counts
 from app.query import openapi_parameters, parse_mode, query_params
@@ -82,6 +82,6 @@ async def get_u2i(request: Request) -> Response:
         "candidates": merged,
     }
     rid = body["request_id"] = request_id_for(ctx, variant.name, mode)
-    return OrjsonResponse(
+    return AnswerResponse(
         body, headers={"X-Variant": variant.name, "X-Index-Version": index.version, "X-Request-Id": rid}
     )
