@@ -179,7 +179,7 @@ def test_explore_in_a_browser(service: str, browser: WebDriver, tmp_path: Path) 
     assert_columns_match(browser, service, trigger, k, {})
     own = api(service, trigger, "diversity", k)["excluded_categories"]
     assert len(own) == 1  # diversity mode alone excludes the trigger's own category
-    assert {"m2grl", "cooc"} >= {
+    assert {"m2grl", "cooc", "popular"} >= {
         c.text for c in browser.find_elements(By.CSS_SELECTOR, "#col-general .channel")
     } and browser.find_elements(By.CSS_SELECTOR, "#col-general .channel")
 
