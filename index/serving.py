@@ -800,9 +800,8 @@ def _map_mode(ids: npt.ArrayLike, scores: npt.ArrayLike, n: int, what: str, shar
     m_ids = np.asarray(ids)
     m_scores = np.asarray(scores, dtype=np.float32)
     if m_ids.ndim != 2 or m_ids.shape != m_scores.shape or m_ids.shape[0] not in ((1, n) if shared else (n,)):
-        raise ValueError(
-            f"{what}: shape {m_ids.shape} (scores {m_scores.shape}), expected ({n}, T) or (1, T) for both"
-        )
+        shapes = f"({n}, T) or (1, T)" if shared else f"({n}, T)"
+        raise ValueError(f"{what}: shape {m_ids.shape} (scores {m_scores.shape}), expected {shapes} for both")
     if m_ids.size and (int(m_ids.min()) < -1 or int(m_ids.max()) >= n):
         raise ValueError(f"{what}: row indices must lie in [-1, {n})")
     return _Mode("ip", m_ids.astype(np.int32), m_scores)
