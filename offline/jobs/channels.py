@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.manifests import ModelManifest
+from core.vocab import lookup
 from index.inputs import ChannelInput
 from offline.baselines.base import TrainData, load_train_data
 from offline.baselines.itemcf import fit_itemcf
@@ -30,9 +31,7 @@ def index_rows(items: npt.NDArray[np.int64], dataset_items: npt.NDArray[np.int64
     items = np.asarray(items, dtype=np.int64)
     if len(items) == 0:
         raise ValueError("items: the index holds no item")
-    order = np.argsort(items)
-    cand = order[np.minimum(np.searchsorted(items, dataset_items, sorter=order), len(items) - 1)]
-    return np.where(items[cand] == dataset_items, cand, -1)
+    return lookup(np.asarray(dataset_items, dtype=np.int64), items)
 
 
 def cooc_channel(
