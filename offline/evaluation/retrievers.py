@@ -7,7 +7,7 @@ The harness evaluates the service's own retrieval path: vectors go through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,25 @@ class _MixRetriever:
         return out
 
 
+def mixed_retrievers(
+    items: npt.NDArray[np.int64],
+    attributes: dict[str, npt.NDArray[np.int64]],
+    model: ItemModel,
+    channels: Mapping[str, ChannelInput],
+    mixes: Sequence[Mapping[str, float]],
+    topn: int,
+) -> list[Retriever]:
+    """Variants' served general modes: ``model``'s vectors as the ``m2grl`` channel (as the index builds
+    it) beside the map-only ``channels`` (``offline.jobs.channels``), merged by each of ``mixes``; one
+    index serves them all."""
+    assert model.vectors is not None and model.metric == "ip"  # served M2GRL vectors, already scaled
+    index = ServingIndex.from_vectors(
+        items, attributes, vectors={"general": model.vectors}, metrics={"general": "ip"}, topn=topn,
+        channel_maps={name: (c.topn_ids, c.topn_scores) for name, c in channels.items()},
+    )  # fmt: skip
+    return [_MixRetriever(index, mix) for mix in mixes]
+
+
 def mixed_retriever(
     items: npt.NDArray[np.int64],
     attributes: dict[str, npt.NDArray[np.int64]],
@@ -66,11 +85,5 @@ def mixed_retriever(
     mix: Mapping[str, float],
     topn: int,
 ) -> Retriever:
-    """A variant's served general mode: ``model``'s vectors as the ``m2grl`` channel (as the index
-    builds it) beside the map-only ``channels`` (``offline.jobs.channels``), merged by ``mix``."""
-    assert model.vectors is not None and model.metric == "ip"  # served M2GRL vectors, already scaled
-    index = ServingIndex.from_vectors(
-        items, attributes, vectors={"general": model.vectors}, metrics={"general": "ip"}, topn=topn,
-        channel_maps={name: (c.topn_ids, c.topn_scores) for name, c in channels.items()},
-    )  # fmt: skip
-    return _MixRetriever(index, mix)
+    """One variant's served general mode (:func:`mixed_retrievers`)."""
+    return mixed_retrievers(items, attributes, model, channels, [mix], topn)[0]

@@ -109,7 +109,7 @@ def _score(
     from offline.evaluation.config import ProtocolConfig
     from offline.evaluation.job import load_eval_data, served_m2grl, views_of
     from offline.evaluation.protocol import evaluate_retriever
-    from offline.evaluation.retrievers import mixed_retriever, serving_retriever
+    from offline.evaluation.retrievers import mixed_retrievers, serving_retriever
     from offline.jobs.channels import dataset_channels
 
     protocol = ProtocolConfig(ks=(50,))
@@ -120,9 +120,7 @@ def _score(
     if mixes:
         topn = 200
         channels = dataset_channels(dataset_dir, train.items, topn)
-        retrievers += [
-            mixed_retriever(train.items, train.attributes, model, channels, m, topn) for m in mixes
-        ]
+        retrievers += mixed_retrievers(train.items, train.attributes, model, channels, mixes, topn)
     out = []
     for retriever in retrievers:
         scores = evaluate_retriever(data, retriever, "general", protocol)
