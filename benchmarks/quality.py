@@ -64,23 +64,26 @@ NOTES = [
     "served-control is what the service answers in general mode by default: the m2grl row's model (same "
     "seed) merged with the co-occurrence channel (the itemcf row's map) and the popularity channel (the "
     "popularity row's list, shared by every trigger), both built by `m2grl build-index`, by weighted "
-    "reciprocal-rank fusion, weights m2grl 0.5, cooc 0.5, popular 0.35 (index/channels.py), scored through "
-    "the service's own ServingIndex.mixed_neighbours. Why this rule and weights (validation split, "
-    "HitRate@50 / Recall@50 in %, 3 seeds, dim 128): MovieLens m2grl 66.17/19.93, Item-CF 59.87/18.05, "
-    "m2grl+cooc 68.42/22.01; Taobao 40.31/11.33, 44.99/12.79, 46.32/13.24; equal m2grl and cooc weights were "
-    "the only ones above both single channels on both datasets. Popular weight 0 / 0.25 / 0.35 / 0.4 / 0.5: "
-    "MovieLens 68.42 / 69.24 / 69.35 / 70.94 / 72.37 (exclude-seen 71.05 / 72.86 / 74.51 / 75.93 / 78.51), "
-    "Taobao 46.32 / 46.41 / 46.45 / 46.24 / 45.91 (exclude-seen 1.58 / 1.98 / 2.72 / 2.68 / 2.28); 0.35 is "
-    "the largest weight that lowers neither log's standard HitRate@50, at a Coverage@50 cost of 75.5 -> 73.4 "
-    "(MovieLens) and 65.0 -> 63.2 (Taobao); `m2grl tune` searches it per dataset "
-    "(reports/quality-research.md, sections 6 and 12).",
+    "reciprocal-rank fusion (index/channels.py), scored through the service's own "
+    "ServingIndex.mixed_neighbours. Its weights are chosen per seed on the validation split, as `m2grl tune "
+    "--mix-only` and `make demo` choose them before building the index: the default M2GRL trained on the "
+    "validation split's train part, every cooc weight of 0.25 / 0.5 / 0.75 (m2grl the rest) with every popular "
+    "weight of 0 / 0.25 / 0.35 / 0.5, the best HitRate@50 under this report's protocol (ties: nearest m2grl "
+    "0.5, cooc 0.5, popular 0.35); the mixes served are listed under table 2. Why this rule and these weights "
+    "(validation split, HitRate@50 / Recall@50 in %, 3 seeds, dim 128): MovieLens m2grl 66.17/19.93, Item-CF "
+    "59.87/18.05, m2grl+cooc 68.42/22.01; Taobao 40.31/11.33, 44.99/12.79, 46.32/13.24. Popular weight 0 / "
+    "0.25 / 0.35 / 0.4 / 0.5 beside m2grl 0.5, cooc 0.5: MovieLens 68.42 / 69.24 / 69.35 / 70.94 / 72.37 "
+    "(exclude-seen 71.05 / 72.86 / 74.51 / 75.93 / 78.51), Taobao 46.32 / 46.41 / 46.45 / 46.24 / 45.91 "
+    "(exclude-seen 1.58 / 1.98 / 2.72 / 2.68 / 2.28): the best weight differs by log, so no fixed one serves "
+    "both (reports/quality-research.md, sections 6, 12 and 13).",
     "Long tail: the default's item rows are its single view's, so the two agree in every bucket; the rules "
     "tried to let the side views lift rare warm items (rarity-scaled alignment, shrinkage toward the "
     "category, score fusion with the category view, reserved slots) trade overall HitRate for rarest-bucket "
     "HitRate on MovieLens and gain nothing beyond noise on Taobao, because a rare item's category does not "
     "single it out (median 61 and 271 catalogue items share it): reports/quality-research.md, section 5. "
     "The side views' use is the cold item (reports/cold-items.md) and the diversity mode.",
-    "Hyper-parameters are not tuned on this (test) split; the test split is scored once per method and seed.",
+    "Hyper-parameters are not tuned on this (test) split (the served mix is chosen on the validation split, "
+    "which ends where the test period starts); the test split is scored once per method and seed.",
 ]
 
 

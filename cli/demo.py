@@ -41,12 +41,15 @@ def curl_example(model_dir: Path, port: int) -> str:
 
 
 def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool, fresh: bool) -> None:
-    """prepare -> train -> train-metric -> build-index (-> serve) on a bundled dataset."""
+    """prepare -> train -> train-metric -> choose the served mix on validation -> build-index (-> serve) on a
+    bundled dataset."""
     from index.build import build_index
+    from index.channels import parse_mix
     from index.config import IndexConfig
     from model.config import M2GRLConfig, MetricConfig
     from offline.data.prepare import prepare_from_source
-    from offline.jobs.channels import DEFAULT_MIX, channels_builder
+    from offline.evaluation.tune import tune_mix
+    from offline.jobs.channels import channels_builder
     from offline.jobs.cold_items import cold_builder
     from offline.jobs.diversity import train_metric_model
     from offline.jobs.train import train_m2grl
@@ -55,6 +58,7 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
         raise ValueError(f"unknown demo source {source!r}; valid: {sorted(BUNDLED_INPUTS)}")
     workdir = Path(workdir)
     dataset, model, metric = workdir / "dataset", workdir / "model", workdir / "metric"
+    mix_dir = workdir / "mix"
     index_root = workdir / "index"
 
     if _stage("prepare", dataset, fresh):
@@ -63,10 +67,13 @@ def run_demo(*, source: str, workdir: Path, epochs: int, port: int, serve: bool,
         train_m2grl(dataset, model, M2GRLConfig(trainer={"epochs": epochs}), overwrite=True)
     if _stage("train-metric", metric, fresh):
         train_metric_model(dataset, model, metric, MetricConfig(), overwrite=True)
+    if _stage("choose-mix", mix_dir / "best_mix.txt", fresh):
+        tune_mix(dataset, mix_dir, M2GRLConfig(trainer={"epochs": epochs}))
     if fresh or not IndexRoot(index_root).current.exists():
+        mix = parse_mix((mix_dir / "best_mix.txt").read_text().strip(), "best_mix.txt")
         build_index(
             model, index_root, IndexConfig(), metric_dir=metric, channels=channels_builder(model, dataset),
-            default_mix=DEFAULT_MIX, cold=cold_builder(model, dataset),
+            default_mix=mix, cold=cold_builder(model, dataset),
         )  # fmt: skip
 
     if not serve:

@@ -118,6 +118,14 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
         _fail(f"{option} expects comma-separated integers, got {text!r}")
 
 
+def _mix_text(value: str) -> str:
+    """A mix given inline, or the first line of a file holding one (``m2grl tune``'s best_mix.txt)."""
+    path = Path(value)
+    if "=" not in value and path.is_file():
+        return path.read_text().strip()
+    return value
+
+
 def _parse_mapping(pairs: list[str], option: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
@@ -410,12 +418,39 @@ def tune(
         float | None, typer.Option(help="Stop starting trials after this many seconds.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of every trial's training.")] = 0,
+    mix_only: Annotated[
+        bool,
+        typer.Option(
+            "--mix-only",
+            help="No search: train M2GRL once (--config, else the defaults) on the validation split and choose "
+            "only the served mix's cooc and popular weights (writes best_mix.txt and mixes.md).",
+        ),
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option(help="With --mix-only: a TOML of M2GRLConfig fields to train with.")
+    ] = None,
 ) -> None:
     """Search task balancing, norm exponent, alignment, window, dimension, epochs and session gap on the validation
     split, then the served mix's cooc and popular weights on the best trial's model."""
-    from offline.evaluation.tune import TuneSpace
+    from offline.evaluation.tune import TuneSpace, tune_mix
     from offline.evaluation.tune import tune as run_tune
 
+    if mix_only:
+        from core.config_files import read_toml_overrides
+        from model.config import M2GRLConfig
+
+        try:
+            base = read_toml_overrides(config, M2GRLConfig()) if config is not None else M2GRLConfig()
+            mix = tune_mix(dataset, output, base.replace(seed=seed))
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        typer.echo(
+            f"mixes in {output / 'mixes.md'}; chosen mix {mix} "
+            f"(m2grl build-index --default-mix {output / 'best_mix.txt'})"
+        )
+        return
+    if config is not None:
+        _fail("--config goes with --mix-only (a search chooses its own settings)")
     space = TuneSpace()
     if epochs is not None:
         bounds = _int_list(epochs, "--epochs")
@@ -464,18 +499,20 @@ def evaluate(
         typer.Option(
             help="A variant's general-mode mix scored through the serving code as row served-<variant>, "
             "VARIANT:MIX (e.g. 'control:m2grl=0.5,cooc=0.5'); repeatable; the first is the default variant. "
-            "Default: control with the mix build-index serves by default. 'none' for no served row."
+            "MIX 'validation': chosen per seed on the validation split as m2grl tune --mix-only does. "
+            "Default: control:validation. 'none' for no served row."
         ),
     ] = None,
 ) -> None:
     """Compare M2GRL with the baselines on HitRate/Recall/Precision/F1/NDCG@K (tables 2 and 3 of the paper)."""
     from index.channels import parse_mix
     from offline.evaluation.config import ProtocolConfig
+    from offline.evaluation.job import VALIDATION_MIX, ServedMix
     from offline.evaluation.job import evaluate as run_evaluation
 
     chosen = [m.strip() for m in methods.split(",")] if methods else None
     try:
-        mixes: dict[str, dict[str, float]] | None = None
+        mixes: dict[str, ServedMix] | None = None
         if served:
             mixes = {}
             for spec in served:
@@ -486,7 +523,11 @@ def evaluate(
                     raise ValueError(
                         f"--served: expected VARIANT:MIX like 'control:m2grl=0.5,cooc=0.5', got {spec!r}"
                     )
-                mixes[variant.strip()] = parse_mix(mix, f"--served {variant.strip()}")
+                mixes[variant.strip()] = (
+                    VALIDATION_MIX
+                    if mix.strip() == VALIDATION_MIX
+                    else parse_mix(mix, f"--served {variant.strip()}")
+                )
         given: dict[str, Any] = {
             "ks": _int_list(ks, "--ks") if ks is not None else None,
             "n_triggers": triggers,
@@ -556,8 +597,8 @@ def build_index(
     default_mix: Annotated[
         str | None,
         typer.Option(
-            help="Mix served when a variant names none, e.g. 'm2grl=0.5,cooc=0.5,popular=0.35' (default: "
-            "that with --channels, else 'm2grl=1')."
+            help="Mix served when a variant names none, e.g. 'm2grl=0.5,cooc=0.5,popular=0.35', or a file "
+            "holding one (the best_mix.txt of m2grl tune; default: that mix with --channels, else 'm2grl=1')."
         ),
     ] = None,  # fmt: skip
     cold_rule: Annotated[
@@ -589,7 +630,7 @@ def build_index(
             device=device,  # type: ignore[arg-type]  # a str from the CLI, checked by the model
             retention=retention,
         )
-        mix = parse_mix(default_mix, "--default-mix") if default_mix is not None else None
+        mix = parse_mix(_mix_text(default_mix), "--default-mix") if default_mix is not None else None
         pinned = set(pin or ()) | set(pinned_in_config_file(serving_config) if serving_config else ())
         built = channels_builder(model, dataset, topn) if channels else None
         cold = cold_builder(model, dataset, rule=cold_rule, scale=cold_scale)

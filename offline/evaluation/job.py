@@ -29,7 +29,8 @@ from offline.evaluation.protocol import EvalData, build_eval_data, evaluate_retr
 from offline.evaluation.report import write_report
 from offline.evaluation.retrievers import RetrieverFactory, mixed_retriever, serving_retriever
 from offline.evaluation.reuse import model_trained_on
-from offline.jobs.channels import DEFAULT_MIX, dataset_channels
+from offline.evaluation.tune import mix_text, validation_mix, validation_split
+from offline.jobs.channels import dataset_channels
 from offline.jobs.train import dataset_checksum, dataset_views, select_views, train_m2grl
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,15 @@ def served_exponent(method: str, trained: float) -> float:
 
 
 DEFAULT_METHODS = (*M2GRL_METHODS, *BASELINES)
+#: A served variant's channel mix, or :data:`VALIDATION_MIX`.
+ServedMix = Mapping[str, float] | str
 #: Prefix of the rows that score a variant's served general mode (its channel mix over the m2grl model).
 SERVED_PREFIX = "served-"
-#: The served variants scored by default: the service's default variant on a version built with the
-#: channels (``m2grl build-index`` with its defaults).
-DEFAULT_SERVED: dict[str, dict[str, float]] = {"control": DEFAULT_MIX}
+#: A served variant's mix given as this is chosen per seed on the dataset's validation split
+#: (``offline.evaluation.tune.validation_mix``), as a deployment chooses it before building its index.
+VALIDATION_MIX = "validation"
+#: The served variants scored by default: the service's default variant with its mix chosen on validation.
+DEFAULT_SERVED: dict[str, ServedMix] = {"control": VALIDATION_MIX}
 #: ``(dataset_dir, method, seed, workdir) -> ItemModel`` for the M2GRL variants; swapped in tests.
 M2GRLFitter = Callable[[Path, str, int, Path], ItemModel]
 
@@ -139,6 +144,15 @@ def views_of(dataset_dir: Path) -> list[str]:
     return list(DatasetManifest.read(dataset_dir).views)
 
 
+def _validation_mix(
+    held_out: Path, seed: int, workdir: Path, protocol: ProtocolConfig, m2grl_fit: M2GRLFitter
+) -> dict[str, float]:
+    """The served mix chosen for ``seed`` on the validation split ``held_out``, its model in ``workdir``."""
+    mix, rows = validation_mix(held_out, m2grl_fit(held_out, "m2grl", seed, workdir), protocol)
+    log.info("served mix for seed %d chosen on validation: %s (of %d)", seed, mix_text(mix), len(rows))
+    return mix
+
+
 def _record(
     results: dict[str, Any], method: str, seed: int, scores: dict[str, float], fit_s: float, eval_s: float
 ) -> None:
@@ -172,7 +186,7 @@ def evaluate(
     workdir: Path | None = None,
     notes: Sequence[str] = (),
     diversity: bool = False,
-    served: Mapping[str, Mapping[str, float]] | None = None,
+    served: Mapping[str, ServedMix] | None = None,
 ) -> Path:
     """Fit, retrieve and score every method for every seed; write ``report.md`` + ``report.json``.
 
@@ -185,10 +199,12 @@ def evaluate(
             the same vectors under another norm exponent) is then read from it (one row each, no
             retraining, seeds ignored for them).
         topn: neighbours per item kept by the serving index (>= the largest K).
-        served: variant name -> general-mode channel mix (``index.channels``); each adds a row
-            ``served-<variant>`` scoring that mix through ``ServingIndex.mixed_neighbours`` over the
-            seed's ``m2grl`` model and the dataset's channels (``cooc``, ``popular``; default
-            :data:`DEFAULT_SERVED`; ``{}``: none).
+        served: variant name -> general-mode channel mix (``index.channels``) or :data:`VALIDATION_MIX`;
+            each adds a row ``served-<variant>`` scoring that mix through ``ServingIndex.mixed_neighbours``
+            over the seed's ``m2grl`` model and the dataset's channels (``cooc``, ``popular``; default
+            :data:`DEFAULT_SERVED`; ``{}``: none). A validation mix is chosen per seed with the default
+            M2GRL config trained by ``m2grl_fit`` on the validation split (also when ``model_dir`` is given);
+            the report records the mix each seed served.
         diversity: also train the metric model of section 6.1 on each seed's ``m2grl`` model and add the
             diversity table (general / general+filter / diversity, ``offline.evaluation.diversity``). Needs the
             default ``m2grl_fit`` (or ``model_dir``) so that the trained model folders exist.
@@ -207,10 +223,13 @@ def evaluate(
     if model_dir is not None:
         trained = ModelManifest.read(model_dir).norm_exponent
         given = {m: served_exponent(m, trained) for m in ("m2grl", *SERVED_FROM_M2GRL)}
-    mixes = {
-        f"{SERVED_PREFIX}{v}": check_mix(mix, f"served[{v!r}]")
+    mixes: dict[str, ServedMix] = {
+        f"{SERVED_PREFIX}{v}": mix if mix == VALIDATION_MIX else check_mix(mix, f"served[{v!r}]")  # type: ignore[arg-type]
         for v, mix in (served if served is not None else DEFAULT_SERVED).items()
     }
+    held_out: Path | None = None  # the validation split, prepared when a mix is chosen on it
+    chosen_mixes: dict[int, dict[str, float]] = {}  # seed -> the mix chosen on validation
+    served_mixes: dict[str, dict[int, str]] = {}  # row -> seed -> the mix it served
     # served rows right after the M2GRL variants, before the baselines
     ordered = (
         [m for m in methods if m in M2GRL_METHODS]
@@ -229,9 +248,18 @@ def evaluate(
                 if "m2grl" in given
                 else m2grl_fit(dataset_dir, "m2grl", seed, workdir)
             )
+            mix = mixes[method]
+            if isinstance(mix, str):
+                if seed not in chosen_mixes:
+                    held_out = held_out or validation_split(dataset_dir, workdir / "validation")
+                    chosen_mixes[seed] = _validation_mix(
+                        held_out, seed, workdir / "validation", protocol, m2grl_fit
+                    )
+                mix = chosen_mixes[seed]
+            served_mixes.setdefault(method, {})[seed] = mix_text(mix)
             fit_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            retriever = mixed_retriever(train.items, train.attributes, m2grl, channels, mixes[method], topn)
+            retriever = mixed_retriever(train.items, train.attributes, m2grl, channels, mix, topn)
             scores = evaluate_retriever(data, retriever, "general", protocol)
             _record(results, method, seed, scores, fit_s, time.perf_counter() - t1)
             continue
@@ -281,6 +309,7 @@ def evaluate(
         "seeds": list(seeds),
         "methods": results,
         "method_order": list(results),
+        "served_mixes": served_mixes,
         "notes": list(notes),
     }
     if diversity_report is not None:

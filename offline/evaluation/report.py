@@ -141,6 +141,12 @@ def render_markdown(results: dict[str, Any], pictures: dict[str, str] | None = N
         out += [f"## Table 2 @{k} (every method)", ""]
         cols = [f"{m}@{k}" for m in ACCURACY] + [f"Coverage@{k}"]
         out += _table(methods, all_names, cols, timing=True) + [""]
+    if results.get("served_mixes"):
+        out += ["Mixes served by the served-* rows, per seed (channel=weight):", ""]
+        out += [
+            f"- {row}: " + "; ".join(f"seed {seed} {mix}" for seed, mix in by_seed.items())
+            for row, by_seed in results["served_mixes"].items()
+        ] + [""]
     if pictures:
         out += ["## Metrics against K", ""]
         out += [f"![{metric}@K]({name})" for metric, name in pictures.items()] + [""]

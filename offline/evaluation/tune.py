@@ -34,7 +34,9 @@ from core.config_files import toml_text
 from core.layout import DatasetLayout
 from core.manifests import DatasetManifest
 from model.config import M2GRLConfig
+from offline.baselines.base import ItemModel
 from offline.data.config import PrepareConfig
+from offline.evaluation.config import ProtocolConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +78,13 @@ def prepare_config_from_manifest(manifest: DatasetManifest) -> PrepareConfig:
     return PrepareConfig(**stored)
 
 
-def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:
-    """The dataset re-prepared with session gap ``gap_s`` and its target one period back (cached)."""
+def held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path, *, fresh: bool = False) -> Path:
+    """The dataset re-prepared with session gap ``gap_s`` and its target one period back (cached in
+    ``workdir`` unless ``fresh``)."""
     from offline.data.prepare import prepare_dataset
 
     out = workdir / f"valid-gap{gap_s}"
-    if (out / "manifest.json").exists():
+    if (out / "manifest.json").exists() and not fresh:
         return out
     layout = DatasetLayout(dataset_dir)
     manifest = DatasetManifest.read(dataset_dir)
@@ -101,21 +104,22 @@ def _held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path) -> Path:
 
 
 def _score(
-    dataset_dir: Path, model_dir: Path, norm_exponent: float, mixes: Sequence[Mapping[str, float]] = ()
+    dataset_dir: Path,
+    model: ItemModel,
+    mixes: Sequence[Mapping[str, float]] = (),
+    protocol: ProtocolConfig | None = None,
 ) -> list[dict[str, float]]:
     """HitRate@50 and Recall@50 of the model's served general mode alone, then merged by each of
     ``mixes`` with the dataset's channels."""
     from offline.baselines.base import load_train_data
-    from offline.evaluation.config import ProtocolConfig
-    from offline.evaluation.job import load_eval_data, served_m2grl, views_of
+    from offline.evaluation.job import load_eval_data
     from offline.evaluation.protocol import evaluate_retriever
     from offline.evaluation.retrievers import mixed_retrievers, serving_retriever
     from offline.jobs.channels import dataset_channels
 
-    protocol = ProtocolConfig(ks=(50,))
+    protocol = (protocol or ProtocolConfig()).replace(ks=(50,))
     data = load_eval_data(dataset_dir, protocol)
     train = load_train_data(dataset_dir)
-    model = served_m2grl(model_dir, views_of(dataset_dir)[0], norm_exponent)
     retrievers = [serving_retriever(train.items, train.attributes, model, 50)]
     if mixes:
         topn = 200
@@ -126,6 +130,47 @@ def _score(
         scores = evaluate_retriever(data, retriever, "general", protocol)
         out.append({"HitRate@50": scores["HitRate@50"], "Recall@50": scores["Recall@50"]})
     return out
+
+
+def _trained_model(model_dir: Path, dataset_dir: Path, norm_exponent: float) -> ItemModel:
+    from offline.evaluation.job import served_m2grl, views_of
+
+    return served_m2grl(model_dir, views_of(dataset_dir)[0], norm_exponent)
+
+
+def score_mixes(
+    dataset_dir: Path, model: ItemModel, space: TuneSpace, protocol: ProtocolConfig | None = None
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """The scores of ``model`` served alone on ``dataset_dir``'s held-out split, then one row per (cooc,
+    popular) pair of ``space``: its weights, its mix text and its scores."""
+    pairs = [(c, p) for c in space.cooc_weights for p in space.popular_weights]
+    mixes = [served_mix(c, p) for c, p in pairs]
+    scores = _score(dataset_dir, model, mixes, protocol)
+    rows = [
+        {"cooc_weight": c, "popular_weight": p, "mix": mix_text(m), **sc}
+        for (c, p), m, sc in zip(pairs, mixes, scores[1:], strict=True)
+    ]
+    return scores[0], rows
+
+
+def validation_split(dataset_dir: Path, workdir: Path) -> Path:
+    """``dataset_dir`` re-prepared into ``workdir`` with its own session gap and its target one period back:
+    its held-out part is the validation period. Kept while newer than ``dataset_dir`` (a re-prepared
+    source is prepared again; an unchanged one keeps the byte-identical inputs its models were trained on)."""
+    gap = prepare_config_from_manifest(DatasetManifest.read(dataset_dir)).session_gap_s
+    kept = workdir / f"valid-gap{gap}" / "manifest.json"
+    stale = not kept.exists() or kept.stat().st_mtime < DatasetLayout(dataset_dir).manifest.stat().st_mtime
+    return held_out_dataset(dataset_dir, gap, workdir, fresh=stale)
+
+
+def validation_mix(
+    held_out: Path, model: ItemModel, protocol: ProtocolConfig | None = None, space: TuneSpace | None = None
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """The served mix chosen on a held-out dataset (:func:`validation_split`) for ``model``, trained on its
+    train part: every (cooc, popular) pair of ``space`` is scored under ``protocol`` and the best
+    HitRate@50 wins (ties: nearest the default mix). Returns the mix and every pair's row."""
+    _, rows = score_mixes(held_out, model, space or TuneSpace(), protocol)
+    return served_mix(*best_weights(rows)), rows
 
 
 def served_mix(cooc: float, popular: float) -> dict[str, float]:
@@ -151,6 +196,26 @@ def best_weights(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
 
     best = max(rows, key=lambda r: (float(r[OBJECTIVE]), -distance(r)))
     return float(best["cooc_weight"]), float(best["popular_weight"])
+
+
+def tune_mix(dataset_dir: Path, output_dir: Path, config: M2GRLConfig | None = None) -> str:
+    """Choose only the served mix (no search): train ``config`` once on the validation split of
+    ``dataset_dir`` and score every (cooc, popular) pair of the default space with it. Writes
+    ``best_mix.txt`` and ``mixes.md``; returns the mix text."""
+    from offline.jobs.train import train_m2grl
+
+    config = config or M2GRLConfig()
+    dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
+    workdir = output_dir / "work"
+    held_out = validation_split(dataset_dir, workdir)
+    model_dir = Path(train_m2grl(held_out, workdir / "model", config, overwrite=True))
+    mix, rows = validation_mix(held_out, _trained_model(model_dir, held_out, config.norm_exponent))
+    shutil.rmtree(workdir, ignore_errors=True)
+    text = mix_text(mix)
+    atomic_write_bytes(output_dir / "best_mix.txt", (text + "\n").encode())
+    header = f"# m2grl tune --mix-only on {dataset_dir} (seed {config.trainer.seed}): the validation split\n"
+    atomic_write_bytes(output_dir / "mixes.md", (header + mixes_markdown(rows, text)).encode())
+    return text
 
 
 def tune(
@@ -198,9 +263,9 @@ def tune(
             )
         config = base.replace(seed=seed, **changes)
         t0 = time.perf_counter()
-        held_out = _held_out_dataset(dataset_dir, gap, workdir)
+        held_out = held_out_dataset(dataset_dir, gap, workdir)
         model_dir = Path(train_m2grl(held_out, workdir / "model", config, overwrite=True))
-        scores = _score(held_out, model_dir, config.norm_exponent)[0]
+        scores = _score(held_out, _trained_model(model_dir, held_out, config.norm_exponent))[0]
         if not best_so_far or scores[OBJECTIVE] > max(best_so_far):  # kept for the mix below
             shutil.rmtree(best_model, ignore_errors=True)
             model_dir.rename(best_model)
@@ -223,13 +288,8 @@ def tune(
     gap = int(best.pop("session_gap_s"))
     chosen = {k: v for k, v in best.items() if k != "max_weight_ratio" or best.get("weighting") == "bounded"}
     norm_exponent = float(best.get("norm_exponent", base.norm_exponent))
-    pairs = [(c, p) for c in space.cooc_weights for p in space.popular_weights]
-    mixes = [served_mix(c, p) for c, p in pairs]
-    mix_scores = _score(_held_out_dataset(dataset_dir, gap, workdir), best_model, norm_exponent, mixes)
-    mix_rows = [
-        {"cooc_weight": c, "popular_weight": p, "mix": mix_text(m), **sc}
-        for (c, p), m, sc in zip(pairs, mixes, mix_scores[1:], strict=True)
-    ]
+    held_out = held_out_dataset(dataset_dir, gap, workdir)
+    alone, mix_rows = score_mixes(held_out, _trained_model(best_model, held_out, norm_exponent), space)
     mix = mix_text(served_mix(*best_weights(mix_rows)))
     shutil.rmtree(workdir, ignore_errors=True)  # the re-prepared datasets and the trials' models
     header = (
@@ -253,7 +313,7 @@ def tune(
             "objective": OBJECTIVE,
             "best": best | {"session_gap_s": gap},
             "trials": rows,
-            "mix": {"best": mix, "alone": mix_scores[0], "mixes": mix_rows},
+            "mix": {"best": mix, "alone": alone, "mixes": mix_rows},
         },
     )
     atomic_write_bytes(
@@ -266,7 +326,7 @@ def mixes_markdown(rows: Sequence[Mapping[str, Any]], chosen: str) -> str:
     """The served mixes scored on the best trial's model, one line each."""
     lines = [
         "",
-        f"## Served mix (best trial's model with the cooc and popular channels): chosen {chosen}",
+        f"## Served mix (the trained model with the cooc and popular channels): chosen {chosen}",
         "",
         "| mix | HitRate@50 | Recall@50 |",
         "|---|---|---|",

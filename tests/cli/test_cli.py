@@ -114,6 +114,8 @@ def test_evaluate_passes_the_protocol_options_through(
         ),
         (["evaluate", "--served", "c:bm25=1"], "--served c: unknown channel 'bm25'"),
         (["build-index", "--default-mix", "m2grl"], "--default-mix: expected channel=weight pairs"),
+        (["build-index", "--default-mix", "no-such-file"], "--default-mix: expected channel=weight pairs"),
+        (["tune", "--config", "best.toml"], "--config goes with --mix-only"),
         (["build-index", "--cold-rule", "side-ridge"], "--cold-rule: 'side-ridge' is not one of"),
         (["build-index", "--cold-scale", "1.5"], "--cold-scale: must be in (0, 1], got 1.5"),
     ],
@@ -140,9 +142,12 @@ def test_build_index_adds_the_channels_of_the_models_dataset(tmp_path: Path) -> 
         tmp_path / "model", vectors, ids=items, manifest={"views": ["item"], "dataset": str(ds)}
     )
     root = tmp_path / "index"
+    chosen = tmp_path / "best_mix.txt"  # as m2grl tune writes it
+    chosen.write_text("m2grl=0.25,cooc=0.75,popular=0.5\n")
     for args, channels, mix in (
         ([], ["cooc", "popular"], {"m2grl": 0.5, "cooc": 0.5, "popular": 0.35}),
         (["--default-mix", "m2grl=1,cooc=3"], ["cooc", "popular"], {"m2grl": 1.0, "cooc": 3.0}),
+        (["--default-mix", str(chosen)], ["cooc", "popular"], {"m2grl": 0.25, "cooc": 0.75, "popular": 0.5}),
         (["--no-channels"], [], None),
     ):
         result = runner.invoke(app, ["build-index", "--model", str(model), "--index-root", str(root), *args])

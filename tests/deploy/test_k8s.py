@@ -214,6 +214,7 @@ def run_chain(
         f'echo "$*" >> "{log}"\n'
         f'[ "$1" = "{fail_at}" ] && exit 1\n'
         'prev=""; for a in "$@"; do [ "$prev" = --output ] && mkdir -p "$a"; prev=$a; done\n'
+        'if [ "$1" = tune ]; then echo m2grl=0.5,cooc=0.5,popular=0.5 > "$6/best_mix.txt"; fi\n'
         'if [ "$1" = build-index ]; then mkdir -p "$7/versions/v-$RUN_DATE"; echo "v-$RUN_DATE" > "$7/CURRENT"; fi\n',
         encoding="utf-8",
     )
@@ -234,13 +235,19 @@ def run_chain(
 def test_daily_chain_runs_every_stage_in_order_and_publishes(tmp_path: Path) -> None:
     code, calls, root = run_chain(tmp_path)
     assert code == 0
-    assert [c.split()[0] for c in calls] == ["prepare", "train", "train-metric", "evaluate", "build-index"]
+    assert [c.split()[0] for c in calls] == [
+        "prepare", "train", "train-metric", "tune", "evaluate", "build-index",
+    ]  # fmt: skip
     assert f"--output {root}/dataset/20240105" in calls[0] and "--source taobao" in calls[0]
     assert "--memory-limit 10GB" in calls[0]
     assert f"--dataset {root}/dataset/20240105 --output {root}/model/20240105" in calls[1]
+    assert calls[3] == f"tune --mix-only --dataset {root}/dataset/20240105 --output {root}/mix/20240105"
+    # the report scores, and the index serves, the mix chosen on the validation split
+    assert calls[4].endswith("--served control:m2grl=0.5,cooc=0.5,popular=0.5")
     assert (
-        f"--model {root}/model/20240105 --metric {root}/metric/20240105 --index-root {root}/index" in calls[4]
+        f"--model {root}/model/20240105 --metric {root}/metric/20240105 --index-root {root}/index" in calls[5]
     )
+    assert calls[5].endswith(f"--default-mix {root}/mix/20240105/best_mix.txt")
     assert (root / "index" / "CURRENT").read_text().strip() == "v-20240105"
 
 
@@ -267,7 +274,7 @@ def test_daily_chain_keeps_only_the_last_days(tmp_path: Path) -> None:
     days = [f"202401{d:02d}" for d in range(1, keep + 3)]
     for day in days:
         assert run_chain(tmp_path, day=day)[0] == 0
-    for stage in ("dataset", "model", "metric", "report"):
+    for stage in ("dataset", "model", "metric", "mix", "report"):
         assert sorted(p.name for p in (tmp_path / "data" / stage).iterdir()) == days[-keep:], stage
     # index versions are pruned by build-index itself (--retention), not by the script
     assert (tmp_path / "data" / "index" / "CURRENT").read_text().strip() == f"v-{days[-1]}"

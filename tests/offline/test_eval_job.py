@@ -34,6 +34,7 @@ def test_evaluate_writes_tables(tmp_path: Path) -> None:
         topn=10,
         retriever_factory=exact_factory,
         m2grl_fit=_fake_m2grl,
+        served={},  # the served rows choose their mix on a validation split this tiny log cannot hold
     )
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     text = md.read_text()
@@ -99,6 +100,7 @@ def test_diversity_table_uses_the_reports_protocol(tmp_path: Path, monkeypatch: 
         retriever_factory=exact_factory,
         m2grl_fit=_fake_m2grl,
         diversity=True,
+        served={},
     )
     config = seen["config"]
     assert isinstance(config, ProtocolConfig) and config.exclude_seen and config.ks == (50,)
@@ -136,6 +138,7 @@ def test_a_given_model_serves_m2grl_and_its_norm_exponent_rows_without_training(
         topn=10,
         retriever_factory=recording_factory,
         m2grl_fit=no_training,
+        served={"fixed": {"m2grl": 0.5, "cooc": 0.5}},
     )
     scale = np.linalg.norm(vectors, axis=1)
     # the model's own exponent (1: unit rows), then 0 (raw), then 0.75 (length scale ** 0.25)

@@ -7,6 +7,7 @@ import json
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -18,6 +19,7 @@ from offline.data.config import PrepareConfig
 from offline.evaluation.tune import TuneSpace, best_weights, mix_text, tune
 
 TAOBAO = Path(__file__).resolve().parents[2] / "data" / "taobao-sample" / "UserBehavior_head_sample.csv.gz"
+MOVIELENS = Path(__file__).resolve().parents[2] / "data" / "movielens-small"
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +88,24 @@ def test_cli_train_config_and_bad_options_fail_in_one_line(taobao: Path, tmp_pat
     assert (stored["trainer"]["epochs"], stored["window"], stored["norm_exponent"]) == (1, 3, 0.0)
 
 
+def test_tune_mix_only_trains_once_and_writes_the_mix_build_index_reads(taobao: Path, tmp_path: Path) -> None:
+    config = tmp_path / "small.toml"
+    config.write_text(toml_text({"epochs": 1, "dim": 8, "window": 2}))
+    out = tmp_path / "mix"
+    result = CliRunner().invoke(
+        app, ["tune", "--mix-only", "--dataset", str(taobao), "--output", str(out), "--config", str(config)]
+    )
+    assert result.exit_code == 0, result.output
+    chosen = parse_mix((out / "best_mix.txt").read_text().strip())
+    assert set(chosen) <= {"m2grl", "cooc", "popular"} and chosen["m2grl"] == pytest.approx(
+        1 - chosen["cooc"]
+    )
+    md = (out / "mixes.md").read_text()
+    assert md.count("\n| ") == 1 + 3 * 4  # header + every (cooc, popular) pair of the default space
+    assert f"chosen {mix_text(chosen)}" in md and f"--default-mix {out / 'best_mix.txt'}" in result.output
+    assert not (out / "work").exists() and not (out / "trials.json").exists()  # no search was run
+
+
 def test_prepare_session_gap_option_and_preset(taobao: Path, tmp_path: Path) -> None:
     from offline.data.presets import preset
 
@@ -120,11 +140,11 @@ def test_held_out_dataset_is_the_validation_period_and_never_the_test(target: st
     import pyarrow.parquet as pq
 
     from offline.data.prepare import prepare_from_source
-    from offline.evaluation.tune import _held_out_dataset
+    from offline.evaluation.tune import held_out_dataset
 
     source = prepare_from_source("taobao", TAOBAO, tmp_path / "src", target=target)  # type: ignore[arg-type]
     valid = prepare_from_source("taobao", TAOBAO, tmp_path / "valid", target="valid")
-    held = _held_out_dataset(source, 3_600, tmp_path / "work")
+    held = held_out_dataset(source, 3_600, tmp_path / "work")
     assert json.loads((held / "manifest.json").read_text())["config"]["session_gap_s"] == 3_600
 
     def period(root: Path, split: str) -> tuple[int, int, int]:
@@ -164,3 +184,36 @@ def test_tune_space_refuses_mixes_without_both_channels(weights: tuple[float, ..
 def test_tune_space_refuses_popular_weights_outside_the_unit_interval(weights: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="popular_weights"):
         TuneSpace(popular_weights=weights)
+
+
+def test_the_default_served_row_serves_the_mix_chosen_on_the_validation_split(tmp_path: Path) -> None:
+    from core.layout import DatasetLayout
+    from offline.baselines.base import ItemModel
+    from offline.data.prepare import prepare_from_source
+    from offline.evaluation.config import ProtocolConfig
+    from offline.evaluation.job import evaluate
+
+    movielens = prepare_from_source("movielens", MOVIELENS, tmp_path / "movielens")
+    fitted: list[tuple[str, int]] = []
+
+    def random_m2grl(dataset_dir: Path, method: str, seed: int, workdir: Path) -> ItemModel:
+        # a model without signal: which mix wins is then up to the channels, on the split it is fitted on
+        fitted.append((json.loads((dataset_dir / "manifest.json").read_text())["target"], seed))
+        n = len(np.load(DatasetLayout(dataset_dir).vocab("item")))
+        rng = np.random.default_rng([seed, n])
+        return ItemModel(vectors=rng.standard_normal((n, 8)).astype(np.float32), metric="ip")
+
+    protocol = ProtocolConfig(ks=(50,))
+    evaluate(movielens, tmp_path / "report", methods=["popularity"], seeds=(0,), protocol=protocol,
+             m2grl_fit=random_m2grl, workdir=tmp_path / "models")  # fmt: skip
+    # one model on the test dataset's train part, one on the validation split's: the mix is chosen there
+    assert sorted(fitted) == [("test", 0), ("valid", 0)]
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    chosen = report["served_mixes"]["served-control"]["0"]
+    assert f"served-control: seed 0 {chosen}" in (tmp_path / "report" / "report.md").read_text()
+    # the served row is that mix served on the test split, as a fixed mix would be
+    evaluate(movielens, tmp_path / "fixed", methods=["popularity"], seeds=(0,), protocol=protocol,
+             m2grl_fit=random_m2grl, workdir=tmp_path / "models", served={"control": parse_mix(chosen)})  # fmt: skip
+    fixed = json.loads((tmp_path / "fixed" / "report.json").read_text())
+    assert fixed["methods"]["served-control"]["mean"] == report["methods"]["served-control"]["mean"]
+    assert fixed["served_mixes"]["served-control"]["0"] == chosen
