@@ -69,8 +69,13 @@ def _int_list(raw: str | None, field: str) -> tuple[int, ...]:
 
 def query_params(query_string: bytes) -> dict[str, str]:
     """The query string as ``{name: value}``, the last value of a repeated name winning (as Starlette's
-    ``request.query_params``, without building its multi-dict: ~7 us less per request)."""
-    return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+    ``request.query_params``, without building its multi-dict). Without ``%`` or ``+`` nothing needs
+    unquoting, and splitting on ``&`` and the first ``=`` gives what ``parse_qsl`` gives, for a third
+    of its time."""
+    text = query_string.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    return dict(part.partition("=")[::2] for part in text.split("&") if part)
 
 
 def _label_list(raw: str | None, labels: ViewLabels) -> tuple[int, ...]:

@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     feedback_secret: str | None = Field(
         default=None,
         min_length=16,
-        description="HMAC key of request ids, the same on every replica; None = a random one per worker.",
+        description="MAC key of request ids, the same on every replica; None = a random one per worker.",
     )
     feedback_max_skew_s: float = Field(
         default=300.0, ge=0, description="Clock skew tolerated on feedback timestamps and request ids."

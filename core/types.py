@@ -126,6 +126,12 @@ class NeighbourResult:
                     self.item_ids, self.scores, self._attribute_dicts(), self.channels, cold, strict=True
                 )
             ]
+        if len(self.attributes) == 1:
+            ((view, column),) = self.attributes.items()
+            return [
+                {"item_id": i, "score": s, "attributes": {view: a}, "cold": f}
+                for i, s, a, f in zip(self.item_ids, self.scores, column, cold, strict=True)
+            ]
         return [
             {"item_id": i, "score": s, "attributes": a, "cold": f}
             for i, s, a, f in zip(self.item_ids, self.scores, self._attribute_dicts(), cold, strict=True)

@@ -114,8 +114,9 @@ def _leading_k(cand: npt.NDArray[np.integer[Any]], row: int, k: int) -> bool:
     padding nor the trigger: a lookup without exclusions then takes them as they are."""
     if k > len(cand):
         return False
-    head = cand[:k]
-    return bool(head.min() >= 0) and not (head == row).any()
+    # as Python ints: on the running server three numpy reductions over 50 entries cost more than this
+    head = cand[:k].tolist()
+    return min(head) >= 0 and row not in head
 
 
 @dataclass(frozen=True)
@@ -498,8 +499,7 @@ class ServingIndex:
             return self._result(int(item_id), cand[:k], scores[:k], 0, False, channels, counts)
         select = self._selector(row, exclude_categories, exclude_items, category_view)
         kept, valid = select(cand)
-        complete = int(valid.sum()) >= self.num_items - 1
-        if len(kept) < k and not complete and m.index is not None:
+        if len(kept) < k and m.index is not None and int(valid.sum()) < self.num_items - 1:
             cand, scores, kept, valid = self._refill(m, row, k, select)
         if len(kept) >= k:
             kept = kept[:k]
@@ -540,16 +540,16 @@ class ServingIndex:
             if categories is None and (excl_rows is None or not excl_rows.size):
                 return np.flatnonzero(valid), valid  # no exclusions: the common general-mode lookup
             keep = valid.copy()
-            safe = np.where(valid, cand, 0)
             if categories is not None:
-                cats = categories[safe]
+                # padding (-1) reads the last row's category: harmless, ``valid`` drops those positions
+                cats = categories[cand]
                 if excl_cats.size <= SMALL_EXCLUSION:  # one compare per category beats np.isin's sort
                     for category in excl_cats:
                         keep &= cats != category
                 else:
                     keep &= ~np.isin(cats, excl_cats)
             if excl_rows is not None and excl_rows.size:
-                keep &= ~np.isin(safe, excl_rows)
+                keep &= ~np.isin(cand, excl_rows)
             return np.flatnonzero(keep), valid
 
         return select
@@ -584,7 +584,7 @@ class ServingIndex:
         return NeighbourResult(
             trigger=trigger,
             item_ids=self._items[rows].tolist(),
-            scores=np.asarray(scores, dtype=np.float64).tolist(),
+            scores=scores.tolist(),  # float16 / float32 rows give the same Python floats as via float64
             attributes={view: arr[rows].tolist() for view, arr in self._attributes.items()},
             exhausted=exhausted,
             filtered_out=filtered,

@@ -4,6 +4,8 @@ every 4xx of the route, and the per-variant counters it feeds."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -52,6 +54,42 @@ def test_request_id_round_trip_reads_back_variant_mode_and_issue_second() -> Non
     assert set(rid) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
+def _signed(payload: bytes, mac: bytes) -> str:
+    return (
+        base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+        + "."
+        + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    )
+
+
+def test_the_mac_is_keyed_blake2b_of_the_payload() -> None:
+    rid = issue_request_id(SECRET, "control", "general", NOW)
+    head, _, tail = rid.partition(".")
+    payload = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
+    key = hashlib.blake2b(SECRET.encode(), person=b"m2grl-request").digest()
+    expected = hashlib.blake2b(payload, key=key, digest_size=16).digest()
+    assert base64.urlsafe_b64decode(tail + "=" * (-len(tail) % 4)) == expected
+    assert payload.startswith(b"control|general|1700000000|")
+
+
+def test_ids_signed_by_the_earlier_hmac_still_verify() -> None:
+    # answers served before the upgrade: their feedback is not refused as forged
+    payload = b"treatment|general|1700000000|abc0"
+    legacy = hmac.new(SECRET.encode(), payload, hashlib.sha256).digest()[:16]
+    assert read_request_id(SECRET, _signed(payload, legacy), NOW, max_age_s=DAY).variant == "treatment"
+    other = hmac.new(b"another-secret-0123456789", payload, hashlib.sha256).digest()[:16]
+    with pytest.raises(InvalidRequestId, match="signature"):
+        read_request_id(SECRET, _signed(payload, other), NOW, max_age_s=DAY)
+
+
+def test_a_secret_longer_than_blake2b_keys_signs_and_verifies() -> None:
+    long_secret = "s" * 200  # BLAKE2b keys are at most 64 bytes: the key is derived from the secret
+    rid = issue_request_id(long_secret, "control", "general", NOW)
+    assert read_request_id(long_secret, rid, NOW, max_age_s=DAY).mode == "general"
+    with pytest.raises(InvalidRequestId, match="signature"):
+        read_request_id("s" * 199, rid, NOW, max_age_s=DAY)
+
+
 def test_two_ids_of_the_same_second_differ() -> None:
     assert issue_request_id(SECRET, "control", "general", NOW) != issue_request_id(
         SECRET, "control", "general", NOW
@@ -83,12 +121,9 @@ def test_forged_or_malformed_ids_are_refused(make: Callable[[str], str], message
 
 
 def test_a_well_signed_but_malformed_payload_is_refused() -> None:
-    import hashlib
-    import hmac
-
     payload = b"control|general|yesterday|00"
-    mac = hmac.new(SECRET.encode(), payload, hashlib.sha256).digest()[:16]
-    rid = base64.urlsafe_b64encode(payload).decode() + "." + base64.urlsafe_b64encode(mac).decode()
+    key = hashlib.blake2b(SECRET.encode(), person=b"m2grl-request").digest()
+    rid = _signed(payload, hashlib.blake2b(payload, key=key, digest_size=16).digest())
     with pytest.raises(InvalidRequestId, match="malformed payload"):
         read_request_id(SECRET, rid, NOW, max_age_s=DAY)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.errors import ApiError
 from app.query import RetrievalQuery, parse_retrieval_query, query_params
@@ -66,6 +68,16 @@ def test_query_params_decode_like_starlette() -> None:
     }
     assert parsed == dict(QueryParams(raw.decode()))  # the last of a repeated name wins in both
     assert query_params(b"") == {}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab=&;+%2Ck_é", max_size=24))
+def test_query_params_agree_with_starlette_on_any_query_string(text: str) -> None:
+    from starlette.datastructures import QueryParams
+
+    # the split fast path (no % or +) and the parse_qsl path both read what Starlette reads
+    assert query_params(text.encode("latin-1")) == dict(QueryParams(text))
+    assert query_params(b"k=5&&mode=a=b&flag") == {"k": "5", "mode": "a=b", "flag": ""}
 
 
 def test_parse_retrieval_query() -> None:
