@@ -1,7 +1,7 @@
 """Calibrate ``build-index --cold-scale`` on a validation dataset, through the serving path.
 
 For ``--cold-rule none`` and each scale S, build an index version exactly as ``m2grl build-index`` does
-(cooc channel, default mix, the dataset's cold items placed by ``group-mean`` times S), load it as the
+(cooc channel, default mix, the dataset's cold items placed by each ``--rules`` rule times S), load it as the
 service does, and score its served general mode (the default mix, and the m2grl channel alone) on:
 
 - the standard protocol (table 2: triggers and ground truth over the training vocabulary): cold items
@@ -11,7 +11,7 @@ service does, and score its served general mode (the default mix, and the m2grl 
 
 Usage (a ``target=valid`` dataset and a model trained on it)::
 
-    python benchmarks/cold_scale.py --dataset D --model M --work W [--scales 1.0,0.95,0.9,0.8]
+    python benchmarks/cold_scale.py --dataset D --model M --work W [--scales 1.0,0.95,0.9,0.8] [--rules recent-mean]
 
 prints one Markdown table and writes ``W/cold_scale.json``.
 """
@@ -84,14 +84,18 @@ def main() -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True, help="index root of the versions built here")
     parser.add_argument("--scales", default="1.0,0.95,0.9,0.8")
+    parser.add_argument(
+        "--rules", default="recent-mean", help="comma-separated cold rules, each at every scale"
+    )
     parser.add_argument("--topn", type=int, default=200)
     args = parser.parse_args()
     protocol = ProtocolConfig(ks=(20, 50, 100))
     config = IndexConfig(index_type="flat", topn=args.topn, device="cpu")
     rows: dict[str, Any] = {}
-    settings = [("none", 1.0)] + [("group-mean", float(s)) for s in args.scales.split(",") if s]
+    rules = [r for r in args.rules.split(",") if r]
+    settings = [("none", 1.0)] + [(r, float(s)) for r in rules for s in args.scales.split(",") if s]
     for rule, scale in settings:
-        label = "no cold items" if rule == "none" else f"S = {scale:g}"
+        label = "no cold items" if rule == "none" else f"{rule}, S = {scale:g}"
         t0 = time.perf_counter()
         version = build_index(
             args.model, args.work, config, version=f"{rule}-{scale:g}".replace(".", "_"), publish=False,

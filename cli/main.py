@@ -35,9 +35,10 @@ app.add_typer(ab_app, name="ab")
 log = logging.getLogger("m2grl")
 
 Source = Literal["movielens", "taobao", "generic"]
-#: ``build-index --cold-scale`` default: ``offline.jobs.cold_items.DEFAULT_COLD_SCALE`` (a test keeps them equal;
-#: the module is not imported here, so ``--help`` stays instant)
+#: ``build-index --cold-scale`` / ``--cold-decay`` defaults: ``offline.jobs.cold_items.DEFAULT_COLD_SCALE`` /
+#: ``DEFAULT_COLD_DECAY`` (a test keeps them equal; the module is not imported here, so ``--help`` stays instant)
 COLD_SCALE = 0.9
+COLD_DECAY = 0.5
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = {
     "movielens": REPO_ROOT / "data" / "movielens-small",
@@ -605,13 +606,21 @@ def build_index(
         str,
         typer.Option(
             help="How catalogue items without training behaviour are placed from their side views: "
-            "group-mean, or none to index the model's items only."
+            "recent-mean (their group's items, the recently arrived ones weighted up), group-mean (all "
+            "equally), or none to index the model's items only."
         ),
-    ] = "group-mean",
+    ] = "recent-mean",
     cold_scale: Annotated[
         float,
         typer.Option(help="Cold items' general-mode vectors are multiplied by this, in (0, 1]."),
     ] = COLD_SCALE,
+    cold_decay: Annotated[
+        float,
+        typer.Option(
+            help="recent-mean: a trained item's weight falls by e for each this share of the trained "
+            "items that first appeared after it."
+        ),
+    ] = COLD_DECAY,
 ) -> None:
     """Build a versioned FAISS index + precomputed item-to-item maps (and the cooc and popular channels), with the
     dataset catalogue's cold items placed from their side views; publish atomically."""
@@ -633,7 +642,7 @@ def build_index(
         mix = parse_mix(_mix_text(default_mix), "--default-mix") if default_mix is not None else None
         pinned = set(pin or ()) | set(pinned_in_config_file(serving_config) if serving_config else ())
         built = channels_builder(model, dataset, topn) if channels else None
-        cold = cold_builder(model, dataset, rule=cold_rule, scale=cold_scale)
+        cold = cold_builder(model, dataset, rule=cold_rule, scale=cold_scale, decay=cold_decay)
         if channels:
             mix = mix or DEFAULT_MIX
         version = run_build(

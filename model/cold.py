@@ -7,6 +7,8 @@ into the item space (section 3.4), so both rules below read the item space as th
 - ``group-mean``: the mean of the L2-normalised vectors of the warm items sharing every side attribute of
   the item (category and shop), falling back to fewer views (category alone) and then to the mean of all
   warm items. Its length (at most 1) says how much the group agrees; served by cosine it is a direction.
+- ``recent-mean``: the same groups, each warm item weighted by how recently it first appeared
+  (:func:`recency_weights`): a new item is more like the group's recent arrivals than its old stock.
 - ``side-ridge``: a linear map from the concatenated side-view embeddings to the (L2-normalised) item
   vectors, fitted in closed form by ridge regression on the warm items (with an unpenalised intercept).
 
@@ -43,6 +45,8 @@ class ColdInputs:
       (``side-ridge`` only).
     - ``cold_count``: how many items to place; needed only without side views (a single-view model),
       where no row array says it.
+    - ``warm_weights``: float ``[n_warm]`` weight of each warm item in a group (``recent-mean`` only;
+      :func:`recency_weights`), positive.
     """
 
     item_vectors: npt.NDArray[np.floating[Any]]
@@ -50,6 +54,7 @@ class ColdInputs:
     cold_side: Mapping[str, npt.NDArray[np.integer[Any]]]
     side_vectors: Mapping[str, npt.NDArray[np.floating[Any]]] = field(default_factory=dict)
     cold_count: int | None = None
+    warm_weights: npt.NDArray[np.floating[Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.item_vectors.ndim != 2 or len(self.item_vectors) == 0:
@@ -74,6 +79,14 @@ class ColdInputs:
                     f"warm_side[{view!r}] must have one row per warm item ({len(self.item_vectors)}), "
                     f"got {rows.shape}"
                 )
+        w = self.warm_weights
+        if w is not None and (
+            w.shape != (len(self.item_vectors),) or not bool(np.all(np.isfinite(w) & (w > 0)))
+        ):
+            raise ValueError(
+                f"warm_weights must hold one finite positive weight per warm item ({len(self.item_vectors)}), "
+                f"got shape {w.shape}"
+            )
 
     @property
     def views(self) -> list[str]:
@@ -109,11 +122,26 @@ def _stacked(side: Mapping[str, npt.NDArray[np.integer[Any]]], views: list[str],
     return np.stack([np.asarray(side[v], dtype=np.int64) for v in views], axis=1)
 
 
+def recency_weights(first_seen: npt.ArrayLike, decay: float) -> npt.NDArray[np.float64]:
+    """``exp(-age / decay)`` per warm item, ``age`` the share of the warm items that first appeared
+    strictly after it (0 for the newest, nearly 1 for the oldest; equal dates, equal weights). A share of
+    the items, not of the time span, so one ``decay`` fits a log whatever its time unit and however
+    unevenly its items arrived (a first day holding the whole back catalogue, say)."""
+    if not np.isfinite(decay) or decay <= 0:
+        raise ValueError(f"decay must be a finite number > 0, got {decay}")
+    t = np.asarray(first_seen, dtype=np.float64)
+    later = len(t) - np.searchsorted(np.sort(t), t, side="right")
+    return np.exp(-later / max(len(t), 1) / decay)
+
+
 def _group_means(
-    vectors: npt.NDArray[np.float64], warm_keys: IntArray, cold_keys: IntArray
+    vectors: npt.NDArray[np.float64],
+    warm_keys: IntArray,
+    cold_keys: IntArray,
+    weights: npt.NDArray[np.float64],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """Per cold row, the mean of the warm vectors with the same key row, and whether it has any (a key
-    with an unknown ``-1`` part matches nothing)."""
+    """Per cold row, the ``weights``-weighted mean of the warm vectors with the same key row, and whether
+    it has any (a key with an unknown ``-1`` part matches nothing)."""
     n_cold = len(cold_keys)
     means = np.zeros((n_cold, vectors.shape[1]), dtype=np.float64)
     warm_ok = (warm_keys >= 0).all(axis=1)
@@ -126,12 +154,12 @@ def _group_means(
     n_groups = int(inverse.max()) + 1
     warm_group, cold_group = inverse[: int(warm_ok.sum())], inverse[int(warm_ok.sum()) :]
     sums = np.zeros((n_groups, vectors.shape[1]), dtype=np.float64)
-    np.add.at(sums, warm_group, vectors[warm_ok])
-    counts = np.bincount(warm_group, minlength=n_groups)
+    np.add.at(sums, warm_group, vectors[warm_ok] * weights[warm_ok, None])
+    totals = np.bincount(warm_group, weights=weights[warm_ok], minlength=n_groups)
     found = np.zeros(n_cold, dtype=bool)
-    has = counts[cold_group] > 0
+    has = totals[cold_group] > 0
     rows = np.flatnonzero(cold_ok)[has]
-    means[rows] = sums[cold_group[has]] / counts[cold_group[has], None]
+    means[rows] = sums[cold_group[has]] / totals[cold_group[has], None]
     found[rows] = True
     return means, found
 
@@ -141,6 +169,20 @@ def group_mean_rule(inputs: ColdInputs, *, normalise: bool = True) -> Placement:
     first ``L`` side views, for ``L`` from all views down to 0 (every warm item), the first non-empty.
     ``normalise=False`` averages the vectors as they are, for spaces whose lengths mean something (the
     L2 diversity space)."""
+    return _weighted_group_mean(inputs, np.ones(len(inputs.item_vectors)), normalise)
+
+
+def recent_mean_rule(inputs: ColdInputs, *, normalise: bool = True) -> Placement:
+    """Rule ``recent-mean``: :func:`group_mean_rule` with each warm item weighted by
+    ``inputs.warm_weights`` (:func:`recency_weights`); raises ``ValueError`` without them."""
+    if inputs.warm_weights is None:
+        raise ValueError(
+            "recent-mean needs warm_weights (recency_weights of the warm items' first appearance)"
+        )
+    return _weighted_group_mean(inputs, np.asarray(inputs.warm_weights, dtype=np.float64), normalise)
+
+
+def _weighted_group_mean(inputs: ColdInputs, weights: npt.NDArray[np.float64], normalise: bool) -> Placement:
     unit = unit_rows(inputs.item_vectors) if normalise else np.asarray(inputs.item_vectors, dtype=np.float64)
     views, n_cold = inputs.views, inputs.n_cold
     out = np.zeros((n_cold, unit.shape[1]), dtype=np.float64)
@@ -151,11 +193,11 @@ def group_mean_rule(inputs: ColdInputs, *, normalise: bool = True) -> Placement:
             break
         warm_keys = _stacked(inputs.warm_side, views[:level], len(unit))
         cold_keys = _stacked(inputs.cold_side, views[:level], n_cold)[todo]
-        means, found = _group_means(unit, warm_keys, cold_keys)
+        means, found = _group_means(unit, warm_keys, cold_keys, weights)
         rows = np.flatnonzero(todo)[found]
         out[rows], matched[rows] = means[found], level
     rest = matched < 0
-    out[rest], matched[rest] = unit.mean(axis=0), 0
+    out[rest], matched[rest] = weights @ unit / weights.sum(), 0
     return Placement(out.astype(np.float32), matched)
 
 
@@ -240,13 +282,17 @@ def _rows(ids: npt.ArrayLike, vocab: npt.ArrayLike) -> IntArray:
 
 
 def model_inputs(
-    model: M2GRLArtifact, cold_attributes: Mapping[str, npt.ArrayLike], n_cold: int | None = None
+    model: M2GRLArtifact,
+    cold_attributes: Mapping[str, npt.ArrayLike],
+    n_cold: int | None = None,
+    warm_weights: npt.NDArray[np.floating[Any]] | None = None,
 ) -> ColdInputs:
     """The rules' inputs from a trained model: its item rows are the warm items (side rows from the
     model's ``attributes``), its side views the features, in the model's view order. ``cold_attributes``:
     side view -> original ids ``[n_cold]`` of the items to place (``-1`` unknown); a side view of the
     model missing there counts as unknown for every cold item. ``n_cold``: the number of items to place,
-    required when ``cold_attributes`` is empty (a catalogue without side attributes)."""
+    required when ``cold_attributes`` is empty (a catalogue without side attributes). ``warm_weights``:
+    one per model item row (``recent-mean``)."""
     lengths = {len(np.asarray(a)) for a in cold_attributes.values()}
     if n_cold is not None:
         lengths.add(n_cold)
@@ -259,11 +305,22 @@ def model_inputs(
     warm = {v: _rows(model.attributes[v], model.vocab[v]) for v in views}
     cold = {v: _rows(cold_attributes.get(v, np.full(n, -1, dtype=np.int64)), model.vocab[v]) for v in views}
     side = {v: np.asarray(model.embeddings[v]) for v in views}
-    return ColdInputs(np.asarray(model.embeddings[model.views[0]]), warm, cold, side, cold_count=n)
+    return ColdInputs(
+        np.asarray(model.embeddings[model.views[0]]),
+        warm,
+        cold,
+        side,
+        cold_count=n,
+        warm_weights=warm_weights,
+    )
 
 
 ColdRule = Callable[..., Placement]
-COLD_RULES: dict[str, ColdRule] = {"group-mean": group_mean_rule, "side-ridge": side_ridge_rule}
+COLD_RULES: dict[str, ColdRule] = {
+    "group-mean": group_mean_rule,
+    "recent-mean": recent_mean_rule,
+    "side-ridge": side_ridge_rule,
+}
 
 
 def place_cold(rule: str, inputs: ColdInputs, **options: Any) -> Placement:

@@ -2,8 +2,9 @@
 
 Methods (:data:`COLD_METHODS`), each one list per test user over the whole catalogue:
 
-- ``m2grl-group-mean``, ``m2grl-side-ridge``: the model's warm item vectors plus the cold items placed by
-  that rule (``model.cold``), served as the index serves the model (``e / |e|^a``, its norm exponent).
+- ``m2grl-recent-mean``, ``m2grl-group-mean``, ``m2grl-side-ridge``: the model's warm item vectors plus
+  the cold items placed by that rule (``model.cold``; ``recent-mean`` at ``build-index``'s default
+  decay), served as the index serves the model (``e / |e|^a``, its norm exponent).
 - ``m2grl-warm-only``: the model's warm items alone (what the service answers today; no cold hit).
 - ``popularity-in-category``, ``random-in-category``: ``offline.baselines.in_category``.
 - ``eges-cold``: EGES trained on the dataset; cold items take its cold-start rule, the mean of their
@@ -39,8 +40,10 @@ from offline.evaluation.cold import PARTS, ColdCatalogue, cold_catalogue, cold_s
 from offline.evaluation.config import ProtocolConfig
 from offline.evaluation.job import check_run, load_eval_data
 from offline.evaluation.protocol import EvalData, Retriever, retrieve
+from offline.jobs.cold_items import DEFAULT_COLD_DECAY, warm_weights
 
 COLD_METHODS = (
+    "m2grl-recent-mean",
     "m2grl-group-mean",
     "m2grl-side-ridge",
     "m2grl-warm-only",
@@ -61,6 +64,7 @@ class ColdRun:
     model: M2GRLArtifact
     topn: int
     ridge_l2: float
+    decay: float = DEFAULT_COLD_DECAY
 
 
 def _vectors_retriever(run: ColdRun, items: np.ndarray, vectors: np.ndarray, exponent: float) -> Retriever:
@@ -74,7 +78,8 @@ def _vectors_retriever(run: ColdRun, items: np.ndarray, vectors: np.ndarray, exp
 def _m2grl_placed(run: ColdRun, rule: str, **options: Any) -> tuple[Retriever, dict[str, Any]]:
     """The model's warm vectors and its cold items placed by ``rule``; notes count the cold items per
     number of side views that placed them (``matched``: index 0 = the global fallback)."""
-    inputs = model_inputs(run.model, run.rows.cold_attributes())
+    weights = warm_weights(rule, DatasetLayout(run.dataset_dir), run.rows.items[: run.rows.n_warm], run.decay)
+    inputs = model_inputs(run.model, run.rows.cold_attributes(), warm_weights=weights)
     placed = place_cold(rule, inputs, **options)
     warm = np.asarray(run.model.embeddings[run.model.views[0]], dtype=np.float32)
     vectors = np.concatenate([warm, placed.vectors])
@@ -84,8 +89,13 @@ def _m2grl_placed(run: ColdRun, rule: str, **options: Any) -> tuple[Retriever, d
     }
 
 
-def _group_mean(run: ColdRun, seed: int) -> tuple[Retriever, dict[str, Any]]:
+def _recent_mean(run: ColdRun, seed: int) -> tuple[Retriever, dict[str, Any]]:
     del seed  # the model is given
+    return _m2grl_placed(run, "recent-mean")
+
+
+def _group_mean(run: ColdRun, seed: int) -> tuple[Retriever, dict[str, Any]]:
+    del seed
     return _m2grl_placed(run, "group-mean")
 
 
@@ -141,6 +151,7 @@ def _eges(run: ColdRun, seed: int) -> tuple[Retriever, dict[str, Any]]:
 
 #: method -> ``(run, seed) -> (retriever, notes)``
 BUILDERS: dict[str, Callable[[ColdRun, int], tuple[Retriever, dict[str, Any]]]] = {
+    "m2grl-recent-mean": _recent_mean,
     "m2grl-group-mean": _group_mean,
     "m2grl-side-ridge": _side_ridge,
     "m2grl-warm-only": _warm_only,

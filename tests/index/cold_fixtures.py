@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from core.atomic import atomic_write_json
 from core.catalogue import Catalogue, write_catalogue
@@ -77,13 +78,25 @@ def write_metric(root: Path) -> Path:
     return root
 
 
-def write_dataset(root: Path, *, catalogue: bool = True, labels: bool = False) -> Path:
+def write_dataset(
+    root: Path, *, catalogue: bool = True, labels: bool = False, first_seen: np.ndarray | None = None
+) -> Path:
     """A dataset folder holding (when ``catalogue``) every warm and cold item with its side attributes;
     with ``labels``, string labels for the item and category views (dense id ``i`` is ``"I<i>"`` /
-    ``"C<i>"``)."""
+    ``"C<i>"``). Its events give each warm item two training events, the first at ``first_seen`` (one
+    timestamp per ``WARM`` item; default all equal, so ``recent-mean`` weighs them equally), and a test
+    event of a cold item earlier than all of them (test events never count)."""
     layout = DatasetLayout(root)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(layout.manifest, {"format": "m2grl-dataset", "views": ["item", "category", "shop"]})
+    first = np.full(len(WARM), 1000, dtype=np.int64) if first_seen is None else np.asarray(first_seen)
+    events = {
+        "user_id": np.zeros(2 * len(WARM) + 1, dtype=np.int64),
+        "item_id": np.concatenate([WARM, WARM, COLD[:1]]),
+        "timestamp": np.concatenate([first, first + 5000, [-1]]).astype(np.int64),
+        "split": ["train"] * (2 * len(WARM)) + ["test"],
+    }
+    pq.write_table(pa.table(events), layout.events)
     if catalogue:
         items = np.concatenate([WARM, COLD])
         order = np.argsort(items)

@@ -52,8 +52,9 @@ def test_cold_items_are_placed_by_hand_and_marked(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.load(layout.attributes("category"))[6:], F.COLD_CATEGORY)
     np.testing.assert_array_equal(np.load(layout.attributes("shop"))[6:], F.COLD_SHOP)
     manifest = read_json(layout.manifest)
-    assert manifest["cold"]["items"] == 3 and manifest["cold"]["rule"] == "group-mean"
+    assert manifest["cold"]["items"] == 3 and manifest["cold"]["rule"] == "recent-mean"
     assert manifest["cold"]["scale"] == 0.5 and manifest["cold"]["matched"] == [1, 1, 1]
+    assert manifest["cold"]["decay"] == 0.5
     assert manifest["files"]["cold.npy"]["sha256"] == sha256_file(layout.cold)
     assert manifest["num_items"] == 9
     # the explorer's card calls them cold (no training event)
@@ -176,6 +177,29 @@ def test_unlabelled_cold_ids_and_bad_options_are_clear_errors(tmp_path: Path) ->
     with pytest.raises(ValueError):
         nothing(model, tmp_path / "index", CONFIG, version="x", progress=False, cold=cold_builder(model))
     assert not (tmp_path / "index" / "versions" / "x").exists()
+
+
+def test_recent_mean_weighs_each_group_by_first_appearance(tmp_path: Path) -> None:
+    """Item 10 first appeared before the 5 others: at decay 0.5 it weighs exp(-(5/6) / 0.5) in both modes (cold 15's group is 10 and 20; 25's group, 40 and 50, is unchanged); ``group-mean``
+    ignores the dates. Test events (cold 15's) never count as a first appearance."""
+    dataset = F.write_dataset(tmp_path / "dataset", first_seen=np.array([0, 1000, 1000, 1000, 1000, 1000]))
+    model = F.write_model(tmp_path / "model", dataset)
+    inputs = read_inputs(model, F.write_metric(tmp_path / "metric"))
+    recent = cold_input(model, dataset, inputs, scale=1.0, decay=0.5)
+    plain = cold_input(model, dataset, inputs, rule="group-mean", scale=1.0)
+    assert recent is not None and plain is not None
+    w = np.array([np.exp(-5 / 6 / 0.5), 1, 1, 1, 1, 1])[:, None]
+    u, z = F.unit(F.GENERAL), F.DIVERSITY.astype(np.float64)
+    np.testing.assert_allclose(recent.vectors["general"][0], (w[:2] * u[:2]).sum(0) / w[:2].sum(), rtol=1e-6)
+    np.testing.assert_allclose(recent.vectors["general"][1], F.expected_general(1.0)[1], rtol=1e-6)
+    np.testing.assert_allclose(recent.vectors["general"][2], (w * u).sum(0) / w.sum(), rtol=1e-6)
+    np.testing.assert_allclose(
+        recent.vectors["diversity"][0], (w[:2] * z[:2]).sum(0) / w[:2].sum(), rtol=1e-6
+    )
+    np.testing.assert_allclose(plain.vectors["general"], F.expected_general(1.0), rtol=1e-6)
+    assert recent.details["decay"] == 0.5 and "decay" not in plain.details
+    with pytest.raises(ValueError, match="--cold-decay"):
+        cold_builder(model, decay=0.0)
 
 
 def test_cold_inputs_that_do_not_fit_are_refused(tmp_path: Path) -> None:

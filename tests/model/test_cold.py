@@ -13,6 +13,7 @@ from model.cold import (
     group_mean_rule,
     model_inputs,
     place_cold,
+    recency_weights,
     unit_rows,
 )
 
@@ -104,7 +105,9 @@ def test_side_ridge_penalty_shrinks_towards_the_mean_and_normalises_targets() ->
 
 
 def test_errors_name_the_problem() -> None:
-    with pytest.raises(ValueError, match="unknown cold rule 'knn'; valid: \\['group-mean', 'side-ridge'\\]"):
+    with pytest.raises(
+        ValueError, match="unknown cold rule 'knn'; valid: \\['group-mean', 'recent-mean', 'side-ridge'\\]"
+    ):
         place_cold("knn", inputs([0]))
     with pytest.raises(ValueError, match="l2 must be"):
         fit_side_ridge(inputs([0], side_vectors={"category": np.ones((2, 1))}), l2=-1.0)
@@ -116,4 +119,30 @@ def test_errors_name_the_problem() -> None:
         ColdInputs(WARM, {"category": np.array([0])}, {"category": np.array([0])})
     with pytest.raises(ValueError, match="differ from cold_side"):
         ColdInputs(WARM, {"category": WARM_CAT}, {"shop": np.array([0])})
-    assert sorted(COLD_RULES) == ["group-mean", "side-ridge"]
+    with pytest.raises(ValueError, match="recent-mean needs warm_weights"):
+        place_cold("recent-mean", inputs([0]))
+    with pytest.raises(ValueError, match="one finite positive weight per warm item \\(4\\)"):
+        inputs([0], warm_weights=np.array([1.0, 1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="decay must be"):
+        recency_weights([1, 2], 0.0)
+    assert sorted(COLD_RULES) == ["group-mean", "recent-mean", "side-ridge"]
+
+
+def test_recency_weights_fall_by_e_per_decay_share_of_later_items() -> None:
+    # first appearances 0, 90, 100, 90: 3, 1, 0 and 1 of the 4 items arrived later
+    weights = recency_weights([0, 90, 100, 90], 0.5)
+    np.testing.assert_allclose(weights, np.exp(-np.array([3, 1, 0, 1]) / 4 / 0.5))
+    np.testing.assert_allclose(recency_weights([7, 7], 0.1), [1.0, 1.0])  # one instant: all equal
+    assert recency_weights([], 1.0).shape == (0,)
+
+
+def test_recent_mean_weighs_the_group_by_recency() -> None:
+    """Category 0 holds (1, 0) with weight 3 and (0, 1) with weight 1: (0.75, 0.25); category 1 (0, -1)
+    with weight 1 and (0.6, 0.8) with weight 1: (0.3, -0.1); the global mean (3 + 0 + 0 + 0.6, 0 + 1 - 1
+    + 0.8) / 6 for the unknown category. Equal weights give ``group-mean`` exactly."""
+    weights = np.array([3.0, 1.0, 1.0, 1.0])
+    placed = place_cold("recent-mean", inputs([0, 1, -1], warm_weights=weights))
+    np.testing.assert_allclose(placed.vectors, [[0.75, 0.25], [0.3, -0.1], [0.6, 0.8 / 6]], atol=1e-7)
+    assert placed.matched.tolist() == [1, 1, 0]
+    equal = place_cold("recent-mean", inputs([0, 1, -1, 2], warm_weights=np.full(4, 2.5)))
+    np.testing.assert_allclose(equal.vectors, group_mean_rule(inputs([0, 1, -1, 2])).vectors, atol=1e-7)
