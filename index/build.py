@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from core.atomic import atomic_dir
 from core.layout import DatasetLayout, IndexRoot, IndexVersionLayout
 from core.manifests import INDEX_FORMAT, IndexManifest
+from core.types import IntArray, Mode
 from index.channels import CHANNEL_MODES, FUSED, check_mix, fused_map
 from index.config import IndexConfig
 from index.device import faiss_threads, resolve_device, to_cpu, to_device
@@ -45,13 +46,16 @@ from index.publish import check_version_name, prune
 from index.publish import publish as publish_version
 from index.registry import effective_nlist, resolve_index_type
 from index.serving import ServingIndex
-from index.topn import build_topn_map, recall_at_k
+from index.topn import build_topn_map, drop_own_group, recall_at_k
 
 log = logging.getLogger(__name__)
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 #: Vectors added per call (progress granularity).
 _ADD_ROWS = 1 << 16
+#: The view whose value the diversity map leaves out of each item's neighbours: diversity answers never
+#: hold the trigger's own category (the service's default category view), so the map need not either.
+DIVERSITY_EXCLUDES = "category"
 
 
 #: Computes the map-only channels of a version from its item ids (rows in index order).
@@ -80,10 +84,20 @@ def _train_sample(vectors: npt.NDArray[np.float32], size: int, seed: int) -> npt
 
 
 def build_mode(
-    layout: IndexVersionLayout, mode: str, data: ModeInput, config: IndexConfig, device: str, progress: bool
+    layout: IndexVersionLayout,
+    mode: str,
+    data: ModeInput,
+    config: IndexConfig,
+    device: str,
+    progress: bool,
+    own_group: tuple[str, IntArray] | None = None,
 ) -> dict[str, Any]:
     """Build one mode into ``layout`` (index.faiss, topn_ids.npy, topn_scores.npy); returns its manifest
-    entry. Raises ``RecallTooLow`` when the map's recall@``recall_k`` is below ``recall_floor``."""
+    entry. Raises ``RecallTooLow`` when the map's recall@``recall_k`` is below ``recall_floor``.
+
+    ``own_group`` = ``(view, attribute per row)``: the map leaves out each item's neighbours that share
+    its attribute in that view (``excludes_own`` in the entry), for a mode that never serves them (the
+    diversity mode excludes the trigger's category); the recall check reads the full search first."""
     t0 = time.perf_counter()
     x = data.vectors
     n, dim = x.shape
@@ -146,6 +160,14 @@ def build_mode(
     log.info("%s: %s index, recall@%d vs exact = %.4f", mode, kind.name, config.recall_k, recall)
     if recall < config.recall_floor:
         raise RecallTooLow(mode, recall, config.recall_floor, config.recall_k)
+    if own_group is not None:
+        groups = np.asarray(own_group[1], dtype=np.int64)
+        for start in range(0, n, 1 << 16):
+            stop = min(n, start + (1 << 16))
+            rows = np.arange(start, stop, dtype=np.int64)
+            ids_out[start:stop], scores_out[start:stop] = drop_own_group(
+                np.asarray(ids_out[start:stop]), np.asarray(scores_out[start:stop]), rows, groups
+            )
     ids_out.flush()
     scores_out.flush()
     del ids_out, scores_out
@@ -160,6 +182,7 @@ def build_mode(
         "requested_index_type": config.index_type,
         "params": used,
         "topn": config.topn,
+        **({"excludes_own": own_group[0]} if own_group is not None else {}),
         "recall_k": config.recall_k,
         "recall": recall,
         "recall_queries": len(sample),
@@ -232,8 +255,20 @@ def write_version(
     layout.attributes("x").parent.mkdir(parents=True, exist_ok=True)
     for view, arr in inputs.attributes.items():
         np.save(layout.attributes(view), arr)
+    own = DIVERSITY_EXCLUDES
     modes = {
-        mode: build_mode(layout, mode, data, config, device, progress) for mode, data in inputs.modes.items()
+        mode: build_mode(
+            layout,
+            mode,
+            data,
+            config,
+            device,
+            progress,
+            (own, inputs.attributes[own])
+            if mode == Mode.DIVERSITY.value and own in inputs.attributes
+            else None,
+        )  # fmt: skip
+        for mode, data in inputs.modes.items()
     }
     channel_entries = {c: write_channel(layout, c, data) for c, data in (channels or {}).items()}
     fused = write_fused(layout, default_mix, config.topn, progress) if default_mix is not None else None

@@ -72,6 +72,8 @@ class _Mode:
     index_type: IndexType | None = None
     params: IndexParams = IndexParams()
     vectors: Float32Array | None = None
+    #: the attribute view whose value the map leaves out of each row's neighbours (``index.build``)
+    excludes_own: str | None = None
 
     @functools.cached_property
     def width(self) -> int:
@@ -289,6 +291,10 @@ class ServingIndex:
         modes: dict[str, _Mode] = {}
         for mode, spec in mode_specs.items():
             modes[mode] = _load_mode(layout, name, mode, spec, n, mmap_mode)
+            if modes[mode].excludes_own not in (None, *views):
+                raise InvalidIndexVersion(
+                    f"{name}: mode {mode!r} excludes_own names {modes[mode].excludes_own!r}, not a stored view"
+                )
         channels: dict[str, _Mode] = {}
         for channel, spec in channel_specs.items():
             try:
@@ -483,6 +489,9 @@ class ServingIndex:
         Reads the precomputed map; searches FAISS (growing breadth) only when exclusions leave fewer than
         ``k``. ``exhausted`` is True when fewer than ``k`` candidates exist; ``filtered_out`` counts the
         candidates that ranked above the last returned one (or anywhere, when exhausted) and were excluded.
+        A mode whose map leaves out each item's own category (``excludes_own`` = ``category_view``, the
+        diversity mode) never answers the trigger's category, and its map does not count those as
+        filtered.
         Raises ``UnknownItem``, ``UnknownMode``, ``UnknownView`` (category view not stored), ``ValueError``
         (``k`` < 1), ``DamagedIndex`` (a mapped file changed since it was validated).
         """
@@ -494,7 +503,10 @@ class ServingIndex:
         # the map's own int32 / float16 rows (no conversion copies); _result converts what is kept
         cand = m.topn_ids[row]
         scores = m.topn_scores[row]
-        if not exclude_categories and not exclude_items and _leading_k(cand, row, k):
+        own = self._own_left_out(m, row, category_view)
+        if own is not None and own not in exclude_categories:
+            exclude_categories = (*exclude_categories, own)
+        if not exclude_items and all(c == own for c in exclude_categories) and _leading_k(cand, row, k):
             channels, counts = (None, None) if _channel is None else ([[_channel]] * k, {_channel: k})
             return self._result(int(item_id), cand[:k], scores[:k], 0, False, channels, counts)
         select = self._selector(row, exclude_categories, exclude_items, category_view)
@@ -514,6 +526,14 @@ class ServingIndex:
             (None, None) if _channel is None else ([[_channel]] * len(kept), {_channel: len(kept)})
         )
         return self._result(int(item_id), cand[kept], scores[kept], filtered, exhausted, channels, counts)
+
+    def _own_left_out(self, m: _Mode, row: int, category_view: str) -> int | None:
+        """The trigger's category when mode ``m``'s map leaves it out of ``row`` (``excludes_own``, the
+        diversity map): the mode then never answers it, refills included; else None."""
+        if m.excludes_own != category_view:
+            return None
+        own = int(self._attributes[category_view][row])
+        return own if own >= 0 else None
 
     def _selector(
         self,
@@ -886,6 +906,9 @@ def _load_mode(
         topn = int(spec["topn"])
         kind = get_index_type(str(spec["index_type"]))
         params = IndexParams(**spec.get("params", {}))
+        excludes_own = spec.get("excludes_own")
+        if excludes_own is not None and not isinstance(excludes_own, str):
+            raise TypeError(f"excludes_own must be a view name, got {excludes_own!r}")
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidIndexVersion(f"{name}: manifest entry of mode {mode!r} malformed: {exc}") from exc
     if metric not in METRICS:
@@ -914,7 +937,7 @@ def _load_mode(
         vecs = index.reconstruct_batch(sample)
         if not np.isfinite(vecs).all():
             raise InvalidIndexVersion(f"{name}: {mode}/index.faiss holds NaN or infinite vectors")
-    return _Mode(metric, ids, scores, index, kind, params)
+    return _Mode(metric, ids, scores, index, kind, params, excludes_own=excludes_own)
 
 
 __all__ = ["ServingIndex", "to_scores"]

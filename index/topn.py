@@ -51,6 +51,23 @@ def drop_self(
     return out_ids, out_scores
 
 
+def drop_own_group(
+    ids: npt.NDArray[np.integer[Any]], scores: npt.NDArray[np.floating[Any]], rows: IntArray, groups: IntArray
+) -> tuple[npt.NDArray[np.integer[Any]], npt.NDArray[np.floating[Any]]]:
+    """Map rows ``ids`` / ``scores`` ``[n, w]`` of query rows ``rows`` without the neighbours whose
+    ``groups`` value (e.g. category) is the query's own, the others moved up in rank order and the tail
+    padded (``-1`` / ``-inf``). A query whose group is unknown (``-1``) keeps its row. Same dtypes."""
+    own = groups[rows][:, None]
+    drop = (ids >= 0) & (own >= 0) & (groups[np.maximum(ids, 0)] == own)
+    order = np.argsort(drop, axis=1, kind="stable")  # kept entries first, each part in rank order
+    out_ids = np.take_along_axis(ids, order, axis=1)
+    out_scores = np.take_along_axis(scores, order, axis=1)
+    tail = np.take_along_axis(drop, order, axis=1)
+    out_ids[tail] = -1
+    out_scores[tail] = -np.inf
+    return out_ids, out_scores
+
+
 def search_rows(
     index: faiss.Index,
     queries: Float32Array,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from core.atomic import read_json, sha256_file
 from core.layout import IndexRoot
 from index.build import build_index, new_version_name
-from index.errors import InvalidArtifact, RecallTooLow
+from index.errors import InvalidArtifact, InvalidIndexVersion, RecallTooLow
 from index.publish import current_version, list_versions
 from index.serving import ServingIndex
 from tests.index.conftest import FAST, clustered, write_metric
@@ -60,13 +61,23 @@ def test_flat_build_writes_the_layout(tmp_path: Path, model_dir: Path, metric_di
     x = np.load(model_dir / "embeddings" / "item.npy")
     # exact index: the map equals numpy brute force (up to float16-free ties; rows are distinct here)
     np.testing.assert_array_equal(ids, numpy_topk(x, 20, "ip"))
+    # the diversity map leaves out each item's own category: the 20 nearest, those dropped, the rest moved up
     z = np.load(metric_dir / "diversity.npy")
-    np.testing.assert_array_equal(np.load(layout.topn_ids("diversity")), numpy_topk(z, 20, "l2"))
+    cats = np.load(layout.attributes("category"))
+    assert diversity["excludes_own"] == "category" and "excludes_own" not in general
+    nearest = numpy_topk(z, 20, "l2")
+    expected = np.full((300, 20), -1)
+    for row in range(300):
+        other = nearest[row][cats[nearest[row]] != cats[row]]
+        expected[row, : len(other)] = other
+    np.testing.assert_array_equal(np.load(layout.topn_ids("diversity")), expected)
+    assert (expected == -1).any()  # some rows lost neighbours
     served = ServingIndex.load(layout.root)
-    result = served.neighbours(1, "diversity", 20)
-    top = numpy_topk(z, 1, "l2")[0, 0]
-    assert result.candidates[0].item_id == top * 10 + 1
-    assert result.candidates[0].score == pytest.approx(-((z[top] - z[0]) ** 2).sum(), rel=2e-3)
+    result = served.neighbours(1, "diversity", 20)  # the mode never answers the trigger's own category
+    order = numpy_topk(z, 299, "l2")[0]
+    others = order[cats[order] != cats[0]]
+    assert [c.item_id for c in result.candidates] == (others[:20] * 10 + 1).tolist()
+    assert result.candidates[0].score == pytest.approx(-((z[others[0]] - z[0]) ** 2).sum(), rel=2e-3)
 
 
 @pytest.mark.parametrize("index_type", ["hnsw", "ivf_flat", "ivf_pq"])
@@ -229,3 +240,19 @@ def test_model_norm_exponent_scales_the_served_vectors(tmp_path: Path, make_mode
     for bad in (1.5, -0.1, "cosine", True):
         with pytest.raises(InvalidArtifact, match="config.norm_exponent"):
             read_inputs(make_model(vectors, manifest=manifest(bad)))
+
+
+def test_a_diversity_map_naming_an_unstored_view_is_refused(
+    tmp_path: Path, model_dir: Path, metric_dir: Path
+) -> None:
+    build_index(model_dir, tmp_path / "index", FAST, metric_dir=metric_dir, version="v1", progress=False)
+    layout = IndexRoot(tmp_path / "index").version("v1")
+    manifest = read_json(layout.manifest)
+    for bad, reason in (
+        ("brand", "excludes_own names 'brand', not a stored view"),
+        (3, "excludes_own must be"),
+    ):
+        manifest["modes"]["diversity"]["excludes_own"] = bad
+        layout.manifest.write_text(json.dumps(manifest))
+        with pytest.raises(InvalidIndexVersion, match=reason):
+            ServingIndex.load(layout.root)

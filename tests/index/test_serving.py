@@ -11,6 +11,7 @@ import pytest
 
 from index.errors import IndexNotReady, UnknownItem, UnknownMode, UnknownView
 from index.serving import ServingIndex, _Mode
+from index.topn import drop_own_group
 
 ITEMS = np.array([10, 20, 30, 40, 50, 60], dtype=np.int64)
 CATS = np.array([0, 1, 1, 2, 2, 3], dtype=np.int64)
@@ -178,3 +179,53 @@ def test_many_excluded_categories_take_the_isin_path_with_the_same_answer(line: 
     assert len(many) > SMALL_EXCLUSION
     result = line.neighbours(10, "diversity", 2, exclude_categories=many)
     assert ids(result) == [60] and result.exhausted and result.filtered_out == 4
+
+
+def test_drop_own_group_moves_the_other_groups_up_and_pads() -> None:
+    ids_ = np.array([[1, 2, 3, 4], [0, 2, -1, -1], [4, 3, 1, 0]])
+    scores = np.array([[4.0, 3, 2, 1], [4, 3, -np.inf, -np.inf], [4, 3, 2, 1]], dtype=np.float32)
+    groups = np.array([7, 7, 8, 8, -1])  # row 2 (group 8) drops 3; row 4's group is unknown
+    out_ids, out_scores = drop_own_group(ids_, scores, np.array([0, 1, 2]), groups)
+    assert out_ids.tolist() == [[2, 3, 4, -1], [2, -1, -1, -1], [4, 1, 0, -1]]
+    assert out_scores.tolist() == [[3, 2, 1, -np.inf], [3, -np.inf, -np.inf, -np.inf], [4, 2, 1, -np.inf]]
+    same, _ = drop_own_group(ids_[:1], scores[:1], np.array([4]), groups)  # unknown own group: kept
+    assert same.tolist() == ids_[:1].tolist()
+
+
+def own_category_left_out() -> ServingIndex:
+    """Items 1..5 at x = 0, 1, 3, 6, 10, categories 0, 0, 1, 1, 2; a top-3 L2 map built without each
+    item's own category, as ``index.build`` writes the diversity map. From item 1 the ranking is 2 (own
+    category), 3, 4, 5, so its map row is [3, 4, padding]."""
+    x = np.array([[0.0], [1], [3], [6], [10]], dtype=np.float32)
+    cats = np.array([0, 0, 1, 1, 2])
+    index = ServingIndex.from_vectors(
+        np.arange(1, 6), {"category": cats}, {"diversity": x}, {"diversity": "l2"}, topn=3
+    )
+    mode = index._mode("diversity")
+    mode.topn_ids, mode.topn_scores = drop_own_group(mode.topn_ids, mode.topn_scores, np.arange(5), cats)
+    mode.excludes_own = "category"
+    return index
+
+
+def test_a_map_without_the_own_category_answers_its_exclusion_without_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index = own_category_left_out()
+    assert index._mode("diversity").topn_ids[0].tolist() == [2, 3, -1]  # rows of items 3, 4
+
+    def no_search(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the precomputed map should answer this lookup")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_Mode, "search", no_search)
+        for excluded in ([0], []):  # the mode never answers the trigger's category, asked or not
+            result = index.neighbours(1, "diversity", 2, exclude_categories=excluded)
+            assert ids(result) == [3, 4] and [c.score for c in result.candidates] == [-9.0, -36.0]
+            assert result.filtered_out == 0 and not result.exhausted
+    # past the map: the refill from FAISS leaves the own category out too
+    assert ids(index.neighbours(1, "diversity", 3)) == [3, 4, 5]
+    other = index.neighbours(1, "diversity", 3, exclude_categories=[1])
+    assert ids(other) == [5] and other.exhausted
+    # another category view is not what the map left out: an unknown view is still an error
+    with pytest.raises(UnknownView):
+        index.neighbours(1, "diversity", 2, exclude_categories=[0], category_view="shop")
