@@ -255,19 +255,12 @@ def write_version(
     layout.attributes("x").parent.mkdir(parents=True, exist_ok=True)
     for view, arr in inputs.attributes.items():
         np.save(layout.attributes(view), arr)
-    own = DIVERSITY_EXCLUDES
+    views = inputs.attributes
+    own = (DIVERSITY_EXCLUDES, views[DIVERSITY_EXCLUDES]) if DIVERSITY_EXCLUDES in views else None
     modes = {
         mode: build_mode(
-            layout,
-            mode,
-            data,
-            config,
-            device,
-            progress,
-            (own, inputs.attributes[own])
-            if mode == Mode.DIVERSITY.value and own in inputs.attributes
-            else None,
-        )  # fmt: skip
+            layout, mode, data, config, device, progress, own if mode == Mode.DIVERSITY else None
+        )
         for mode, data in inputs.modes.items()
     }
     channel_entries = {c: write_channel(layout, c, data) for c, data in (channels or {}).items()}

@@ -3,15 +3,17 @@ placed from their side views so the service answers them from day zero.
 
 - General mode: the item-space vector of the rule (``model.cold``; ``recent-mean`` by default: the mean
   of the group's unit vectors, each weighted by how recently its item first appeared in the training
-  events, ``model.cold.recency_weights``; ``group-mean`` weighs them equally) times ``scale``. It is not renormalised: against the default unit-length
-  warm vectors (norm exponent 1) its length, at most 1, says how much its group agrees, so a loose group
-  (the all-items fallback above all) does not become a hub near every trigger; and ``scale`` below 1
-  ranks a cold item below a warm one of equal direction, since its placement is a guess.
+  events, ``model.cold.recency_weights``; ``group-mean`` weighs them equally) times ``scale``. It is not
+  renormalised: against the default unit-length warm vectors (norm exponent 1) its length, at most 1,
+  says how much its group agrees, so a loose group (the all-items fallback above all) does not become a
+  hub near every trigger; and ``scale`` below 1 ranks a cold item below a warm one of equal direction,
+  since its placement is a guess.
 - Diversity mode: the metric model's ``z`` is linear in an item's instance-view vector *and* its
   relational item-category vector, which a cold item lacks, so it is not a function of the placed item
   vector; the cold item takes the group mean of the warm items' ``z`` (same groups and weights as the
-  general mode, unnormalised: lengths mean distances in that L2 space), which is also the metric's transform of the
-  group means of both inputs. No scale there: shrinking a point of an L2 space moves it, not below.
+  general mode, unnormalised: lengths mean distances in that L2 space), which is also the metric's
+  transform of the group means of both inputs. No scale there: shrinking a point of an L2 space moves
+  it, not below.
 
 ``build-index`` calls :func:`cold_builder`'s function once the model folder is validated
 (``index.build.build_index``'s ``cold``); the evaluation harness can call :func:`cold_input` directly.

@@ -172,9 +172,10 @@ def test_build_index_places_the_catalogues_cold_items(tmp_path: Path) -> None:
     """The default places the dataset's cold items at the calibrated scale; --cold-rule none does not."""
     import numpy as np
 
+    from cli.main import COLD_DECAY, COLD_SCALE
     from core.atomic import read_json
     from core.layout import IndexRoot
-    from offline.jobs.cold_items import DEFAULT_COLD_SCALE
+    from offline.jobs.cold_items import DEFAULT_COLD_DECAY, DEFAULT_COLD_SCALE
     from tests.index import cold_fixtures as F
 
     model = F.write_model(tmp_path / "model", F.write_dataset(tmp_path / "ds"))
@@ -188,5 +189,7 @@ def test_build_index_places_the_catalogues_cold_items(tmp_path: Path) -> None:
         manifest = read_json(version.manifest)
         assert (manifest["cold"] or {}).get("items") == cold
         if cold and not args:
-            assert manifest["cold"]["scale"] == DEFAULT_COLD_SCALE
+            assert manifest["cold"]["scale"] == DEFAULT_COLD_SCALE == COLD_SCALE
+            assert manifest["cold"]["decay"] == DEFAULT_COLD_DECAY == COLD_DECAY
+            assert manifest["cold"]["rule"] == "recent-mean"
             assert np.load(version.cold).sum() == 3
