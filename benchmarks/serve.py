@@ -56,11 +56,12 @@ sys.path.insert(0, str(REPO))
 from core.atomic import atomic_write_json  # noqa: E402
 from core.layout import IndexRoot, IndexVersionLayout, MetricLayout, ModelLayout  # noqa: E402
 from core.manifests import INDEX_FORMAT, IndexManifest  # noqa: E402
-from index.build import build_index, write_channel, write_fused  # noqa: E402
+from index.build import DIVERSITY_EXCLUDES, build_index, write_channel, write_fused  # noqa: E402
 from index.config import IndexConfig  # noqa: E402
 from index.inputs import ChannelInput  # noqa: E402
 from index.manifest import describe_files  # noqa: E402
 from index.publish import publish  # noqa: E402
+from index.topn import drop_own_group  # noqa: E402
 from offline.jobs.channels import DEFAULT_MIX  # noqa: E402
 from tests.net import free_port  # noqa: E402
 
@@ -133,13 +134,15 @@ def random_channels(n: int, topn: int, rng: np.random.Generator) -> dict[str, Ch
 
 
 def write_synthetic(root: Path, n: int, topn: int = 60, seed: int = 0) -> np.ndarray:
-    """A valid index version of ``n`` items written directly (random map, flat FAISS per mode)."""
+    """A valid index version of ``n`` items written directly (random map, flat FAISS per mode; the
+    diversity map without each item's own category, as ``index.build`` writes it)."""
     rng = np.random.default_rng(seed)
     layout = IndexVersionLayout(IndexRoot(root).version("synthetic").root)
     layout.attributes("category").parent.mkdir(parents=True, exist_ok=True)
     items = np.arange(1, n + 1, dtype=np.int64) * 7
     np.save(layout.items, items)
-    np.save(layout.attributes("category"), rng.integers(0, 1000, n).astype(np.int64))
+    categories = rng.integers(0, 1000, n).astype(np.int64)
+    np.save(layout.attributes(DIVERSITY_EXCLUDES), categories)
     modes = {}
     for mode, metric, dim in (("general", "ip", 16), ("diversity", "l2", 8)):
         layout.faiss_index(mode).parent.mkdir(parents=True, exist_ok=True)
@@ -147,10 +150,16 @@ def write_synthetic(root: Path, n: int, topn: int = 60, seed: int = 0) -> np.nda
         index = faiss.IndexFlatIP(dim) if metric == "ip" else faiss.IndexFlatL2(dim)
         index.add(x)
         faiss.write_index(index, str(layout.faiss_index(mode)))
-        np.save(layout.topn_ids(mode), rng.integers(0, n, (n, topn), dtype=np.int32))
-        scores = -np.sort(rng.random((n, topn), dtype=np.float32), axis=1)
-        np.save(layout.topn_scores(mode), (scores + 1).astype(np.float16))
+        ids = rng.integers(0, n, (n, topn), dtype=np.int32)
+        scores = (1 - np.sort(rng.random((n, topn), dtype=np.float32), axis=1)).astype(np.float16)
         modes[mode] = {"metric": metric, "dim": dim, "topn": topn, "index_type": "flat"}
+        if mode == "diversity":
+            for start in range(0, n, 1 << 16):
+                rows = np.arange(start, min(n, start + (1 << 16)))
+                ids[rows], scores[rows] = drop_own_group(ids[rows], scores[rows], rows, categories)
+            modes[mode]["excludes_own"] = DIVERSITY_EXCLUDES
+        np.save(layout.topn_ids(mode), ids)
+        np.save(layout.topn_scores(mode), scores)
     channels = {name: write_channel(layout, name, c) for name, c in random_channels(n, topn, rng).items()}
     fused = write_fused(layout, DEFAULT_MIX, topn, progress=True)
     IndexManifest(
