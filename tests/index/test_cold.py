@@ -180,8 +180,10 @@ def test_unlabelled_cold_ids_and_bad_options_are_clear_errors(tmp_path: Path) ->
 
 
 def test_recent_mean_weighs_each_group_by_first_appearance(tmp_path: Path) -> None:
-    """Item 10 first appeared before the 5 others: at decay 0.5 it weighs exp(-(5/6) / 0.5) in both modes (cold 15's group is 10 and 20; 25's group, 40 and 50, is unchanged); ``group-mean``
-    ignores the dates. Test events (cold 15's) never count as a first appearance."""
+    """Item 10 first appeared before the 5 others: at decay 0.5 it weighs exp(-(5/6) / 0.5) in both
+    modes (cold 15's group is 10 and 20; 25's group, 40 and 50, is unchanged); ``group-mean`` ignores
+    the dates. Test events (cold 15's) never count as a first appearance. Without the events table the
+    rule cannot date the items and says so."""
     dataset = F.write_dataset(tmp_path / "dataset", first_seen=np.array([0, 1000, 1000, 1000, 1000, 1000]))
     model = F.write_model(tmp_path / "model", dataset)
     inputs = read_inputs(model, F.write_metric(tmp_path / "metric"))
@@ -200,6 +202,10 @@ def test_recent_mean_weighs_each_group_by_first_appearance(tmp_path: Path) -> No
     assert recent.details["decay"] == 0.5 and "decay" not in plain.details
     with pytest.raises(ValueError, match="--cold-decay"):
         cold_builder(model, decay=0.0)
+    DatasetLayout(dataset).events.unlink()
+    with pytest.raises(ValueError, match="events.parquet is missing: recent-mean dates items by it"):
+        cold_input(model, dataset, inputs)
+    assert cold_input(model, dataset, inputs, rule="group-mean") is not None
 
 
 def test_cold_inputs_that_do_not_fit_are_refused(tmp_path: Path) -> None:
