@@ -61,7 +61,7 @@ from index.config import IndexConfig  # noqa: E402
 from index.inputs import ChannelInput  # noqa: E402
 from index.manifest import describe_files  # noqa: E402
 from index.publish import publish  # noqa: E402
-from index.topn import drop_own_group  # noqa: E402
+from index.topn import drop_own_group_in_place  # noqa: E402
 from offline.jobs.channels import DEFAULT_MIX  # noqa: E402
 from tests.net import free_port  # noqa: E402
 
@@ -154,9 +154,7 @@ def write_synthetic(root: Path, n: int, topn: int = 60, seed: int = 0) -> np.nda
         scores = (1 - np.sort(rng.random((n, topn), dtype=np.float32), axis=1)).astype(np.float16)
         modes[mode] = {"metric": metric, "dim": dim, "topn": topn, "index_type": "flat"}
         if mode == "diversity":
-            for start in range(0, n, 1 << 16):
-                rows = np.arange(start, min(n, start + (1 << 16)))
-                ids[rows], scores[rows] = drop_own_group(ids[rows], scores[rows], rows, categories)
+            drop_own_group_in_place(ids, scores, categories)
             modes[mode]["excludes_own"] = DIVERSITY_EXCLUDES
         np.save(layout.topn_ids(mode), ids)
         np.save(layout.topn_scores(mode), scores)

@@ -46,7 +46,7 @@ from index.publish import check_version_name, prune
 from index.publish import publish as publish_version
 from index.registry import effective_nlist, resolve_index_type
 from index.serving import ServingIndex
-from index.topn import build_topn_map, drop_own_group, recall_at_k
+from index.topn import build_topn_map, drop_own_group_in_place, recall_at_k
 
 log = logging.getLogger(__name__)
 
@@ -161,13 +161,7 @@ def build_mode(
     if recall < config.recall_floor:
         raise RecallTooLow(mode, recall, config.recall_floor, config.recall_k)
     if own_group is not None:
-        groups = np.asarray(own_group[1], dtype=np.int64)
-        for start in range(0, n, 1 << 16):
-            stop = min(n, start + (1 << 16))
-            rows = np.arange(start, stop, dtype=np.int64)
-            ids_out[start:stop], scores_out[start:stop] = drop_own_group(
-                np.asarray(ids_out[start:stop]), np.asarray(scores_out[start:stop]), rows, groups
-            )
+        drop_own_group_in_place(ids_out, scores_out, np.asarray(own_group[1], dtype=np.int64))
     ids_out.flush()
     scores_out.flush()
     del ids_out, scores_out

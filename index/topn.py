@@ -68,6 +68,22 @@ def drop_own_group(
     return out_ids, out_scores
 
 
+def drop_own_group_in_place(
+    ids: npt.NDArray[np.integer[Any]],
+    scores: npt.NDArray[np.floating[Any]],
+    groups: IntArray,
+    block_rows: int = 1 << 16,
+) -> None:
+    """:func:`drop_own_group` over a whole map (row ``i`` is item ``i``'s; memory-mapped files too),
+    block by block so the temporaries stay small."""
+    for start in range(0, len(ids), block_rows):
+        stop = min(len(ids), start + block_rows)
+        rows = np.arange(start, stop, dtype=np.int64)
+        ids[start:stop], scores[start:stop] = drop_own_group(
+            np.asarray(ids[start:stop]), np.asarray(scores[start:stop]), rows, groups
+        )
+
+
 def search_rows(
     index: faiss.Index,
     queries: Float32Array,
