@@ -18,6 +18,7 @@ from offline.data.config import BadInputError, PrepareConfig
 from offline.data.engine import connect
 from offline.data.prepare import labels_path, prepare_dataset, prepare_from_source, walks_path
 from offline.data.presets import preset
+from offline.data.synth import SynthConfig, generate
 from tests.offline.prepare_fixtures import ten_config, ten_event_chunks, ten_events
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -114,13 +115,15 @@ def test_spark_and_duckdb_give_identical_datasets(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.spark
-def test_spark_reads_a_chunk_folder_beside_its_manifest_under_a_memory_cap(tmp_path: Path) -> None:
-    # What `m2grl synth` writes: parquet parts and a manifest.json in one folder. Spark given the folder
-    # read the manifest as parquet, and took the cap in DuckDB's syntax, which the JVM refuses.
-    folder = ten_event_chunks(tmp_path / "log")
-    (folder / "manifest.json").write_text("{}")
-    duck = prepare_dataset(folder, tmp_path / "duck", ten_config())
-    spark = prepare_dataset(folder, tmp_path / "spark", ten_config(), engine="spark", memory_limit="1GB")
+def test_spark_reads_a_generated_log_beside_its_manifest_under_a_memory_cap(tmp_path: Path) -> None:
+    # What `m2grl synth` writes: parquet parts (delta-encoded ids, dictionary-encoded behaviour) with a
+    # manifest.json and a _truth folder beside them. Spark given the folder read the manifest as
+    # parquet, and took the cap in DuckDB's syntax, which the JVM refuses.
+    folder = generate(SynthConfig(events=3_000, chunk_events=1_000), tmp_path / "log", progress=False).output
+    config = PrepareConfig(views=("item", "category", "shop"))
+    duck = prepare_dataset(folder, tmp_path / "duck", config)
+    spark = prepare_dataset(folder, tmp_path / "spark", config, engine="spark", memory_limit="1GB")
+    assert pq.read_table(DatasetLayout(duck).events).num_rows > 2_000
     assert (
         read_json(DatasetLayout(spark).manifest)["counts"]
         == read_json(DatasetLayout(duck).manifest)["counts"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +20,8 @@ from offline.data.synth import (
     TRUTH_USERS,
     SynthConfig,
     generate,
+    guide_table,
+    guided_search,
     place_sessions,
     zipf_ranks,
 )
@@ -149,6 +152,22 @@ def test_place_sessions_hand_computed() -> None:
     assert start.tolist() == [g, g + 100 + g, 10 * g]
 
 
+def test_guided_search_is_the_binary_search() -> None:
+    # cdf of weights 1, 3, 0, 4 (a zero weight repeats a value): buckets of width 2 over [0, 8).
+    cdf = np.array([1.0, 4.0, 4.0, 8.0])
+    guide = guide_table(cdf)
+    assert guide.tolist() == [0, 1, 3, 3]  # first index whose value exceeds 0, 2, 4, 6
+    v = np.array([0.0, 0.99, 1.0, 3.9, 4.0, 4.5, 7.99, 8.0])
+    expected = [0, 0, 1, 1, 3, 3, 3, 4]  # side="right": equal values go past; 8.0 is past the end
+    assert guided_search(cdf, guide, v).tolist() == expected == np.searchsorted(cdf, v, "right").tolist()
+    # Skewed weights (long steps inside a bucket) and bucket starts hit exactly, on random draws.
+    rng = np.random.default_rng(0)
+    for weights in (rng.lognormal(0, 2.0, 5_000), np.r_[1e6, np.ones(999)], np.ones(1)):
+        cdf = np.cumsum(weights)
+        v = np.r_[rng.random(20_000) * cdf[-1], np.arange(len(cdf)) * (cdf[-1] / len(cdf)), cdf]
+        assert np.array_equal(guided_search(cdf, guide_table(cdf), v), np.searchsorted(cdf, v, "right"))
+
+
 def test_log_spans_the_configured_days(sample: dict[str, np.ndarray]) -> None:
     days = (sample["timestamp"] - SAMPLE.start_ts) / 86_400
     assert days.min() >= 0
@@ -175,6 +194,16 @@ def test_schema_dtypes_manifest_and_truth(sample_dir: Path) -> None:
     }
     assert {f.name: f.type for f in schema} == expected
     assert [pq.read_metadata(p).num_rows for p in parts] == [40_000, 40_000, 20_000]
+    # Integer columns are delta-encoded and behaviour dictionary-encoded, yet DuckDB, like pyarrow,
+    # reads plain strings with the same values (no Arrow dictionary type leaks into the files).
+    column = pq.read_metadata(parts[0]).row_group(0).column
+    assert "DELTA_BINARY_PACKED" in column(1).encodings and "RLE_DICTIONARY" in column(3).encodings
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT behavior, count(*) FROM '{parts[0]}' GROUP BY ALL ORDER BY ALL").fetchall()
+    assert con.execute(f"SELECT typeof(behavior) FROM '{parts[0]}' LIMIT 1").fetchall() == [("VARCHAR",)]
+    counts = pq.read_table(parts[0]).column("behavior").value_counts().to_pylist()
+    assert rows == sorted((c["values"], c["counts"]) for c in counts)
+    assert {r[0] for r in rows} == {"view", "fav", "cart", "buy"}
 
     manifest = read_json(sample_dir / "manifest.json")
     assert manifest["counts"]["events"] == 100_000
