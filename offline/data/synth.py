@@ -28,8 +28,10 @@ bounded by a few blocks plus the per-user state (one int64 per user), whatever t
 Rows are grouped by session; each block covers its own slice of the time span, so parts come out roughly
 in time order, but rows are not sorted by time.
 
-Speed: every step is a numpy array operation over a block (no per-event Python loop); a worker thread
-draws the next block while the main thread encodes parquet.
+Speed: every step is a numpy array operation over a block (no per-event Python loop). Worker threads
+draw the next blocks and build their Arrow columns while the calling thread places sessions in time and
+encodes parquet (integer columns delta-encoded, behaviour as a dictionary; readers see the schema of
+:func:`event_schema`).
 """
 
 from __future__ import annotations
