@@ -160,6 +160,12 @@ def test_guided_search_is_the_binary_search() -> None:
     v = np.array([0.0, 0.99, 1.0, 3.9, 4.0, 4.5, 7.99, 8.0])
     expected = [0, 0, 1, 1, 3, 3, 3, 4]  # side="right": equal values go past; 8.0 is past the end
     assert guided_search(cdf, guide, v).tolist() == expected == np.searchsorted(cdf, v, "right").tolist()
+    # Rounding: v sits one ulp below a cumulative value that is also a bucket start, yet its bucket
+    # rounds up to that start's, whose guide is already past the answer: the binary search takes over.
+    cdf = np.array([0.478507309229432, 0.7975121820490534, 1.435521927688296])
+    v = np.array([0.47850730922943197])
+    assert guide_table(cdf)[int(v[0] * (3 / cdf[-1]))] == 1  # the start is past the answer, 0
+    assert guided_search(cdf, guide_table(cdf), v).tolist() == [0]
     # Skewed weights (long steps inside a bucket) and bucket starts hit exactly, on random draws.
     rng = np.random.default_rng(0)
     for weights in (rng.lognormal(0, 2.0, 5_000), np.r_[1e6, np.ones(999)], np.ones(1)):
