@@ -48,7 +48,7 @@ from index.errors import (
 from index.labels import VersionLabels, read_labels
 from index.manifest import verify_files
 from index.registry import METRICS, IndexParams, IndexType, Metric, faiss_metric, get_index_type
-from index.topn import build_topn_map, search_rows, to_scores
+from index.topn import build_topn_map, compact_rows, search_rows, to_scores
 
 log = logging.getLogger(__name__)
 
@@ -758,10 +758,7 @@ class ServingIndex:
             # map-only sources may list the trigger itself: drop it and shift the row left
             is_self = r == q[:, None]
             if is_self.any():
-                r = np.where(is_self, -1, r)
-                order = np.argsort(r < 0, axis=1, kind="stable")
-                r = np.take_along_axis(r, order, axis=1)
-                s = np.take_along_axis(s, order, axis=1)
+                r, s = compact_rows(r, s, is_self | (r < 0))
         else:
             r, s = m.search(q, min(k, self.num_items - 1))
             w = r.shape[1]

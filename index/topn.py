@@ -6,7 +6,7 @@ Scores are "higher is closer": the inner product for ``ip``, the negated squared
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import faiss
 import numpy as np
@@ -15,6 +15,9 @@ from tqdm.auto import tqdm
 
 from core.types import Float32Array, IntArray
 from index.registry import Metric
+
+_Int = TypeVar("_Int", bound=np.integer[Any])
+_Float = TypeVar("_Float", bound=np.floating[Any])
 
 
 def to_scores(distances: npt.NDArray[np.float32], metric: Metric) -> Float32Array:
@@ -59,6 +62,14 @@ def drop_own_group(
     padded (``-1`` / ``-inf``). A query whose group is unknown (``-1``) keeps its row. Same dtypes."""
     own = groups[rows][:, None]
     drop = (ids >= 0) & (own >= 0) & (groups[np.maximum(ids, 0)] == own)
+    return compact_rows(ids, scores, drop)
+
+
+def compact_rows(
+    ids: npt.NDArray[_Int], scores: npt.NDArray[_Float], drop: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[_Int], npt.NDArray[_Float]]:
+    """Map rows ``ids`` / ``scores`` ``[n, w]`` without the entries where ``drop``: the others moved up in
+    rank order, the tail padded (``-1`` / ``-inf``). Same dtypes."""
     order = np.argsort(drop, axis=1, kind="stable")  # kept entries first, each part in rank order
     out_ids = np.take_along_axis(ids, order, axis=1)
     out_scores = np.take_along_axis(scores, order, axis=1)
