@@ -30,6 +30,9 @@ class Engine:
     name: str
     con: Any
     scratch: Path
+    #: The memory cap of the one process that runs every query (DuckDB), in bytes; None on Spark, whose
+    #: executors sort and spill partition by partition.
+    memory_bytes: int | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _releases: dict[str, Callable[[], None]] = field(default_factory=dict)
 
@@ -71,6 +74,20 @@ class Engine:
         self._closers.append(release)
         return cached
 
+    def append(self, cached: ir.Table | None, expr: ir.Table) -> ir.Table:
+        """Materialise ``expr`` like :meth:`cache` (``cached`` None), or add its rows to ``cached``, a table
+        :meth:`append` returned, and return the table that now holds both."""
+        if cached is None:
+            return self.cache(expr)
+        if self.name == "duckdb":
+            self.con.insert(cached.op().name, expr)  # the bare name (get_name() adds the catalogue)
+            return cached
+        # A persisted Spark table reports the types Spark gave it (row_number: int32), not Ibis's.
+        union = self.cache(cached.union(expr.cast(cached.schema())))
+        union.count().to_pyarrow()  # computed while ``cached`` is still persisted
+        self.uncache(cached)
+        return union
+
     def uncache(self, cached: ir.Table) -> None:
         """Free a table materialised by :meth:`cache` before ``close`` (large intermediates)."""
         release = self._releases.pop(cached.get_name(), None)
@@ -101,7 +118,8 @@ def _duckdb(spark_master: str, threads: int | None, memory_limit: str | None) ->
     # Without insertion order DuckDB may stream parquet and windows in parallel more freely; every
     # result we read back is explicitly ordered.
     con.raw_sql("SET preserve_insertion_order = false")
-    engine = Engine("duckdb", con, scratch)
+    [(limit,)] = con.raw_sql("SELECT current_setting('memory_limit')").fetchall()
+    engine = Engine("duckdb", con, scratch, memory_bytes=parse_size(limit))
     engine._closers.append(con.disconnect)
     return engine
 
@@ -151,6 +169,22 @@ def check_memory_limit(memory_limit: str) -> str:
 
 
 _KIB = {"KB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
+
+#: A size as DuckDB prints a setting: ``"3.7 GiB"``, ``"512.0 MiB"``, ``"1000 bytes"``.
+_PRINTED_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(bytes|[KMGT]i?B)", re.IGNORECASE)
+_UNIT_POWER = {"k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a printed size, binary units as binary and decimal as decimal, as DuckDB reads them
+    (``"3.7 GiB"`` -> 3972844748, ``"4GB"`` -> 4000000000); ``ValueError`` on anything else."""
+    match = _PRINTED_SIZE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"not a size: {text!r}")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    if unit == "bytes":
+        return int(number)
+    return int(number * (1024 if "i" in unit else 1000) ** _UNIT_POWER[unit[0]])
 
 
 def jvm_memory(memory_limit: str) -> str:

@@ -57,7 +57,14 @@ from offline.data.graphs import (
     view_runs,
 )
 from offline.data.presets import preset
-from offline.data.sessions import assign_sessions, can_sessionise, ragged_from_sorted, sessionise
+from offline.data.sessions import (
+    assign_sessions,
+    can_sessionise,
+    ragged_from_sorted,
+    session_passes,
+    sessionise,
+    user_ranges,
+)
 from offline.data.splits import DAY_S, assign_split, time_cuts
 from offline.data.walks import random_walks
 
@@ -191,6 +198,30 @@ def _write_events(engine: Engine, events: ir.Table, path: Path) -> None:
     finally:
         if writer is not None:
             writer.close()
+
+
+def _sessionise_by_user_range(
+    engine: Engine, raw: ir.Table, config: PrepareConfig, view_columns: Sequence[str], kept: int
+) -> ir.Table:
+    """``sessionise`` of the cleaned log, cached, run over ranges of user ids one after another when the
+    whole log would not fit the engine's memory (``session_passes``). Sessions never cross users, so the
+    ranges' union, each numbering its sessions on from the ranges before it, equals one pass."""
+    rows = clean_rows(raw, config)
+    passes = session_passes(kept, engine.memory_bytes)
+    edges: list[float] = []
+    if passes > 1:
+        quantiles = rows.user_id.quantile([i / passes for i in range(1, passes)])
+        edges = engine.to_arrow(rows.aggregate(q=quantiles)).column("q")[0].as_py()
+    cached: ir.Table | None = None
+    first_session = 0
+    for keep in user_ranges(rows.user_id, edges):
+        part = rows if keep is None else rows.filter(keep)
+        expr = sessionise(part, config, view_columns, pack_counters=kept < 2**31, first_session=first_session)
+        cached = engine.append(cached, expr)
+        last = engine.to_arrow(cached.aggregate(s=cached.session.max())).column("s")[0].as_py()
+        first_session = 0 if last is None else last + 1
+    assert cached is not None  # user_ranges gives at least one range
+    return cached
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -358,12 +389,10 @@ def prepare_dataset(
             # database on DuckDB, a persisted DataFrame on Spark). Without a session cap or null view
             # values, one sort gives the sessions and every view's runs (``sessionise``).
             presorted = can_sessionise(config, nulls)
-            sessioned = eng.cache(
-                sessionise(
-                    clean_rows(raw, config), config, view_columns, pack_counters=dropped["kept"] < 2**31
-                )
+            sessioned = (
+                _sessionise_by_user_range(eng, raw, config, view_columns, int(dropped["kept"]))
                 if presorted
-                else assign_sessions(clean(raw, config), config)
+                else eng.cache(assign_sessions(clean(raw, config), config))
             )
             n_clean = int(sessioned.count().to_pyarrow().as_py())
         end = config.time_window[1] if config.time_window else int(dropped["max_timestamp"]) + 1

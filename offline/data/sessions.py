@@ -85,8 +85,9 @@ def assign_sessions(events: ir.Table, config: PrepareConfig) -> ir.Table:
     return _global_ids(local).drop("_open")
 
 
-def _global_ids(local: ir.Table) -> ir.Table:
-    """``_local`` (1-based session of the user) -> ``user_events`` and global ``session`` ids.
+def _global_ids(local: ir.Table, first_session: int = 0) -> ir.Table:
+    """``_local`` (1-based session of the user) -> ``user_events`` and global ``session`` ids, numbered
+    from ``first_session``.
 
     Offsets come from per-user counts and a window over users only (no global window over events).
     """
@@ -95,7 +96,8 @@ def _global_ids(local: ir.Table) -> ir.Table:
         _offset=per_user._n.sum().over(ibis.cumulative_window(order_by=per_user.user_id)) - per_user._n
     ).select("user_id", "_offset", "user_events")
     joined = local.inner_join(offsets, "user_id")
-    return joined.mutate(session=joined._offset + joined._local - 1).drop("_local", "_offset")
+    session = joined._offset + joined._local + (first_session - 1)
+    return joined.mutate(session=session).drop("_local", "_offset")
 
 
 def run_column(column: str) -> str:
@@ -116,14 +118,20 @@ def can_sessionise(config: PrepareConfig, null_counts: dict[str, int]) -> bool:
 
 
 def sessionise(
-    rows: ir.Table, config: PrepareConfig, view_columns: Sequence[str], *, pack_counters: bool = True
+    rows: ir.Table,
+    config: PrepareConfig,
+    view_columns: Sequence[str],
+    *,
+    pack_counters: bool = True,
+    first_session: int = 0,
 ) -> ir.Table:
     """One-sort equivalent of ``assign_sessions(rows.distinct(), config)`` plus the runs of every view.
 
     ``rows`` are cleaned rows still holding exact duplicates (``offline.data.cleaning.clean_rows``); the
     view columns must hold no null and ``config.max_session_len`` must be None (:func:`can_sessionise`).
     Returns the distinct events with ``pos``, ``user_events`` and ``session`` (same values as
-    :func:`assign_sessions`) and, per view column ``c``, :func:`run_column` (1-based run number of
+    :func:`assign_sessions`, plus ``first_session``: rows holding a range of users continue the
+    numbering of the users before them) and, per view column ``c``, :func:`run_column` (1-based run number of
     the event in its user's history, a run being a maximal stretch of equal ``c`` inside a session)
     and :func:`src_column`. Train events are a prefix of every user's history (``offline.data.splits``),
     so runs and their predecessors computed over the whole history equal those of the train events.
@@ -181,9 +189,36 @@ def sessionise(
         **{run_column(c): counted[f"_new__{c}"] for c in dict.fromkeys(view_columns)},
         **{src_column(c): counted[src_column(c)] for c in dict.fromkeys(view_columns)},
     )
-    out = _global_ids(local)
+    out = _global_ids(local, first_session)
     extra = [k for k in out.columns if k.startswith(("_run__", "_src__"))]
     return out.select(*cols, "pos", "user_events", "session", *extra)
+
+
+#: Rows one :func:`sessionise` pass takes per GiB of a one-process engine's memory cap. Its two window
+#: sorts stay in memory and near linear up to about this many rows (10M rows under DuckDB's 4 GB cap);
+#: beyond it they spill and slow down super-linearly, so a larger log is sessionised in user ranges.
+SESSION_ROWS_PER_GIB = 3_000_000
+
+
+def session_passes(rows: int, memory_bytes: int | None) -> int:
+    """How many user ranges :func:`sessionise` runs over ``rows`` rows: one when the engine spills per
+    partition (``memory_bytes`` None) or the rows fit, else enough for each range to fit."""
+    if memory_bytes is None or rows <= 0:
+        return 1
+    per_pass = max(1, int(SESSION_ROWS_PER_GIB * memory_bytes / 2**30))
+    return -(-rows // per_pass)
+
+
+def user_ranges(user_id: ir.Column, edges: Sequence[float]) -> list[ir.BooleanValue | None]:
+    """Filters splitting users at the ascending ``edges``: ``user_id <= edges[0]``, then each half-open
+    range up to the next edge, then ``user_id > edges[-1]``; ``[None]`` (no filter) without edges. Every
+    user falls in exactly one range, and ranges come in user order."""
+    bounds: list[float | None] = [None, *sorted(set(edges)), None]
+    ranges: list[ir.BooleanValue | None] = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        conds = ([user_id > lo] if lo is not None else []) + ([user_id <= hi] if hi is not None else [])
+        ranges.append(functools.reduce(operator.and_, conds) if conds else None)
+    return ranges
 
 
 def ragged_from_sorted(groups: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

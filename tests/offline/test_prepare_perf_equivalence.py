@@ -13,10 +13,16 @@ import pytest
 from core.vocab import lookup
 from offline.data.cleaning import clean, clean_rows
 from offline.data.config import PrepareConfig
-from offline.data.engine import Engine, connect
+from offline.data.engine import Engine, connect, parse_size
 from offline.data.graphs import edges_to_csr, presorted_edges, presorted_runs, view_edges, view_runs
 from offline.data.prepare import _is_sorted
-from offline.data.sessions import assign_sessions, can_sessionise, sessionise
+from offline.data.sessions import (
+    assign_sessions,
+    can_sessionise,
+    session_passes,
+    sessionise,
+    user_ranges,
+)
 from offline.data.splits import assign_split
 
 VIEWS = ("item_id", "category_id", "shop_id")
@@ -80,6 +86,56 @@ def test_sessionise_matches_assign_sessions(
         fast = sessionise(clean_rows(raw, cfg), cfg, VIEWS, pack_counters=pack)
         assert fast.columns[: len(cols)] == tuple(cols)
         assert _rows(duck, fast, cols) == expected
+
+
+@pytest.mark.parametrize("edges", [[2.0], [1.0, 3.0, 3.0, 4.5], [0.0, 9.0]])
+def test_sessionise_over_user_ranges_equals_one_pass(duck: Engine, edges: list[float]) -> None:
+    cfg = CONFIGS[1]
+    raw = duck.load(random_log(5, app_ids=True))
+    rows = clean_rows(raw, cfg)
+    whole = sessionise(rows, cfg, VIEWS)
+    cols = list(whole.columns)
+    ranges = user_ranges(rows.user_id, edges)
+    assert len(ranges) == len(set(edges)) + 1
+    cached, first = None, 0
+    for keep in ranges:
+        assert keep is not None
+        cached = duck.append(cached, sessionise(rows.filter(keep), cfg, VIEWS, first_session=first))
+        last = duck.to_arrow(cached.aggregate(s=cached.session.max())).column("s")[0].as_py()
+        first = 0 if last is None else last + 1  # an empty range ([0.0, 9.0]: users are 1..5) adds none
+    assert cached is not None
+    assert _rows(duck, cached, cols) == _rows(duck, whole, cols)
+    duck.uncache(cached)
+
+
+def test_user_ranges_cover_every_user_once(duck: Engine) -> None:
+    users = duck.load(pa.table({"user_id": np.arange(-3, 12)}))
+    ranges = user_ranges(users.user_id, [4.0, -1.5, 4.0, 8.0])
+    hits = [
+        duck.to_arrow(users.filter(keep).order_by("user_id")).column("user_id").to_pylist()
+        for keep in ranges
+        if keep is not None
+    ]
+    assert hits == [[-3, -2], [-1, 0, 1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11]]
+    assert user_ranges(users.user_id, []) == [None]
+
+
+def test_session_passes_fit_the_memory_cap() -> None:
+    gib = 2**30
+    assert session_passes(10_000_000, None) == 1  # Spark: partitions spill on their own
+    assert session_passes(0, gib) == 1
+    assert session_passes(3_000_000, gib) == 1
+    assert session_passes(3_000_001, gib) == 2
+    assert session_passes(95_000_000, 4 * gib) == 8  # 12M rows per pass under 4 GiB
+    assert session_passes(95_000_000, parse_size("3.7 GiB")) == 9  # DuckDB's '4GB' (4e9 bytes)
+
+
+def test_parse_size_reads_duckdb_settings() -> None:
+    assert parse_size("3.7 GiB") == int(3.7 * 2**30)
+    assert parse_size("512.0 MiB") == 512 * 2**20
+    assert parse_size("4GB") == 4_000_000_000 and parse_size("1000 bytes") == 1000
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size("lots")
 
 
 @pytest.mark.parametrize("seed", [3, 4])

@@ -113,17 +113,48 @@ def test_spark_and_duckdb_give_identical_datasets(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def _dataset_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(f.relative_to(root)): f.read_bytes()
+        for f in sorted(root.rglob("*"))
+        if f.is_file() and f.suffix in (".npy", ".npz", ".parquet")
+    }
+
+
+def test_sessions_in_user_ranges_give_the_same_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A log larger than the engine's memory is sessionised one range of users at a time; the files
+    # must not tell.
+    folder = generate(SynthConfig(events=6_000, chunk_events=2_000), tmp_path / "log", progress=False).output
+    config = PrepareConfig(views=("item", "category", "shop"))
+    one = DatasetLayout(prepare_dataset(folder, tmp_path / "one", config))
+    monkeypatch.setattr("offline.data.prepare.session_passes", lambda rows, memory: 4)
+    four = DatasetLayout(prepare_dataset(folder, tmp_path / "four", config))
+    files = _dataset_files(one.root)
+    assert len(files) > 10 and "events.parquet" in files
+    assert files == _dataset_files(four.root)
+    assert read_json(one.manifest)["counts"] == read_json(four.manifest)["counts"]
+
+
 @pytest.mark.slow
 @pytest.mark.spark
-def test_spark_reads_a_generated_log_beside_its_manifest_under_a_memory_cap(tmp_path: Path) -> None:
+def test_spark_reads_a_generated_log_beside_its_manifest_under_a_memory_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # What `m2grl synth` writes: parquet parts (delta-encoded ids, dictionary-encoded behaviour) with a
     # manifest.json and a _truth folder beside them. Spark given the folder read the manifest as
     # parquet, and took the cap in DuckDB's syntax, which the JVM refuses.
     folder = generate(SynthConfig(events=3_000, chunk_events=1_000), tmp_path / "log", progress=False).output
     config = PrepareConfig(views=("item", "category", "shop"))
     duck = prepare_dataset(folder, tmp_path / "duck", config)
+    # Spark sessionises in one pass unless told otherwise; three user ranges go through its union path.
+    monkeypatch.setattr("offline.data.prepare.session_passes", lambda rows, memory: 3)
     spark = prepare_dataset(folder, tmp_path / "spark", config, engine="spark", memory_limit="1GB")
     assert pq.read_table(DatasetLayout(duck).events).num_rows > 2_000
+    assert _normalise(pq.read_table(DatasetLayout(duck).events)).equals(
+        _normalise(pq.read_table(DatasetLayout(spark).events))
+    )
     assert (
         read_json(DatasetLayout(spark).manifest)["counts"]
         == read_json(DatasetLayout(duck).manifest)["counts"]
