@@ -200,13 +200,20 @@ def _write_events(engine: Engine, events: ir.Table, path: Path) -> None:
             writer.close()
 
 
-def _sessionise_by_user_range(
-    engine: Engine, raw: ir.Table, config: PrepareConfig, view_columns: Sequence[str], kept: int
+def _sessions_by_user_range(
+    engine: Engine,
+    raw: ir.Table,
+    config: PrepareConfig,
+    view_columns: Sequence[str],
+    kept: int,
+    *,
+    fast: bool,
 ) -> ir.Table:
-    """``sessionise`` of the cleaned log, cached, run over ranges of user ids one after another when the
-    whole log would not fit the engine's memory (``session_passes``). Sessions never cross users, so the
-    ranges' union, each numbering its sessions on from the ranges before it, equals one pass."""
-    rows = clean_rows(raw, config)
+    """The cleaned log with its sessions, cached: ``sessionise`` (``fast``) or ``assign_sessions`` of
+    ``clean``, run over ranges of user ids one after another when the whole log would not fit the
+    engine's memory (``session_passes``). Sessions never cross users, so the ranges' union, each numbering
+    its sessions on from the ranges before it, equals one pass."""
+    rows = clean_rows(raw, config) if fast else clean(raw, config)
     passes = session_passes(kept, engine.memory_bytes)
     edges: list[float] = []
     if passes > 1:
@@ -216,7 +223,11 @@ def _sessionise_by_user_range(
     first_session = 0
     for keep in user_ranges(rows.user_id, edges):
         part = rows if keep is None else rows.filter(keep)
-        expr = sessionise(part, config, view_columns, pack_counters=kept < 2**31, first_session=first_session)
+        expr = (
+            sessionise(part, config, view_columns, pack_counters=kept < 2**31, first_session=first_session)
+            if fast
+            else assign_sessions(part, config, first_session=first_session)
+        )
         cached = engine.append(cached, expr)
         last = engine.to_arrow(cached.aggregate(s=cached.session.max())).column("s")[0].as_py()
         first_session = 0 if last is None else last + 1
@@ -389,10 +400,8 @@ def prepare_dataset(
             # database on DuckDB, a persisted DataFrame on Spark). Without a session cap or null view
             # values, one sort gives the sessions and every view's runs (``sessionise``).
             presorted = can_sessionise(config, nulls)
-            sessioned = (
-                _sessionise_by_user_range(eng, raw, config, view_columns, int(dropped["kept"]))
-                if presorted
-                else eng.cache(assign_sessions(clean(raw, config), config))
+            sessioned = _sessions_by_user_range(
+                eng, raw, config, view_columns, int(dropped["kept"]), fast=presorted
             )
             n_clean = int(sessioned.count().to_pyarrow().as_py())
         end = config.time_window[1] if config.time_window else int(dropped["max_timestamp"]) + 1

@@ -56,9 +56,10 @@ def _fast_event_order(rows: ir.Table, config: PrepareConfig) -> list[ir.Value]:
     return keys
 
 
-def assign_sessions(events: ir.Table, config: PrepareConfig) -> ir.Table:
+def assign_sessions(events: ir.Table, config: PrepareConfig, *, first_session: int = 0) -> ir.Table:
     """Add ``pos`` (1-based rank of the event in its user's history), ``user_events`` (the user's number
-    of events, used by the per-user split without another window) and ``session`` (global id).
+    of events, used by the per-user split without another window) and ``session`` (global id, numbered
+    from ``first_session``).
 
     ``events`` must hold distinct canonical events (after :func:`offline.data.cleaning.clean`).
     """
@@ -82,7 +83,7 @@ def assign_sessions(events: ir.Table, config: PrepareConfig) -> ir.Table:
         rechunk = local.mutate(_open=((k % config.max_session_len) == 0).cast("int64"))
         cum = ibis.cumulative_window(group_by=rechunk.user_id, order_by=rechunk.pos)
         local = rechunk.mutate(_local=rechunk._open.sum().over(cum))
-    return _global_ids(local).drop("_open")
+    return _global_ids(local, first_session).drop("_open")
 
 
 def _global_ids(local: ir.Table, first_session: int = 0) -> ir.Table:
@@ -194,14 +195,15 @@ def sessionise(
     return out.select(*cols, "pos", "user_events", "session", *extra)
 
 
-#: Rows one :func:`sessionise` pass takes per GiB of a one-process engine's memory cap. Its two window
-#: sorts stay in memory and near linear up to about this many rows (10M rows under DuckDB's 4 GB cap);
-#: beyond it they spill and slow down super-linearly, so a larger log is sessionised in user ranges.
+#: Rows one :func:`sessionise` (or :func:`assign_sessions`) pass takes per GiB of a one-process engine's
+#: memory cap. Its window sorts stay in memory and near linear up to about this many rows (10M rows under
+#: DuckDB's 4 GB cap); beyond it they spill and slow down super-linearly, so a larger log is sessionised
+#: in user ranges.
 SESSION_ROWS_PER_GIB = 3_000_000
 
 
 def session_passes(rows: int, memory_bytes: int | None) -> int:
-    """How many user ranges :func:`sessionise` runs over ``rows`` rows: one when the engine spills per
+    """How many user ranges the sessions of ``rows`` rows are computed in: one when the engine spills per
     partition (``memory_bytes`` None) or the rows fit, else enough for each range to fit."""
     if memory_bytes is None or rows <= 0:
         return 1

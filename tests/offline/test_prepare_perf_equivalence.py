@@ -108,6 +108,16 @@ def test_sessionise_over_user_ranges_equals_one_pass(duck: Engine, edges: list[f
     duck.uncache(cached)
 
 
+def test_assign_sessions_numbers_on_from_first_session(duck: Engine) -> None:
+    cfg = PrepareConfig(views=V3, max_session_len=2)
+    events = clean(duck.load(random_log(6)), cfg)
+    whole = duck.to_arrow(assign_sessions(events, cfg).order_by(["user_id", "pos"]))
+    later = duck.to_arrow(assign_sessions(events, cfg, first_session=7).order_by(["user_id", "pos"]))
+    sessions = whole.column("session").to_numpy()
+    assert sessions.min() == 0 and sessions.max() > 5  # capped at 2 events: many sessions
+    assert (later.column("session").to_numpy() == sessions + 7).all()
+
+
 def test_user_ranges_cover_every_user_once(duck: Engine) -> None:
     users = duck.load(pa.table({"user_id": np.arange(-3, 12)}))
     ranges = user_ranges(users.user_id, [4.0, -1.5, 4.0, 8.0])

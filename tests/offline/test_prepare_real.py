@@ -121,13 +121,14 @@ def _dataset_files(root: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.parametrize("cap", [None, 5])  # None: the one-sort path; a session cap: assign_sessions
 def test_sessions_in_user_ranges_give_the_same_dataset(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int | None
 ) -> None:
     # A log larger than the engine's memory is sessionised one range of users at a time; the files
     # must not tell.
     folder = generate(SynthConfig(events=6_000, chunk_events=2_000), tmp_path / "log", progress=False).output
-    config = PrepareConfig(views=("item", "category", "shop"))
+    config = PrepareConfig(views=("item", "category", "shop"), max_session_len=cap)
     one = DatasetLayout(prepare_dataset(folder, tmp_path / "one", config))
     monkeypatch.setattr("offline.data.prepare.session_passes", lambda rows, memory: 4)
     four = DatasetLayout(prepare_dataset(folder, tmp_path / "four", config))
