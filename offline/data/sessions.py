@@ -212,9 +212,9 @@ def session_passes(rows: int, memory_bytes: int | None) -> int:
 
 
 def user_ranges(user_id: ir.Column, edges: Sequence[float]) -> list[ir.BooleanValue | None]:
-    """Filters splitting users at the ascending ``edges``: ``user_id <= edges[0]``, then each half-open
-    range up to the next edge, then ``user_id > edges[-1]``; ``[None]`` (no filter) without edges. Every
-    user falls in exactly one range, and ranges come in user order."""
+    """Filters splitting users at ``edges`` (sorted, repeats dropped): ``user_id <= e[0]``, then each
+    half-open range ``(e[i], e[i + 1]]``, then ``user_id > e[-1]``; ``[None]`` (no filter) without edges.
+    Every user falls in exactly one range, and ranges come in user order."""
     bounds: list[float | None] = [None, *sorted(set(edges)), None]
     ranges: list[ir.BooleanValue | None] = []
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
