@@ -213,12 +213,14 @@ def _sessions_by_user_range(
     ``clean``, run over ranges of user ids one after another when the whole log would not fit the
     engine's memory (``session_passes``). Sessions never cross users, so the ranges' union, each numbering
     its sessions on from the ranges before it, equals one pass."""
-    rows = clean_rows(raw, config) if fast else clean(raw, config)
+    kept_rows = clean_rows(raw, config)
+    rows = kept_rows if fast else clean(raw, config)
     passes = session_passes(kept, engine.memory_bytes)
     edges: list[float] = []
     if passes > 1:
-        quantiles = rows.user_id.quantile([i / passes for i in range(1, passes)])
-        edges = engine.to_arrow(rows.aggregate(q=quantiles)).column("q")[0].as_py()
+        # Over the kept rows, duplicates included: balancing the ranges needs no de-duplication pass.
+        quantiles = kept_rows.user_id.quantile([i / passes for i in range(1, passes)])
+        edges = engine.to_arrow(kept_rows.aggregate(q=quantiles)).column("q")[0].as_py()
     cached: ir.Table | None = None
     first_session = 0
     for keep in user_ranges(rows.user_id, edges):
