@@ -7,81 +7,88 @@ self-loop cannot survive the collapse and is filtered anyway. Edge weight is the
 (``edge_weighting="count"``) or the sum of the behaviour weights of the destination runs, a run weighing
 the largest weight among its events (``"behavior"``: buy > cart > fav > view, multi-behaviour).
 
-Relational parts are Ibis expressions (any backend); CSR and vocabulary lookups are numpy.
+Runs are Ibis expressions (any backend). Edges are counted in numpy from the runs in sequence order
+(:func:`sequence_edges`): the job fetches those for the sequences anyway, and one sort of an int64 key
+per transition costs less than a group-by in the engine followed by fetching and looking up every edge.
+Vocabulary order, lookups and CSR are numpy too.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from core.vocab import lookup
 from offline.data.config import PrepareConfig
-from offline.data.sessions import run_column, src_column
+from offline.data.sessions import run_column
 
 Int64Array = npt.NDArray[np.int64]
 
 
-def behavior_weight(events: ir.Table, config: PrepareConfig) -> ir.FloatingValue:
-    """Per-event edge weight: the behaviour's weight, or 1 with ``edge_weighting == "count"``."""
+def weight_levels(config: PrepareConfig) -> npt.NDArray[np.float64] | None:
+    """The edge weights a run can carry, ascending and distinct (None with ``edge_weighting == "count"``).
+
+    Runs carry the *level* (:func:`behavior_level`), an index into these: a small integer is cheaper to
+    aggregate and fetch than a float, and the largest level is the largest weight. 1.0 is always a level:
+    it weighs a behaviour without a weight, which the config's validation rules out for kept behaviours.
+    """
     if config.edge_weighting == "count":
-        return ibis.literal(1.0)
-    cases = [(events.behavior == b, float(w)) for b, w in sorted(config.behavior_weights.items())]
-    return ibis.cases(*cases, else_=1.0).cast("float64")
+        return None
+    return np.unique(np.array([1.0, *map(float, config.behavior_weights.values())], dtype=np.float64))
+
+
+def behavior_level(
+    events: ir.Table, config: PrepareConfig, levels: npt.NDArray[np.float64]
+) -> ir.IntegerValue:
+    """Per-event index of its behaviour's weight in ``levels`` (:func:`weight_levels`)."""
+    index = {float(w): i for i, w in enumerate(levels)}
+    cases = [(events.behavior == b, index[float(w)]) for b, w in sorted(config.behavior_weights.items())]
+    return ibis.cases(*cases, else_=index[1.0]).cast("int8")
+
+
+def _train_nodes(events: ir.Table, column: str, config: PrepareConfig, **extra: ir.Value) -> ir.Table:
+    train = events.filter((events.split == "train") & events[column].notnull())
+    levels = weight_levels(config)
+    level = {} if levels is None else {"level": behavior_level(train, config, levels)}
+    return train.select(session=train.session, node=train[column], **level, **extra)
+
+
+def _run_aggregates(table: ir.Table) -> dict[str, ir.Value]:
+    out: dict[str, ir.Value] = {"node": table.node.max()}
+    if "level" in table.columns:
+        out["level"] = table.level.max()
+    return out
 
 
 def view_runs(events: ir.Table, column: str, config: PrepareConfig) -> ir.Table:
-    """Train runs of one view: ``session, run (1-based), node, weight`` (see module docstring).
+    """Train runs of one view: ``session, run (1-based), node`` and, with behaviour weighting, ``level``
+    (the largest :func:`behavior_level` among the run's events); see the module docstring.
 
     ``events`` need ``session``, ``pos`` and ``split`` (from sessions and splits).
     """
-    train = events.filter((events.split == "train") & events[column].notnull())
-    train = train.select(
-        session=train.session, pos=train.pos, node=train[column], w=behavior_weight(train, config)
-    )
+    train = _train_nodes(events, column, config, pos=events.pos)
     w = ibis.window(group_by=train.session, order_by=train.pos)
     prev = train.node.lag().over(w)
     flagged = train.mutate(_new=(prev.isnull() | (prev != train.node)).cast("int64"))
     cum = ibis.cumulative_window(group_by=flagged.session, order_by=flagged.pos)
     numbered = flagged.mutate(run=flagged._new.sum().over(cum))
-    return numbered.group_by(["session", "run"]).aggregate(node=numbered.node.max(), weight=numbered.w.max())
-
-
-def view_edges(runs: ir.Table) -> ir.Table:
-    """Directed weighted edges ``src, dst, weight (float64), count (int64)`` between consecutive runs."""
-    w = ibis.window(group_by=runs.session, order_by=runs.run)
-    pairs = runs.select(src=runs.node.lag().over(w), dst=runs.node, weight=runs.weight)
-    pairs = pairs.filter(pairs.src.notnull() & (pairs.src != pairs.dst))
-    return pairs.group_by(["src", "dst"]).aggregate(weight=pairs.weight.sum(), count=pairs.count())
+    return numbered.group_by(["session", "run"]).aggregate(**_run_aggregates(numbered))
 
 
 def presorted_runs(events: ir.Table, column: str, config: PrepareConfig) -> ir.Table:
-    """:func:`view_runs` from the run columns of ``offline.data.sessions.sessionise``, plus ``src`` (the node
-    of the previous run in the session, null on a session's first run): a hash aggregate, no window.
+    """:func:`view_runs` from the run columns of ``offline.data.sessions.sessionise``: a hash aggregate,
+    no window.
 
     ``run`` numbers the runs in the user's history rather than the session: same order, other values.
     """
-    train = events.filter((events.split == "train") & events[column].notnull())
-    train = train.select(
-        session=train.session,
-        run=train[run_column(column)],
-        node=train[column],
-        w=behavior_weight(train, config),
-        src=train[src_column(column)],
-    )
-    return train.group_by(["session", "run"]).aggregate(
-        node=train.node.max(), weight=train.w.max(), src=train.src.max()
-    )
-
-
-def presorted_edges(runs: ir.Table) -> ir.Table:
-    """:func:`view_edges` of :func:`presorted_runs` (their ``src`` already names the previous run)."""
-    pairs = runs.filter(runs.src.notnull() & (runs.src != runs.node))
-    return pairs.group_by(src=pairs.src, dst=pairs.node).aggregate(
-        weight=pairs.weight.sum(), count=pairs.count()
-    )
+    train = _train_nodes(events, column, config, run=events[run_column(column)])
+    return train.group_by(["session", "run"]).aggregate(**_run_aggregates(train))
 
 
 def view_counts(events: ir.Table, column: str) -> ir.Table:
@@ -112,6 +119,85 @@ def sort_vocab(ids: Int64Array, counts: Int64Array) -> tuple[Int64Array, Int64Ar
     """Vocabulary order: descending count, ties by ascending id (core.layout convention)."""
     order = np.lexsort((ids, -counts))
     return ids[order].astype(np.int64), counts[order].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Edges:
+    """A view's directed edges, one per distinct ``(src, dst)``, sorted by original ``(src, dst)`` id:
+    ``src``/``dst`` original ids and ``src_rows``/``dst_rows`` their vocabulary rows (int64),
+    ``weight`` (float64) and ``count`` (int64, transitions)."""
+
+    src: Int64Array
+    dst: Int64Array
+    src_rows: Int64Array
+    dst_rows: Int64Array
+    weight: npt.NDArray[np.float64]
+    count: Int64Array
+
+    def to_arrow(self) -> pa.Table:
+        """The edge table of a dataset folder: ``src, dst, weight, count``."""
+        return pa.table({"src": self.src, "dst": self.dst, "weight": self.weight, "count": self.count})
+
+
+def sequence_edges(
+    indptr: Int64Array,
+    tokens: npt.NDArray[np.integer[Any]],
+    vocab: Int64Array,
+    levels: npt.NDArray[np.integer[Any]] | None = None,
+    level_weights: npt.NDArray[np.float64] | None = None,
+) -> Edges:
+    """Edges between consecutive tokens of the same sequence (ragged ``indptr``/``tokens``, rows of
+    ``vocab``), self-loops dropped.
+
+    ``levels`` (one per token, with ``level_weights``): the weight of a transition is
+    ``level_weights[levels[dst token]]``, and an edge's weight is the sum over its transitions, added up
+    per level (``count of level l * weight l``, levels ascending): the same float on every engine and
+    in every run. Without ``levels`` the weight is the count.
+    """
+    if levels is not None and (level_weights is None or len(levels) != len(tokens)):
+        raise ValueError("sequence_edges: levels need one entry per token, and level_weights")
+    n_nodes, n_levels = len(vocab), 1 if level_weights is None or levels is None else len(level_weights)
+    if n_nodes * n_nodes * n_levels >= 2**62:  # pragma: no cover - the key would overflow
+        raise ValueError(f"sequence_edges: a vocabulary of {n_nodes} rows is too large for one int64 key")
+    order = np.argsort(vocab, kind="stable")  # rank -> row: ranks sort like the original ids
+    rank = np.empty(n_nodes, dtype=np.int64)
+    rank[order] = np.arange(n_nodes, dtype=np.int64)
+    # Transition i links tokens i and i + 1: not across a sequence start, and never a self-loop.
+    keep = tokens[:-1] != tokens[1:]
+    inner = indptr[1:-1]
+    keep[inner[(inner > 0) & (inner < len(tokens))] - 1] = False
+    key = rank[tokens[:-1][keep]]
+    key *= n_nodes
+    key += rank[tokens[1:][keep]]
+    if levels is not None:
+        key *= n_levels
+        key += np.asarray(levels[1:][keep], dtype=np.int64)
+    key.sort()
+    first = _run_starts(key)
+    per_key = np.diff(np.r_[first, len(key)]).astype(np.int64)
+    key = key[first]
+    pair = key // n_levels
+    edge_start = _run_starts(pair)
+    count = np.add.reduceat(per_key, edge_start) if len(pair) else per_key
+    if levels is None:
+        weight = count.astype(np.float64)
+    else:
+        assert level_weights is not None
+        edge_of_key = np.cumsum(np.r_[False, pair[1:] != pair[:-1]]) if len(pair) else pair
+        weight = np.zeros(len(edge_start), dtype=np.float64)
+        for level in range(n_levels):  # ascending: a fixed order of the float additions
+            at = key % n_levels == level  # at most one key per edge and level
+            weight[edge_of_key[at]] += per_key[at] * float(level_weights[level])
+    pair = pair[edge_start]
+    src_rows, dst_rows = order[pair // max(n_nodes, 1)], order[pair % max(n_nodes, 1)]
+    return Edges(vocab[src_rows], vocab[dst_rows], src_rows, dst_rows, weight, count)
+
+
+def _run_starts(sorted_keys: Int64Array) -> Int64Array:
+    """Indices where a new value starts in a sorted array."""
+    if len(sorted_keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
 
 
 def edges_to_csr(

@@ -1,8 +1,8 @@
 """The ``prepare`` job: canonical events -> a dataset folder (``core.layout.DatasetLayout``).
 
-Relational stages (cleaning, sessions, splits, runs, edges, vocabulary counts, link tables) are Ibis
+Relational stages (cleaning, sessions, splits, runs, vocabulary counts, link tables) are Ibis
 expressions run by the chosen engine (DuckDB by default, Spark with ``engine="spark"``); only the array
-stages (vocabulary order, sequences, CSR, walks) run in numpy on the engine's results. The folder is
+stages (vocabulary order, sequences, edges, CSR, walks) run in numpy on the engine's results. The folder is
 built in a temporary sibling and renamed into place (``core.atomic.atomic_dir``).
 """
 
@@ -49,12 +49,12 @@ from offline.data.graphs import (
     edges_to_csr,
     item_values,
     link_tables,
-    presorted_edges,
     presorted_runs,
+    sequence_edges,
     sort_vocab,
     view_counts,
-    view_edges,
     view_runs,
+    weight_levels,
 )
 from offline.data.presets import preset
 from offline.data.sessions import (
@@ -182,7 +182,7 @@ def _sorted_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:
 
 def _write_events(engine: Engine, events: ir.Table, path: Path) -> None:
     # Sort ties by the event rank so both engines write rows in the same order.
-    internal = [c for c in events.columns if c in _INTERNAL or c.startswith(("_run__", "_src__"))]
+    internal = [c for c in events.columns if c in _INTERNAL or c.startswith("_run__")]
     ordered = events.order_by([events.user_id, events.pos]).drop(*internal)
     if engine.name == "duckdb":
         engine.con.to_parquet(ordered, str(path), compression="zstd")
@@ -261,7 +261,8 @@ def _view_stage(
     """Vocabulary, sequences, graph (CSR + edge table) of one view; returns its counts.
 
     ``presorted``: ``prepared`` comes from ``offline.data.sessions.sessionise`` and holds the view's runs, so
-    runs and edges are hash aggregates instead of windows over the view's events.
+    the runs are a hash aggregate instead of windows over the view's events. Edges come from the sequences
+    (``offline.data.graphs.sequence_edges``).
     """
     column = config.column(view)
     counts = engine.to_arrow(view_counts(prepared, column))
@@ -269,39 +270,29 @@ def _view_stage(
     _save_npy(layout.vocab(view), vocab)
     _save_npy(layout.vocab_counts(view), vocab_counts)
 
-    # Sequences and edges both read the runs: materialise them once instead of running the windows twice.
-    runs_expr = engine.cache(
-        presorted_runs(prepared, column, config) if presorted else view_runs(prepared, column, config)
-    )
-    ordered_runs = runs_expr.select("session", "run", "node").order_by(["session", "run"])
+    runs_expr = presorted_runs(prepared, column, config) if presorted else view_runs(prepared, column, config)
+    fields = [c for c in ("session", "node", "level") if c in runs_expr.columns]
+    ordered_runs = runs_expr.order_by(["session", "run"])
     if engine.name == "duckdb":  # DuckDB returns ORDER BY results in order: no check needed
-        runs = engine.to_arrow(ordered_runs).select(["session", "node"])
+        runs = engine.to_arrow(ordered_runs).select(fields)
     else:
-        runs = _sorted_by(engine.to_arrow(ordered_runs), ["session", "run"])
-    sessions = _column(runs, "session")
-    tokens = lookup(_column(runs, "node"), vocab)
+        runs = _sorted_by(engine.to_arrow(ordered_runs), ["session", "run"]).select(fields)
+    tokens = lookup(_column(runs, "node"), vocab).astype(np.int32)
     if (tokens < 0).any():  # cannot happen: runs and vocabulary both come from the train split
         raise RuntimeError(f"view {view}: {int((tokens < 0).sum())} sequence tokens outside the vocabulary")
-    seq_indptr = ragged_from_sorted(sessions)
-    _save_npz(layout.sequences(view), indptr=seq_indptr, tokens=tokens.astype(np.int32))
-    del runs, sessions, tokens
-
-    edges_expr = presorted_edges(runs_expr) if presorted else view_edges(runs_expr)
-    edges = engine.to_arrow(edges_expr.order_by(["src", "dst"]))
-    if engine.name != "duckdb":
-        edges = _sorted_by(edges, ["src", "dst"])
-    edges = edges.select(["src", "dst", "weight", "count"]).cast(
-        pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("weight", pa.float64()), ("count", pa.int64())])
-    )
+    seq_indptr = ragged_from_sorted(_column(runs, "session"))
+    levels = _column(runs, "level") if "level" in fields else None
+    del runs
+    _save_npz(layout.sequences(view), indptr=seq_indptr, tokens=tokens)
+    edges = sequence_edges(seq_indptr, tokens, vocab, levels, weight_levels(config))
+    del tokens, levels
     layout.edges(view).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(edges, layout.edges(view), compression="zstd")
-    src, dst = lookup(_column(edges, "src"), vocab), lookup(_column(edges, "dst"), vocab)
-    engine.uncache(runs_expr)  # the runs of a large view take as much engine memory as the events
-    indptr, indices, weights = edges_to_csr(src, dst, _column(edges, "weight"), len(vocab))
+    pq.write_table(edges.to_arrow(), layout.edges(view), compression="zstd")
+    indptr, indices, weights = edges_to_csr(edges.src_rows, edges.dst_rows, edges.weight, len(vocab))
     _save_npz(layout.graph(view), indptr=indptr, indices=indices, weights=weights)
     return {
         "vocab": len(vocab),
-        "edges": edges.num_rows,
+        "edges": len(edges.count),
         # Runs come sorted by session, so the ragged groups are the distinct sessions.
         "sequences": len(seq_indptr) - 1,
         "tokens": int(seq_indptr[-1]),

@@ -106,12 +106,6 @@ def run_column(column: str) -> str:
     return f"_run__{column}"
 
 
-def src_column(column: str) -> str:
-    """Column of :func:`sessionise` output: on the first event of a run that does not open a session,
-    the node of the previous run (the source of the edge into this run); null elsewhere."""
-    return f"_src__{column}"
-
-
 def can_sessionise(config: PrepareConfig, null_counts: dict[str, int]) -> bool:
     """Whether :func:`sessionise` applies: no session cap, and no view column with nulls (runs then
     follow from the previous event in the user's history, without a window over each view)."""
@@ -133,8 +127,8 @@ def sessionise(
     Returns the distinct events with ``pos``, ``user_events`` and ``session`` (same values as
     :func:`assign_sessions`, plus ``first_session``: rows holding a range of users continue the
     numbering of the users before them) and, per view column ``c``, :func:`run_column` (1-based run number of
-    the event in its user's history, a run being a maximal stretch of equal ``c`` inside a session)
-    and :func:`src_column`. Train events are a prefix of every user's history (``offline.data.splits``),
+    the event in its user's history, a run being a maximal stretch of equal ``c`` inside a session).
+    Train events are a prefix of every user's history (``offline.data.splits``),
     so runs and their predecessors computed over the whole history equal those of the train events.
 
     Plan: one window ordered by :func:`event_order` ranks the rows and reads the previous row (a
@@ -161,11 +155,10 @@ def sessionise(
     for c in dict.fromkeys(view_columns):
         starts = opens | (lagged[c] != prev(c)).fill_null(True)
         flags[f"_new__{c}"] = starts.cast("int64")
-        flags[src_column(c)] = ibis.ifelse(starts & ~opens, prev(c), ibis.null(lagged[c].type()))
     # A duplicate sorts next to its original and shares its values: dropping it leaves every other
     # row's predecessor the same event, so the flags above hold for the distinct events.
     flagged = lagged.filter(~dup).select(*cols, "_rn", **flags)
-    counters = [k for k in flags if not k.startswith("_src__")]
+    counters = list(flags)
     w2 = ibis.window(group_by=flagged.user_id, order_by=flagged._rn)
     cum = ibis.cumulative_window(group_by=flagged.user_id, order_by=flagged._rn)
     sums: dict[str, ir.Value] = {}
@@ -180,18 +173,15 @@ def sessionise(
         total = (flagged[pair[0]] + flagged[pair[1]] * (1 << 32)).sum().over(cum)
         sums[pair[0]] = total & ((1 << 32) - 1)
         sums[pair[1]] = total >> 32
-    counted = flagged.select(
-        *cols, pos=ibis.row_number().over(w2) + 1, **sums, **{k: flagged[k] for k in flags if k not in sums}
-    )
+    counted = flagged.select(*cols, pos=ibis.row_number().over(w2) + 1, **sums)
     local = counted.select(
         *cols,
         "pos",
         _local=counted._open,
         **{run_column(c): counted[f"_new__{c}"] for c in dict.fromkeys(view_columns)},
-        **{src_column(c): counted[src_column(c)] for c in dict.fromkeys(view_columns)},
     )
     out = _global_ids(local, first_session)
-    extra = [k for k in out.columns if k.startswith(("_run__", "_src__"))]
+    extra = [k for k in out.columns if k.startswith("_run__")]
     return out.select(*cols, "pos", "user_events", "session", *extra)
 
 
