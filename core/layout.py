@@ -42,7 +42,8 @@ class DatasetLayout:
       ``indptr`` (int64, n_seq + 1) and ``tokens`` (int32); consecutive duplicates collapsed.
     - ``graphs/<view>.npz``: CSR adjacency of the view graph (directed: src -> next), arrays
       ``indptr`` (int64), ``indices`` (int32), ``weights`` (float32); ``graphs/<view>_edges.parquet``
-      the same edges as ``src, dst, weight`` with original ids.
+      the same edges in the same order (source row, then destination row) as ``src, dst, weight, count``
+      with original ids.
     - ``attributes/<view>.npy``: per item row, original id in that view (-1 unknown).
     - ``links/<item>-<view>.npy``: per item row, *vocabulary index* in that view (-1 unknown).
     - ``labels/<view>.parquet`` (and ``labels/user.parquet``): ``id, label`` of a view whose source ids

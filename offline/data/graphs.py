@@ -7,10 +7,10 @@ self-loop cannot survive the collapse and is filtered anyway. Edge weight is the
 (``edge_weighting="count"``) or the sum of the behaviour weights of the destination runs, a run weighing
 the largest weight among its events (``"behavior"``: buy > cart > fav > view, multi-behaviour).
 
-Runs are Ibis expressions (any backend). Edges are counted in numpy from the runs in sequence order
-(:func:`sequence_edges`): the job fetches those for the sequences anyway, and one sort of an int64 key
-per transition costs less than a group-by in the engine followed by fetching and looking up every edge.
-Vocabulary order, lookups and CSR are numpy too.
+Runs are Ibis expressions (any backend). Edges are counted in numpy from the sequences (vocabulary rows,
+:func:`sequence_edges`): the job fetches the runs in order for the sequences anyway, and one sort of an
+int64 key per transition, already in CSR order, costs less than a group-by in the engine followed by
+fetching, looking up and re-sorting every edge. Vocabulary order, lookups and CSR are numpy too.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from core.vocab import lookup
 from offline.data.config import PrepareConfig
-from offline.data.sessions import run_column
+from offline.data.sessions import ragged_from_sorted, run_column
 
 Int64Array = npt.NDArray[np.int64]
 
@@ -123,100 +123,81 @@ def sort_vocab(ids: Int64Array, counts: Int64Array) -> tuple[Int64Array, Int64Ar
 
 @dataclass(frozen=True)
 class Edges:
-    """A view's directed edges, one per distinct ``(src, dst)``, sorted by original ``(src, dst)`` id:
-    ``src``/``dst`` original ids and ``src_rows``/``dst_rows`` their vocabulary rows (int64),
-    ``weight`` (float64) and ``count`` (int64, transitions)."""
+    """A view's directed edges, one per distinct ``(src, dst)``, in CSR order (source vocabulary row, then
+    destination row): ``src_rows``/``dst_rows`` (int64), ``weight`` (float64), ``count`` (int64,
+    transitions). :meth:`to_arrow` adds the original ids."""
 
-    src: Int64Array
-    dst: Int64Array
     src_rows: Int64Array
     dst_rows: Int64Array
     weight: npt.NDArray[np.float64]
     count: Int64Array
 
-    def to_arrow(self) -> pa.Table:
-        """The edge table of a dataset folder: ``src, dst, weight, count``."""
-        return pa.table({"src": self.src, "dst": self.dst, "weight": self.weight, "count": self.count})
+    def to_arrow(self, vocab: Int64Array) -> pa.Table:
+        """The edge table of a dataset folder: ``src, dst`` (original ids of ``vocab``), ``weight, count``."""
+        return pa.table(
+            {
+                "src": vocab[self.src_rows],
+                "dst": vocab[self.dst_rows],
+                "weight": self.weight,
+                "count": self.count,
+            }
+        )
+
+    def to_csr(self, n_nodes: int) -> tuple[Int64Array, npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        """CSR ``(indptr int64 [n+1], indices int32, weights float32)``: rows are sources, and within a row
+        destinations come ascending (samplers binary-search them)."""
+        indptr = np.zeros(n_nodes + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.src_rows, minlength=n_nodes), out=indptr[1:])
+        return indptr, self.dst_rows.astype(np.int32), self.weight.astype(np.float32)
 
 
 def sequence_edges(
     indptr: Int64Array,
     tokens: npt.NDArray[np.integer[Any]],
-    vocab: Int64Array,
+    n_nodes: int,
     levels: npt.NDArray[np.integer[Any]] | None = None,
     level_weights: npt.NDArray[np.float64] | None = None,
 ) -> Edges:
-    """Edges between consecutive tokens of the same sequence (ragged ``indptr``/``tokens``, rows of
-    ``vocab``), self-loops dropped.
+    """Edges between consecutive tokens of the same sequence (ragged ``indptr``/``tokens``, rows of a
+    vocabulary of ``n_nodes``), self-loops dropped.
 
     ``levels`` (one per token, with ``level_weights``): the weight of a transition is
     ``level_weights[levels[dst token]]``, and an edge's weight is the sum over its transitions, added up
     per level (``count of level l * weight l``, levels ascending): the same float on every engine and
-    in every run. Without ``levels`` the weight is the count.
+    in every run. Without ``levels`` the weight is the count. One sort of an int64 key per transition.
     """
     if levels is not None and (level_weights is None or len(levels) != len(tokens)):
         raise ValueError("sequence_edges: levels need one entry per token, and level_weights")
-    n_nodes, n_levels = len(vocab), 1 if level_weights is None or levels is None else len(level_weights)
+    n_levels = 1 if level_weights is None or levels is None else len(level_weights)
     if n_nodes * n_nodes * n_levels >= 2**62:  # pragma: no cover - the key would overflow
         raise ValueError(f"sequence_edges: a vocabulary of {n_nodes} rows is too large for one int64 key")
-    order = np.argsort(vocab, kind="stable")  # rank -> row: ranks sort like the original ids
-    rank = np.empty(n_nodes, dtype=np.int64)
-    rank[order] = np.arange(n_nodes, dtype=np.int64)
     # Transition i links tokens i and i + 1: not across a sequence start, and never a self-loop.
     keep = tokens[:-1] != tokens[1:]
     inner = indptr[1:-1]
     keep[inner[(inner > 0) & (inner < len(tokens))] - 1] = False
-    key = rank[tokens[:-1][keep]]
+    key = tokens[:-1][keep].astype(np.int64)
     key *= n_nodes
-    key += rank[tokens[1:][keep]]
+    key += tokens[1:][keep]
     if levels is not None:
         key *= n_levels
-        key += np.asarray(levels[1:][keep], dtype=np.int64)
+        key += levels[1:][keep]
     key.sort()
-    first = _run_starts(key)
-    per_key = np.diff(np.r_[first, len(key)]).astype(np.int64)
-    key = key[first]
-    pair = key // n_levels
-    edge_start = _run_starts(pair)
-    count = np.add.reduceat(per_key, edge_start) if len(pair) else per_key
+    bounds = ragged_from_sorted(key)
+    per_key = np.diff(bounds)
+    key = key[bounds[:-1]]
     if levels is None:
-        weight = count.astype(np.float64)
+        pair, count, weight = key, per_key, per_key.astype(np.float64)
     else:
         assert level_weights is not None
-        edge_of_key = np.cumsum(np.r_[False, pair[1:] != pair[:-1]]) if len(pair) else pair
-        weight = np.zeros(len(edge_start), dtype=np.float64)
-        for level in range(n_levels):  # ascending: a fixed order of the float additions
-            at = key % n_levels == level  # at most one key per edge and level
-            weight[edge_of_key[at]] += per_key[at] * float(level_weights[level])
-    pair = pair[edge_start]
-    src_rows, dst_rows = order[pair // max(n_nodes, 1)], order[pair % max(n_nodes, 1)]
-    return Edges(vocab[src_rows], vocab[dst_rows], src_rows, dst_rows, weight, count)
-
-
-def _run_starts(sorted_keys: Int64Array) -> Int64Array:
-    """Indices where a new value starts in a sorted array."""
-    if len(sorted_keys) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-
-
-def edges_to_csr(
-    src: Int64Array, dst: Int64Array, weight: npt.NDArray[np.float64], n_nodes: int
-) -> tuple[Int64Array, npt.NDArray[np.int32], npt.NDArray[np.float32]]:
-    """CSR ``(indptr int64 [n+1], indices int32, weights float32)`` of edges given as vocabulary rows.
-
-    Rows are sources; within a row, destinations are sorted ascending (samplers binary-search them).
-    """
-    if len(src) and (src.min() < 0 or dst.min() < 0 or max(src.max(), dst.max()) >= n_nodes):
-        raise ValueError(f"edges_to_csr: node rows must lie in [0, {n_nodes})")
-    if n_nodes < (1 << 31):
-        # One int64 key (src * n + dst) sorts like lexsort((dst, src)) (both stable) at half the cost.
-        order = np.argsort(src.astype(np.int64) * n_nodes + dst, kind="stable")
-    else:  # pragma: no cover - the combined key could overflow
-        order = np.lexsort((dst, src))
-    indptr = np.zeros(n_nodes + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=n_nodes), out=indptr[1:])
-    return indptr, dst[order].astype(np.int32), weight[order].astype(np.float32)
+        pair = key // n_levels
+        starts = ragged_from_sorted(pair)[:-1]
+        pair = pair[starts]
+        empty = len(starts) == 0
+        count = per_key if empty else np.add.reduceat(per_key, starts)
+        # Within an edge its keys come by ascending level: a fixed order of the float additions.
+        per_level = per_key * np.asarray(level_weights, dtype=np.float64)[key % n_levels]
+        weight = per_level if empty else np.add.reduceat(per_level, starts)
+    return Edges(pair // max(n_nodes, 1), pair % max(n_nodes, 1), weight, count)
 
 
 def link_tables(

@@ -46,7 +46,6 @@ from offline.data.cleaning import check_schema, clean, clean_rows, drop_counts
 from offline.data.config import BadInputError, LogFormat, PrepareConfig
 from offline.data.engine import Engine, check_memory_limit, engine_session
 from offline.data.graphs import (
-    edges_to_csr,
     item_values,
     link_tables,
     presorted_runs,
@@ -284,11 +283,11 @@ def _view_stage(
     levels = _column(runs, "level") if "level" in fields else None
     del runs
     _save_npz(layout.sequences(view), indptr=seq_indptr, tokens=tokens)
-    edges = sequence_edges(seq_indptr, tokens, vocab, levels, weight_levels(config))
+    edges = sequence_edges(seq_indptr, tokens, len(vocab), levels, weight_levels(config))
     del tokens, levels
     layout.edges(view).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(edges.to_arrow(), layout.edges(view), compression="zstd")
-    indptr, indices, weights = edges_to_csr(edges.src_rows, edges.dst_rows, edges.weight, len(vocab))
+    pq.write_table(edges.to_arrow(vocab), layout.edges(view), compression="zstd")
+    indptr, indices, weights = edges.to_csr(len(vocab))
     _save_npz(layout.graph(view), indptr=indptr, indices=indices, weights=weights)
     return {
         "vocab": len(vocab),

@@ -219,12 +219,3 @@ def ragged_from_sorted(groups: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return np.zeros(1, dtype=np.int64)
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
     return np.r_[starts, len(groups)].astype(np.int64)
-
-
-def collapse_consecutive(
-    groups: npt.NDArray[np.int64], tokens: npt.NDArray[np.int32]
-) -> npt.NDArray[np.bool_]:
-    """Mask keeping the first token of every run of equal consecutive tokens inside a group."""
-    if len(tokens) == 0:
-        return np.zeros(0, dtype=bool)
-    return np.r_[True, (tokens[1:] != tokens[:-1]) | (groups[1:] != groups[:-1])]

@@ -14,7 +14,7 @@ from core.vocab import lookup
 from offline.data.cleaning import clean, clean_rows
 from offline.data.config import PrepareConfig
 from offline.data.engine import Engine, connect, parse_size
-from offline.data.graphs import edges_to_csr, presorted_runs, view_runs
+from offline.data.graphs import presorted_runs, view_runs
 from offline.data.prepare import _is_sorted
 from offline.data.sessions import (
     assign_sessions,
@@ -195,15 +195,6 @@ def test_lookup_paths_agree(spread: int) -> None:
     assert got.dtype == np.int64
     assert np.array_equal(got, _slow_lookup(ids, vocab))
     assert np.array_equal(lookup(ids[:0], vocab), np.zeros(0, dtype=np.int64))
-
-
-def test_csr_order_matches_lexsort_with_repeated_pairs() -> None:
-    rng = np.random.default_rng(6)
-    src, dst = rng.integers(0, 9, 300), rng.integers(0, 9, 300)
-    weight = rng.random(300)
-    _, indices, weights = edges_to_csr(src, dst, weight, 9)
-    order = np.lexsort((dst, src))
-    assert np.array_equal(indices, dst[order]) and np.array_equal(weights, weight[order].astype(np.float32))
 
 
 def test_is_sorted() -> None:

@@ -6,53 +6,60 @@ import numpy as np
 import pytest
 
 from core.vocab import lookup
-from offline.data.graphs import edges_to_csr, link_tables, sequence_edges, sort_vocab
-from offline.data.sessions import collapse_consecutive, ragged_from_sorted
+from offline.data.graphs import Edges, link_tables, sequence_edges, sort_vocab
+from offline.data.sessions import ragged_from_sorted
 from offline.data.walks import random_walks
 
 
 def csr(edges: list[tuple[int, int, float]], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR of distinct edges given in any order."""
     src, dst, w = (np.array(c) for c in zip(*edges, strict=True))
-    return edges_to_csr(src.astype(np.int64), dst.astype(np.int64), w.astype(np.float64), n)
+    order = np.lexsort((dst, src))
+    return Edges(src[order], dst[order], w[order].astype(np.float64), np.ones(len(src), np.int64)).to_csr(n)
 
 
-def test_edges_to_csr_sorts_rows_and_destinations() -> None:
+def test_csr_rows_and_destinations() -> None:
     indptr, indices, weights = csr([(2, 0, 1.0), (0, 2, 5.0), (0, 1, 3.0)], 4)
     assert indptr.tolist() == [0, 2, 2, 3, 3]
     assert indices.tolist() == [1, 2, 0] and weights.tolist() == [3.0, 5.0, 1.0]
-    with pytest.raises(ValueError, match="must lie in"):
-        csr([(0, 4, 1.0)], 4)
+    assert indices.dtype == np.int32 and weights.dtype == np.float32
 
 
 def test_sequence_edges_hand_computed() -> None:
-    vocab = np.array([30, 10, 20])  # rows 0, 1, 2: edges must come in id order, not row order
+    vocab = np.array([30, 10, 20])  # original ids of rows 0, 1, 2
     # Sequences (ids): [30 10 30 10], [10 20], [20], [20 20 10]; the pairs 10 -> 10 and 20 -> 20 across
     # sequence starts and the self-loop 20 -> 20 inside the last one are not edges.
     indptr = np.array([0, 4, 6, 7, 10])
     tokens = np.array([0, 1, 0, 1, 1, 2, 2, 2, 2, 1], dtype=np.int32)
     levels = np.array([0, 2, 1, 0, 0, 1, 2, 0, 0, 0], dtype=np.int8)
-    edges = sequence_edges(indptr, tokens, vocab, levels, np.array([1.0, 2.5, 4.0]))
-    assert list(zip(edges.src.tolist(), edges.dst.tolist(), strict=True)) == [
-        (10, 20),
-        (10, 30),
-        (20, 10),
-        (30, 10),
+    edges = sequence_edges(indptr, tokens, 3, levels, np.array([1.0, 2.5, 4.0]))
+    # CSR order: source row, then destination row.
+    assert edges.src_rows.tolist() == [0, 1, 1, 2] and edges.dst_rows.tolist() == [1, 0, 2, 1]
+    assert edges.count.tolist() == [2, 1, 1, 1]
+    assert edges.weight.tolist() == [5.0, 2.5, 2.5, 1.0]  # 30 -> 10 enters a level-2 run, then a level-0 one
+    table = edges.to_arrow(vocab)
+    assert table.column_names == ["src", "dst", "weight", "count"]
+    assert table.column("src").to_pylist() == [30, 10, 10, 20] and table.column("dst").to_pylist() == [
+        10,
+        30,
+        20,
+        10,
     ]
-    assert edges.count.tolist() == [1, 1, 1, 2]
-    assert edges.weight.tolist() == [2.5, 2.5, 1.0, 5.0]  # 30 -> 10 enters a level-2 run, then a level-0 one
-    assert edges.src_rows.tolist() == [1, 1, 2, 0] and edges.dst_rows.tolist() == [2, 0, 1, 1]
-    by_count = sequence_edges(indptr, tokens, vocab)
-    assert by_count.count.tolist() == [1, 1, 1, 2] and by_count.weight.tolist() == [1.0, 1.0, 1.0, 2.0]
-    assert by_count.to_arrow().column_names == ["src", "dst", "weight", "count"]
-    empty = sequence_edges(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), vocab)
-    assert len(empty.src) == 0 and empty.to_arrow().num_rows == 0
+    indptr_csr, indices, weights = edges.to_csr(3)
+    assert indptr_csr.tolist() == [0, 1, 3, 4] and indices.tolist() == [1, 0, 2, 1]
+    assert weights.tolist() == [5.0, 2.5, 2.5, 1.0]
+    by_count = sequence_edges(indptr, tokens, 3)
+    assert by_count.count.tolist() == [2, 1, 1, 1] and by_count.weight.tolist() == [2.0, 1.0, 1.0, 1.0]
+    empty = sequence_edges(
+        np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), 3, levels[:0], np.ones(3)
+    )
+    assert len(empty.count) == 0 and empty.to_csr(3)[0].tolist() == [0, 0, 0, 0]
     with pytest.raises(ValueError, match="one entry per token"):
-        sequence_edges(indptr, tokens, vocab, levels[:3], np.array([1.0, 2.5, 4.0]))
+        sequence_edges(indptr, tokens, 3, levels[:3], np.array([1.0, 2.5, 4.0]))
 
 
 def test_sequence_edges_match_a_pair_count() -> None:
     rng = np.random.default_rng(7)
-    vocab = rng.choice(10**9, 40, replace=False).astype(np.int64)
     lengths = rng.integers(1, 9, 300)
     indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     tokens = rng.integers(0, 40, int(indptr[-1])).astype(np.int32)
@@ -62,16 +69,14 @@ def test_sequence_edges_match_a_pair_count() -> None:
     for a, b in zip(indptr[:-1], indptr[1:], strict=True):
         for i in range(a, b - 1):
             if tokens[i] != tokens[i + 1]:
-                entry = expected.setdefault((int(vocab[tokens[i]]), int(vocab[tokens[i + 1]])), [0, 0.0])
+                entry = expected.setdefault((int(tokens[i]), int(tokens[i + 1])), [0, 0.0])
                 entry[0] += 1
                 entry[1] += level_weights[levels[i + 1]]
-    edges = sequence_edges(indptr, tokens, vocab, levels, level_weights)
-    got = {(s, d): [c, w] for s, d, c, w in zip(edges.src, edges.dst, edges.count, edges.weight, strict=True)}
+    edges = sequence_edges(indptr, tokens, 40, levels, level_weights)
+    rows = list(zip(edges.src_rows.tolist(), edges.dst_rows.tolist(), strict=True))
+    got = {pair: [c, w] for pair, c, w in zip(rows, edges.count, edges.weight, strict=True)}
     assert got == expected and len(expected) > 100
-    assert list(zip(edges.src, edges.dst, strict=True)) == sorted(expected)
-    assert np.array_equal(vocab[edges.src_rows], edges.src) and np.array_equal(
-        vocab[edges.dst_rows], edges.dst
-    )
+    assert rows == sorted(expected)
 
 
 def test_vocab_lookup_and_links() -> None:
@@ -85,10 +90,8 @@ def test_vocab_lookup_and_links() -> None:
 
 
 def test_ragged_helpers() -> None:
-    groups = np.array([0, 0, 0, 2, 2, 5])
-    tokens = np.array([1, 1, 2, 2, 2, 2], dtype=np.int32)
-    assert ragged_from_sorted(groups).tolist() == [0, 3, 5, 6]
-    assert collapse_consecutive(groups, tokens).tolist() == [True, False, True, True, False, True]
+    assert ragged_from_sorted(np.array([0, 0, 0, 2, 2, 5])).tolist() == [0, 3, 5, 6]
+    assert ragged_from_sorted(np.zeros(0, dtype=np.int64)).tolist() == [0]
 
 
 CYCLE = [(0, 1, 1.0), (1, 2, 1.0), (2, 0, 1.0), (1, 0, 1.0), (2, 1, 1.0), (0, 2, 1.0)]
