@@ -168,8 +168,9 @@ def sequence_edges(
     """
     if levels is not None and (level_weights is None or len(levels) != len(tokens)):
         raise ValueError("sequence_edges: levels need one entry per token, and level_weights")
-    n_levels = 1 if level_weights is None or levels is None else len(level_weights)
-    if n_nodes * n_nodes * n_levels >= 2**62:  # pragma: no cover - the key would overflow
+    # The level goes in the key's low bits (shifts and masks are cheaper than division by the count).
+    shift = 0 if level_weights is None or levels is None else max(1, (len(level_weights) - 1).bit_length())
+    if n_nodes * n_nodes << shift >= 2**62:  # pragma: no cover - the key would overflow
         raise ValueError(f"sequence_edges: a vocabulary of {n_nodes} rows is too large for one int64 key")
     # Transition i links tokens i and i + 1: not across a sequence start, and never a self-loop.
     keep = tokens[:-1] != tokens[1:]
@@ -178,24 +179,25 @@ def sequence_edges(
     key = tokens[:-1][keep].astype(np.int64)
     key *= n_nodes
     key += tokens[1:][keep]
-    if levels is not None:
-        key *= n_levels
-        key += levels[1:][keep]
+    if shift:
+        assert levels is not None
+        key <<= shift
+        key |= levels[1:][keep]
     key.sort()
     bounds = ragged_from_sorted(key)
     per_key = np.diff(bounds)
     key = key[bounds[:-1]]
-    if levels is None:
+    if not shift:
         pair, count, weight = key, per_key, per_key.astype(np.float64)
     else:
         assert level_weights is not None
-        pair = key // n_levels
+        pair = key >> shift
         starts = ragged_from_sorted(pair)[:-1]
         pair = pair[starts]
         empty = len(starts) == 0
         count = per_key if empty else np.add.reduceat(per_key, starts)
         # Within an edge its keys come by ascending level: a fixed order of the float additions.
-        per_level = per_key * np.asarray(level_weights, dtype=np.float64)[key % n_levels]
+        per_level = per_key * np.asarray(level_weights, dtype=np.float64)[key & ((1 << shift) - 1)]
         weight = per_level if empty else np.add.reduceat(per_level, starts)
     return Edges(pair // max(n_nodes, 1), pair % max(n_nodes, 1), weight, count)
 
