@@ -128,8 +128,8 @@ def sessionise(
     :func:`assign_sessions`, plus ``first_session``: rows holding a range of users continue the
     numbering of the users before them) and, per view column ``c``, :func:`run_column` (1-based run number of
     the event in its user's history, a run being a maximal stretch of equal ``c`` inside a session).
-    Train events are a prefix of every user's history (``offline.data.splits``),
-    so runs and their predecessors computed over the whole history equal those of the train events.
+    Train events are a prefix of every user's history (``offline.data.splits``), so runs computed over
+    the whole history equal those of the train events.
 
     Plan: one window ordered by :func:`event_order` ranks the rows and reads the previous row (a
     duplicate is equal to it and is dropped); one window over that rank numbers the distinct events and
