@@ -210,22 +210,38 @@ def _sessions_by_user_range(
 ) -> ir.Table:
     """The cleaned log with its sessions, cached: ``sessionise`` (``fast``) or ``assign_sessions`` of
     ``clean``, run over ranges of user ids one after another when the whole log would not fit the
-    engine's memory (``session_passes``). Sessions never cross users, so the ranges' union, each numbering
-    its sessions on from the ranges before it, equals one pass."""
+    engine's memory (``session_passes``)."""
     kept_rows = clean_rows(raw, config)
-    rows = kept_rows if fast else clean(raw, config)
     passes = session_passes(kept, engine.memory_bytes)
     edges: list[float] = []
     if passes > 1:
         # Over the kept rows, duplicates included: balancing the ranges needs no de-duplication pass.
         quantiles = kept_rows.user_id.quantile([i / passes for i in range(1, passes)])
         edges = engine.to_arrow(kept_rows.aggregate(q=quantiles)).column("q")[0].as_py()
+    rows = kept_rows if fast else clean(raw, config)
+    return sessions_in_ranges(engine, rows, config, view_columns, edges, fast=fast, pack=kept < 2**31)
+
+
+def sessions_in_ranges(
+    engine: Engine,
+    rows: ir.Table,
+    config: PrepareConfig,
+    view_columns: Sequence[str],
+    edges: Sequence[float],
+    *,
+    fast: bool,
+    pack: bool = True,
+) -> ir.Table:
+    """``sessionise(rows)`` (``fast``: cleaned rows with duplicates) or ``assign_sessions(rows)`` (distinct
+    events), one range of users at a time (``user_ranges(edges)``), appended to one cached table. Sessions
+    never cross users, so the union, each range numbering its sessions on from the ranges before it,
+    equals one pass; an empty range adds nothing. ``pack``: ``sessionise``'s ``pack_counters``."""
     cached: ir.Table | None = None
     first_session = 0
     for keep in user_ranges(rows.user_id, edges):
         part = rows if keep is None else rows.filter(keep)
         expr = (
-            sessionise(part, config, view_columns, pack_counters=kept < 2**31, first_session=first_session)
+            sessionise(part, config, view_columns, pack_counters=pack, first_session=first_session)
             if fast
             else assign_sessions(part, config, first_session=first_session)
         )

@@ -15,7 +15,7 @@ from offline.data.cleaning import clean, clean_rows
 from offline.data.config import PrepareConfig
 from offline.data.engine import Engine, connect, parse_size
 from offline.data.graphs import presorted_runs, view_runs
-from offline.data.prepare import _is_sorted
+from offline.data.prepare import _is_sorted, sessions_in_ranges
 from offline.data.sessions import (
     assign_sessions,
     can_sessionise,
@@ -88,22 +88,16 @@ def test_sessionise_matches_assign_sessions(
         assert _rows(duck, fast, cols) == expected
 
 
-@pytest.mark.parametrize("edges", [[2.0], [1.0, 3.0, 3.0, 4.5], [0.0, 9.0]])
-def test_sessionise_over_user_ranges_equals_one_pass(duck: Engine, edges: list[float]) -> None:
-    cfg = CONFIGS[1]
+@pytest.mark.parametrize("edges", [[2.0], [1.0, 3.0, 3.0, 4.5], [0.0, 9.0]])  # [0.0, 9.0]: an empty range
+@pytest.mark.parametrize("fast", [True, False])
+def test_sessions_over_user_ranges_equal_one_pass(duck: Engine, edges: list[float], fast: bool) -> None:
+    cfg = CONFIGS[1] if fast else PrepareConfig(views=V3, max_session_len=2)
     raw = duck.load(random_log(5, app_ids=True))
-    rows = clean_rows(raw, cfg)
-    whole = sessionise(rows, cfg, VIEWS)
+    rows = clean_rows(raw, cfg) if fast else clean(raw, cfg)
+    whole = sessionise(rows, cfg, VIEWS) if fast else assign_sessions(rows, cfg)
     cols = list(whole.columns)
-    ranges = user_ranges(rows.user_id, edges)
-    assert len(ranges) == len(set(edges)) + 1
-    cached, first = None, 0
-    for keep in ranges:
-        assert keep is not None
-        cached = duck.append(cached, sessionise(rows.filter(keep), cfg, VIEWS, first_session=first))
-        last = duck.to_arrow(cached.aggregate(s=cached.session.max())).column("s")[0].as_py()
-        first = 0 if last is None else last + 1  # an empty range ([0.0, 9.0]: users are 1..5) adds none
-    assert cached is not None
+    assert len(user_ranges(rows.user_id, edges)) == len(set(edges)) + 1
+    cached = sessions_in_ranges(duck, rows, cfg, VIEWS, edges, fast=fast)
     assert _rows(duck, cached, cols) == _rows(duck, whole, cols)
     duck.uncache(cached)
 
