@@ -49,7 +49,10 @@ class Engine:
             chunks = sorted(events.glob("*.parquet"))
             if not chunks:
                 raise FileNotFoundError(f"no *.parquet files in {events}")
-            # A glob on both engines: Spark given the folder reads every file in it, manifest.json too.
+            if self.name == "spark":
+                # The folder, filtered: given it bare, Spark reads every file in it, manifest.json too,
+                # and given a glob it logs a FileNotFoundException with its Java stack on every load.
+                return self.con.read_parquet(str(events), pathGlobFilter="*.parquet")
             return self.con.read_parquet(str(events / "*.parquet"))
         if not events.exists():
             raise FileNotFoundError(f"events file {events} does not exist")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +162,26 @@ def test_spark_reads_a_generated_log_beside_its_manifest_under_a_memory_cap(
         read_json(DatasetLayout(spark).manifest)["counts"]
         == read_json(DatasetLayout(duck).manifest)["counts"]
     )
+
+
+def test_spark_loads_a_folder_without_a_java_stack_on_stderr(tmp_path: Path) -> None:
+    # In a process of its own: the JVM writes to that process's stderr, as a user's shell sees it.
+    folder = generate(SynthConfig(events=3_000, chunk_events=1_000), tmp_path / "log", progress=False).output
+    assert len(list(folder.glob("*.parquet"))) == 3 and (folder / "manifest.json").exists()
+    script = (
+        "import sys; from pathlib import Path; from offline.data.engine import connect; "
+        "e = connect('spark'); print(e.load(Path(sys.argv[1])).count().to_pyarrow().as_py()); e.close()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["3000"]  # the three parts, not the manifest
+    assert "Exception" not in result.stderr
 
 
 def test_bad_row_share_fails_the_job(tmp_path: Path) -> None:
