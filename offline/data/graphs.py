@@ -52,11 +52,15 @@ def behavior_level(
     return ibis.cases(*cases, else_=index[1.0]).cast("int8")
 
 
-def _train_nodes(events: ir.Table, column: str, config: PrepareConfig, **extra: ir.Value) -> ir.Table:
+def _train_nodes(events: ir.Table, column: str, config: PrepareConfig, **extra: str) -> ir.Table:
+    """Train events with a known ``column``: ``session, node``, ``level`` (behaviour weighting) and the
+    columns ``extra`` names, under their new names."""
     train = events.filter((events.split == "train") & events[column].notnull())
     levels = weight_levels(config)
     level = {} if levels is None else {"level": behavior_level(train, config, levels)}
-    return train.select(session=train.session, node=train[column], **level, **extra)
+    return train.select(
+        session=train.session, node=train[column], **level, **{k: train[c] for k, c in extra.items()}
+    )
 
 
 def _run_aggregates(table: ir.Table) -> dict[str, ir.Value]:
@@ -72,7 +76,7 @@ def view_runs(events: ir.Table, column: str, config: PrepareConfig) -> ir.Table:
 
     ``events`` need ``session``, ``pos`` and ``split`` (from sessions and splits).
     """
-    train = _train_nodes(events, column, config, pos=events.pos)
+    train = _train_nodes(events, column, config, pos="pos")
     w = ibis.window(group_by=train.session, order_by=train.pos)
     prev = train.node.lag().over(w)
     flagged = train.mutate(_new=(prev.isnull() | (prev != train.node)).cast("int64"))
@@ -87,7 +91,7 @@ def presorted_runs(events: ir.Table, column: str, config: PrepareConfig) -> ir.T
 
     ``run`` numbers the runs in the user's history rather than the session: same order, other values.
     """
-    train = _train_nodes(events, column, config, run=events[run_column(column)])
+    train = _train_nodes(events, column, config, run=run_column(column))
     return train.group_by(["session", "run"]).aggregate(**_run_aggregates(train))
 
 
