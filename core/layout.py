@@ -35,8 +35,9 @@ class DatasetLayout:
 
     - ``events.parquet``: canonical cleaned events, columns ``user_id, item_id, timestamp, behavior,
       <view>_id for every non-item view, session (int64, global session number), split
-      ('train'|'test')``. The ``test`` split is the real test period, or the validation period when
-      the manifest says ``"target": "valid"`` (the dataset used for tuning).
+      ('train'|'test')``, rows sorted by user then time (so sessions ascend). The ``test`` split is the
+      real test period, or the validation period when the manifest says ``"target": "valid"`` (the
+      dataset used for tuning).
     - ``vocab/<view>.npy`` (int64 ids) and ``vocab/<view>_counts.npy`` (int64 train counts).
     - ``sequences/<view>.npz``: ragged training sequences of vocabulary indices, arrays
       ``indptr`` (int64, n_seq + 1) and ``tokens`` (int32); consecutive duplicates collapsed.

@@ -81,10 +81,9 @@ def clean(events: ir.Table, config: PrepareConfig) -> ir.Table:
     return clean_rows(events, config).distinct()
 
 
-def drop_counts(events: ir.Table, config: PrepareConfig, *, null_columns: tuple[str, ...] = ()) -> ir.Table:
+def drop_counts(events: ir.Table, config: PrepareConfig) -> ir.Table:
     """One-row table: ``rows`` read; per rule 1-4 (``missing_id``, ...) the rows it drops (first matching
-    rule only); ``kept`` rows before de-duplication and their ``min_timestamp`` and ``max_timestamp``; for every column of
-    ``null_columns`` a ``nulls__<column>`` count of kept rows where it is null (same scan, no extra pass)."""
+    rule only); ``kept`` rows before de-duplication and their ``min_timestamp`` and ``max_timestamp``."""
     conds = [c.fill_null(False) for c in _drop_conditions(events, config)]
     aggs = {"rows": events.count()}
     earlier = ibis.literal(False)
@@ -94,6 +93,4 @@ def drop_counts(events: ir.Table, config: PrepareConfig, *, null_columns: tuple[
     aggs["kept"] = (~earlier).cast("int64").sum().fill_null(0)
     aggs["min_timestamp"] = events.timestamp.min(where=~earlier)
     aggs["max_timestamp"] = events.timestamp.max(where=~earlier)
-    for col in null_columns:
-        aggs[f"nulls__{col}"] = (~earlier & events[col].isnull()).cast("int64").sum().fill_null(0)
     return events.aggregate(**aggs)

@@ -7,10 +7,12 @@ self-loop cannot survive the collapse and is filtered anyway. Edge weight is the
 (``edge_weighting="count"``) or the sum of the behaviour weights of the destination runs, a run weighing
 the largest weight among its events (``"behavior"``: buy > cart > fav > view, multi-behaviour).
 
-Runs are Ibis expressions (any backend). Edges are counted in numpy from the sequences (vocabulary rows,
-:func:`sequence_edges`): the job fetches the runs in order for the sequences anyway, and one sort of an
-int64 key per transition, already in CSR order, costs less than a group-by in the engine followed by
-fetching, looking up and re-sorting every edge. Vocabulary order, lookups and CSR are numpy too.
+Runs and edges are numpy. The runs are cut from the prepared events file (:func:`session_runs`), which
+the job writes sorted by user and time, with sessions and splits: the file gives a view's train rows in
+session order in one sequential read, where the engine would need a window or an aggregate followed by
+an ``ORDER BY``. Edges are counted from the sequences (vocabulary rows, :func:`sequence_edges`): one sort
+of an int64 key per transition, already in CSR order. The engine keeps what it does best here, the
+vocabulary counts and the link tables (hash aggregates).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pyarrow as pa
 
 from core.vocab import lookup
 from offline.data.config import PrepareConfig
-from offline.data.sessions import ragged_from_sorted, run_column
+from offline.data.sessions import ragged_from_sorted
 
 Int64Array = npt.NDArray[np.int64]
 
@@ -34,8 +36,8 @@ Int64Array = npt.NDArray[np.int64]
 def weight_levels(config: PrepareConfig) -> npt.NDArray[np.float64] | None:
     """The edge weights a run can carry, ascending and distinct (None with ``edge_weighting == "count"``).
 
-    Runs carry the *level* (:func:`behavior_level`), an index into these: a small integer is cheaper to
-    aggregate and fetch than a float, and the largest level is the largest weight. 1.0 is always a level:
+    Runs carry the *level* (:func:`behavior_levels`), an index into these: a small integer is cheaper to
+    carry and reduce than a float, and the largest level is the largest weight. 1.0 is always a level:
     it weighs a behaviour without a weight, which the config's validation rules out for kept behaviours.
     """
     if config.edge_weighting == "count":
@@ -43,56 +45,10 @@ def weight_levels(config: PrepareConfig) -> npt.NDArray[np.float64] | None:
     return np.unique(np.array([1.0, *map(float, config.behavior_weights.values())], dtype=np.float64))
 
 
-def behavior_level(
-    events: ir.Table, config: PrepareConfig, levels: npt.NDArray[np.float64]
-) -> ir.IntegerValue:
-    """Per-event index of its behaviour's weight in ``levels`` (:func:`weight_levels`)."""
+def behavior_levels(config: PrepareConfig, levels: npt.NDArray[np.float64]) -> dict[str, int]:
+    """Each kept behaviour's index of its weight in ``levels`` (:func:`weight_levels`), its *level*."""
     index = {float(w): i for i, w in enumerate(levels)}
-    cases = [(events.behavior == b, index[float(w)]) for b, w in sorted(config.behavior_weights.items())]
-    return ibis.cases(*cases, else_=index[1.0]).cast("int8")
-
-
-def _train_nodes(events: ir.Table, column: str, config: PrepareConfig, **extra: str) -> ir.Table:
-    """Train events with a known ``column``: ``session, node``, ``level`` (behaviour weighting) and the
-    columns ``extra`` names, under their new names."""
-    train = events.filter((events.split == "train") & events[column].notnull())
-    levels = weight_levels(config)
-    level = {} if levels is None else {"level": behavior_level(train, config, levels)}
-    return train.select(
-        session=train.session, node=train[column], **level, **{k: train[c] for k, c in extra.items()}
-    )
-
-
-def _run_aggregates(table: ir.Table) -> dict[str, ir.Value]:
-    out: dict[str, ir.Value] = {"node": table.node.max()}
-    if "level" in table.columns:
-        out["level"] = table.level.max()
-    return out
-
-
-def view_runs(events: ir.Table, column: str, config: PrepareConfig) -> ir.Table:
-    """Train runs of one view: ``session, run (1-based), node`` and, with behaviour weighting, ``level``
-    (the largest :func:`behavior_level` among the run's events); see the module docstring.
-
-    ``events`` need ``session``, ``pos`` and ``split`` (from sessions and splits).
-    """
-    train = _train_nodes(events, column, config, pos="pos")
-    w = ibis.window(group_by=train.session, order_by=train.pos)
-    prev = train.node.lag().over(w)
-    flagged = train.mutate(_new=(prev.isnull() | (prev != train.node)).cast("int64"))
-    cum = ibis.cumulative_window(group_by=flagged.session, order_by=flagged.pos)
-    numbered = flagged.mutate(run=flagged._new.sum().over(cum))
-    return numbered.group_by(["session", "run"]).aggregate(**_run_aggregates(numbered))
-
-
-def presorted_runs(events: ir.Table, column: str, config: PrepareConfig) -> ir.Table:
-    """:func:`view_runs` from the run columns of ``offline.data.sessions.sessionise``: a hash aggregate,
-    no window.
-
-    ``run`` numbers the runs in the user's history rather than the session: same order, other values.
-    """
-    train = _train_nodes(events, column, config, run=run_column(column))
-    return train.group_by(["session", "run"]).aggregate(**_run_aggregates(train))
+    return {b: index[float(config.behavior_weights.get(b, 1.0))] for b in config.behaviors}
 
 
 def view_counts(events: ir.Table, column: str) -> ir.Table:
@@ -153,6 +109,27 @@ class Edges:
         indptr = np.zeros(n_nodes + 1, dtype=np.int64)
         np.cumsum(np.bincount(self.src_rows, minlength=n_nodes), out=indptr[1:])
         return indptr, self.dst_rows.astype(np.int32), self.weight.astype(np.float32)
+
+
+def session_runs(
+    session: Int64Array, node: Int64Array, level: npt.NDArray[np.int8] | None = None
+) -> tuple[Int64Array, Int64Array, npt.NDArray[np.int8] | None]:
+    """The runs of one view's train rows (those with a known value), given in session order, whole
+    sessions: per session its number of runs, then each run's node and level (the largest level of its
+    rows, with behaviour weighting). A run starts at a session's first row and wherever the value changes.
+    """
+    if len(node) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, None if level is None else level[:0]
+    new_session = np.empty(len(node), dtype=bool)
+    new_session[0] = True
+    np.not_equal(session[1:], session[:-1], out=new_session[1:])
+    starts = new_session.copy()
+    starts[1:] |= node[1:] != node[:-1]
+    run_starts = np.flatnonzero(starts)
+    per_session = np.diff(np.r_[np.flatnonzero(new_session[run_starts]), len(run_starts)])
+    levels = None if level is None else np.maximum.reduceat(level, run_starts)
+    return per_session.astype(np.int64), node[run_starts], levels
 
 
 def sequence_edges(

@@ -1,8 +1,9 @@
 """The ``prepare`` job: canonical events -> a dataset folder (``core.layout.DatasetLayout``).
 
-Relational stages (cleaning, sessions, splits, runs, vocabulary counts, link tables) are Ibis
-expressions run by the chosen engine (DuckDB by default, Spark with ``engine="spark"``); only the array
-stages (vocabulary order, sequences, edges, CSR, walks) run in numpy on the engine's results. The folder is
+Relational stages (cleaning, sessions, splits, vocabulary counts, link tables) are Ibis expressions
+run by the chosen engine (DuckDB by default, Spark with ``engine="spark"``), which also writes the
+events file. The array stages run in numpy: each view's runs are cut from that file in one sequential
+read (it is sorted by user and time), then vocabulary order, sequences, edges, CSR and walks. The folder is
 built in a temporary sibling and renamed into place (``core.atomic.atomic_dir``).
 """
 
@@ -46,20 +47,19 @@ from offline.data.cleaning import check_schema, clean, clean_rows, drop_counts
 from offline.data.config import BadInputError, LogFormat, PrepareConfig
 from offline.data.engine import Engine, check_memory_limit, engine_session
 from offline.data.graphs import (
+    behavior_levels,
     item_values,
     link_tables,
-    presorted_runs,
     sequence_edges,
+    session_runs,
     sort_vocab,
     view_counts,
-    view_runs,
     weight_levels,
 )
 from offline.data.presets import preset
 from offline.data.sessions import (
     assign_sessions,
     can_sessionise,
-    ragged_from_sorted,
     session_passes,
     sessionise,
     user_ranges,
@@ -181,8 +181,7 @@ def _sorted_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:
 
 def _write_events(engine: Engine, events: ir.Table, path: Path) -> None:
     # Sort ties by the event rank so both engines write rows in the same order.
-    internal = [c for c in events.columns if c in _INTERNAL or c.startswith("_run__")]
-    ordered = events.order_by([events.user_id, events.pos]).drop(*internal)
+    ordered = events.order_by([events.user_id, events.pos]).drop(*_INTERNAL)
     if engine.name == "duckdb":
         engine.con.to_parquet(ordered, str(path), compression="zstd")
         return
@@ -203,7 +202,6 @@ def _sessions_by_user_range(
     engine: Engine,
     raw: ir.Table,
     config: PrepareConfig,
-    view_columns: Sequence[str],
     kept: int,
     *,
     fast: bool,
@@ -219,29 +217,27 @@ def _sessions_by_user_range(
         quantiles = kept_rows.user_id.quantile([i / passes for i in range(1, passes)])
         edges = engine.to_arrow(kept_rows.aggregate(q=quantiles)).column("q")[0].as_py()
     rows = kept_rows if fast else clean(raw, config)
-    return sessions_in_ranges(engine, rows, config, view_columns, edges, fast=fast, pack=kept < 2**31)
+    return sessions_in_ranges(engine, rows, config, edges, fast=fast)
 
 
 def sessions_in_ranges(
     engine: Engine,
     rows: ir.Table,
     config: PrepareConfig,
-    view_columns: Sequence[str],
     edges: Sequence[float],
     *,
     fast: bool,
-    pack: bool = True,
 ) -> ir.Table:
     """``sessionise(rows)`` (``fast``: cleaned rows with duplicates) or ``assign_sessions(rows)`` (distinct
     events), one range of users at a time (``user_ranges(edges)``), appended to one cached table. Sessions
     never cross users, so the union, each range numbering its sessions on from the ranges before it,
-    equals one pass; an empty range adds nothing. ``pack``: ``sessionise``'s ``pack_counters``."""
+    equals one pass; an empty range adds nothing."""
     cached: ir.Table | None = None
     first_session = 0
     for keep in user_ranges(rows.user_id, edges):
         part = rows if keep is None else rows.filter(keep)
         expr = (
-            sessionise(part, config, view_columns, pack_counters=pack, first_session=first_session)
+            sessionise(part, config, first_session=first_session)
             if fast
             else assign_sessions(part, config, first_session=first_session)
         )
@@ -264,19 +260,54 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     np.save(path, array)
 
 
+#: Rows of the events file read at a time when cutting runs (a few hundred MB of arrays per batch).
+_RUN_BATCH_ROWS = 1 << 22
+
+
+def _dictionary_codes(column: pa.Array, values: Mapping[str, int], default: int) -> np.ndarray:
+    """``values[v]`` (``default`` when absent) for every entry of a dictionary-encoded string column."""
+    codes = np.array([values.get(v, default) for v in column.dictionary.to_pylist()] + [default])
+    # A null entry (none in a prepared file) takes the last code, ``default``.
+    indices = pc.fill_null(column.indices, len(codes) - 1).to_numpy()
+    return codes[indices]
+
+
+def _train_rows(
+    path: Path, column: str, levels: Mapping[str, int] | None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """``session, node, level`` (``level`` None without ``levels``) of the train events of the events
+    file whose ``column`` is known, in file order (user, then time), batch by batch, each batch holding
+    whole sessions: the rows of a batch's last session wait for the next batch."""
+    columns = ["session", "split", column] + (["behavior"] if levels is not None else [])
+    reader = pq.ParquetFile(path, read_dictionary=["split", "behavior"])
+    tail: list[np.ndarray] = []
+    for batch in reader.iter_batches(batch_size=_RUN_BATCH_ROWS, columns=columns):
+        keep = _dictionary_codes(batch.column("split"), {"train": 1}, 0).astype(bool)
+        node = batch.column(column)
+        if node.null_count:
+            keep &= node.is_valid().to_numpy(zero_copy_only=False)
+        rows = [batch.column("session").to_numpy()[keep], pc.fill_null(node, 0).to_numpy()[keep]]
+        if levels is not None:
+            rows.append(_dictionary_codes(batch.column("behavior"), levels, 0)[keep].astype(np.int8))
+        rows = [np.concatenate([t, r]) for t, r in zip(tail, rows, strict=True)] if tail else rows
+        session = rows[0]
+        if (session[1:] < session[:-1]).any():  # cannot happen: the job writes the file in this order
+            raise RuntimeError(f"{path}: sessions out of order; runs need the file sorted by user and time")
+        cut = int(np.searchsorted(session, session[-1])) if len(session) else 0
+        tail = [a[cut:] for a in rows]
+        if cut:
+            yield rows[0][:cut], rows[1][:cut], rows[2][:cut] if levels is not None else None
+    if tail and len(tail[0]):
+        yield tail[0], tail[1], tail[2] if levels is not None else None
+
+
 def _view_stage(
-    engine: Engine,
-    prepared: ir.Table,
-    config: PrepareConfig,
-    view: str,
-    layout: DatasetLayout,
-    *,
-    presorted: bool = False,
+    engine: Engine, prepared: ir.Table, config: PrepareConfig, view: str, layout: DatasetLayout
 ) -> dict[str, Any]:
     """Vocabulary, sequences, graph (CSR + edge table) of one view; returns its counts.
 
-    ``presorted``: ``prepared`` comes from ``offline.data.sessions.sessionise`` and holds the view's runs, so
-    the runs are a hash aggregate instead of windows over the view's events. Edges come from the sequences
+    The vocabulary counts are an engine aggregate; the runs are cut from the events file already written
+    (``_train_rows``, ``offline.data.graphs.session_runs``), and the edges counted from the sequences
     (``offline.data.graphs.sequence_edges``).
     """
     column = config.column(view)
@@ -285,22 +316,26 @@ def _view_stage(
     _save_npy(layout.vocab(view), vocab)
     _save_npy(layout.vocab_counts(view), vocab_counts)
 
-    runs_expr = presorted_runs(prepared, column, config) if presorted else view_runs(prepared, column, config)
-    fields = [c for c in ("session", "node", "level") if c in runs_expr.columns]
-    ordered_runs = runs_expr.order_by(["session", "run"])
-    if engine.name == "duckdb":  # DuckDB returns ORDER BY results in order: no check needed
-        runs = engine.to_arrow(ordered_runs).select(fields)
-    else:
-        runs = _sorted_by(engine.to_arrow(ordered_runs), ["session", "run"]).select(fields)
-    tokens = lookup(_column(runs, "node"), vocab).astype(np.int32)
+    level_weights = weight_levels(config)
+    levels_of = None if level_weights is None else behavior_levels(config, level_weights)
+    runs_per_session, nodes, levels = [], [], []
+    for session, node, level in _train_rows(layout.events, column, levels_of):
+        per_session, run_nodes, run_levels = session_runs(session, node, level)
+        runs_per_session.append(per_session)
+        nodes.append(run_nodes)
+        if run_levels is not None:
+            levels.append(run_levels)
+    seq_indptr = np.zeros(sum(map(len, runs_per_session)) + 1, dtype=np.int64)
+    if runs_per_session:
+        np.cumsum(np.concatenate(runs_per_session), out=seq_indptr[1:])
+    tokens = lookup(np.concatenate(nodes) if nodes else np.zeros(0, np.int64), vocab).astype(np.int32)
+    del nodes
     if (tokens < 0).any():  # cannot happen: runs and vocabulary both come from the train split
         raise RuntimeError(f"view {view}: {int((tokens < 0).sum())} sequence tokens outside the vocabulary")
-    seq_indptr = ragged_from_sorted(_column(runs, "session"))
-    levels = _column(runs, "level") if "level" in fields else None
-    del runs
+    run_levels = None if levels_of is None else np.concatenate(levels) if levels else np.zeros(0, np.int8)
     _save_npz(layout.sequences(view), indptr=seq_indptr, tokens=tokens)
-    edges = sequence_edges(seq_indptr, tokens, len(vocab), levels, weight_levels(config))
-    del tokens, levels
+    edges = sequence_edges(seq_indptr, tokens, len(vocab), run_levels, level_weights)
+    del tokens, run_levels
     layout.edges(view).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(edges.to_arrow(vocab), layout.edges(view), compression="zstd")
     indptr, indices, weights = edges.to_csr(len(vocab))
@@ -308,7 +343,6 @@ def _view_stage(
     return {
         "vocab": len(vocab),
         "edges": len(edges.count),
-        # Runs come sorted by session, so the ragged groups are the distinct sessions.
         "sequences": len(seq_indptr) - 1,
         "tokens": int(seq_indptr[-1]),
         "csr": (indptr, indices, weights),
@@ -395,21 +429,18 @@ def prepare_dataset(
         with timer.stage("load"):
             raw = eng.load(events)
             check_schema(raw, config)
-        view_columns = tuple(config.column(v) for v in config.views)
         with timer.stage("clean_counts"):
-            dropped = eng.to_arrow(drop_counts(raw, config, null_columns=view_columns)).to_pylist()[0]
-        nulls = {c: int(dropped.pop(f"nulls__{c}")) for c in view_columns}
+            dropped = eng.to_arrow(drop_counts(raw, config)).to_pylist()[0]
         if not dropped["kept"]:
             raise BadInputError(
                 f"no event survives cleaning (read {dropped['rows']} rows; dropped {dropped})"
             )
         with timer.stage("clean_sessions"):
             # The one materialised intermediate: every later stage reads it (a table of the scratch
-            # database on DuckDB, a persisted DataFrame on Spark). Without a session cap or null view
-            # values, one sort gives the sessions and every view's runs (``sessionise``).
-            presorted = can_sessionise(config, nulls)
+            # database on DuckDB, a persisted DataFrame on Spark). Without a session cap, one sort
+            # gives the distinct events and their sessions (``sessionise``).
             sessioned = _sessions_by_user_range(
-                eng, raw, config, view_columns, int(dropped["kept"]), fast=presorted
+                eng, raw, config, int(dropped["kept"]), fast=can_sessionise(config)
             )
             n_clean = int(sessioned.count().to_pyarrow().as_py())
         end = config.time_window[1] if config.time_window else int(dropped["max_timestamp"]) + 1
@@ -425,7 +456,7 @@ def prepare_dataset(
         per_view: dict[str, dict[str, Any]] = {}
         for view in config.views:
             with timer.stage(f"view_{view}"):
-                per_view[view] = _view_stage(eng, prepared, config, view, layout, presorted=presorted)
+                per_view[view] = _view_stage(eng, prepared, config, view, layout)
         conflicts: dict[str, int] = {}
         for view in config.side_views:
             with timer.stage(f"links_{view}"):

@@ -101,40 +101,22 @@ def _global_ids(local: ir.Table, first_session: int = 0) -> ir.Table:
     return joined.mutate(session=session).drop("_local", "_offset")
 
 
-def run_column(column: str) -> str:
-    """Column of :func:`sessionise` output numbering the runs of view column ``column`` in a user."""
-    return f"_run__{column}"
+def can_sessionise(config: PrepareConfig) -> bool:
+    """Whether :func:`sessionise` applies: without a session cap (chunks of the cap need one more window)."""
+    return config.max_session_len is None
 
 
-def can_sessionise(config: PrepareConfig, null_counts: dict[str, int]) -> bool:
-    """Whether :func:`sessionise` applies: no session cap, and no view column with nulls (runs then
-    follow from the previous event in the user's history, without a window over each view)."""
-    return config.max_session_len is None and not any(null_counts.values())
+def sessionise(rows: ir.Table, config: PrepareConfig, *, first_session: int = 0) -> ir.Table:
+    """One-sort equivalent of ``assign_sessions(rows.distinct(), config)``.
 
-
-def sessionise(
-    rows: ir.Table,
-    config: PrepareConfig,
-    view_columns: Sequence[str],
-    *,
-    pack_counters: bool = True,
-    first_session: int = 0,
-) -> ir.Table:
-    """One-sort equivalent of ``assign_sessions(rows.distinct(), config)`` plus the runs of every view.
-
-    ``rows`` are cleaned rows still holding exact duplicates (``offline.data.cleaning.clean_rows``); the
-    view columns must hold no null and ``config.max_session_len`` must be None (:func:`can_sessionise`).
-    Returns the distinct events with ``pos``, ``user_events`` and ``session`` (same values as
-    :func:`assign_sessions`, plus ``first_session``: rows holding a range of users continue the
-    numbering of the users before them) and, per view column ``c``, :func:`run_column` (1-based run number of
-    the event in its user's history, a run being a maximal stretch of equal ``c`` inside a session).
-    Train events are a prefix of every user's history (``offline.data.splits``), so runs computed over
-    the whole history equal those of the train events.
+    ``rows`` are cleaned rows still holding exact duplicates (``offline.data.cleaning.clean_rows``), and
+    ``config.max_session_len`` must be None (:func:`can_sessionise`). Returns the distinct events with
+    ``pos``, ``user_events`` and ``session`` (same values as :func:`assign_sessions`, plus
+    ``first_session``: rows holding a range of users continue the numbering of the users before them).
 
     Plan: one window ordered by :func:`event_order` ranks the rows and reads the previous row (a
     duplicate is equal to it and is dropped); one window over that rank numbers the distinct events and
-    counts session and run starts. Two sorts instead of a ``DISTINCT`` and six. ``pack_counters`` (only
-    when every user has fewer than 2**31 rows) sums two 0/1 counters per window aggregate.
+    counts session starts. Two sorts instead of a ``DISTINCT`` and three.
     """
     cols = list(rows.columns)
     w1 = ibis.window(group_by=rows.user_id, order_by=_fast_event_order(rows, config))
@@ -151,38 +133,14 @@ def sessionise(
     if "session_id" in cols:
         changed = lagged.session_id.fill_null(_NULL_INT) != prev("session_id").fill_null(_NULL_INT)
         opens = opens | (changed.fill_null(False) & (gap >= config.session_merge_gap_s))
-    flags: dict[str, ir.Value] = {"_open": opens.cast("int64")}
-    for c in dict.fromkeys(view_columns):
-        starts = opens | (lagged[c] != prev(c)).fill_null(True)
-        flags[f"_new__{c}"] = starts.cast("int64")
     # A duplicate sorts next to its original and shares its values: dropping it leaves every other
     # row's predecessor the same event, so the flags above hold for the distinct events.
-    flagged = lagged.filter(~dup).select(*cols, "_rn", **flags)
-    counters = list(flags)
+    flagged = lagged.filter(~dup).select(*cols, "_rn", _open=opens.cast("int64"))
     w2 = ibis.window(group_by=flagged.user_id, order_by=flagged._rn)
     cum = ibis.cumulative_window(group_by=flagged.user_id, order_by=flagged._rn)
-    sums: dict[str, ir.Value] = {}
-    # Each cumulative sum costs about as much as the window's sort on DuckDB, so counters go two per
-    # sum, in the low and high 32 bits (exact while a user has fewer than 2**31 events).
-    step = 2 if pack_counters else 1
-    for i in range(0, len(counters), step):
-        pair = counters[i : i + step]
-        if len(pair) == 1:
-            sums[pair[0]] = flagged[pair[0]].sum().over(cum)
-            continue
-        total = (flagged[pair[0]] + flagged[pair[1]] * (1 << 32)).sum().over(cum)
-        sums[pair[0]] = total & ((1 << 32) - 1)
-        sums[pair[1]] = total >> 32
-    counted = flagged.select(*cols, pos=ibis.row_number().over(w2) + 1, **sums)
-    local = counted.select(
-        *cols,
-        "pos",
-        _local=counted._open,
-        **{run_column(c): counted[f"_new__{c}"] for c in dict.fromkeys(view_columns)},
-    )
+    local = flagged.select(*cols, pos=ibis.row_number().over(w2) + 1, _local=flagged._open.sum().over(cum))
     out = _global_ids(local, first_session)
-    extra = [k for k in out.columns if k.startswith("_run__")]
-    return out.select(*cols, "pos", "user_events", "session", *extra)
+    return out.select(*cols, "pos", "user_events", "session")
 
 
 #: Rows one :func:`sessionise` (or :func:`assign_sessions`) pass takes per GiB of a one-process engine's

@@ -1,21 +1,24 @@
-"""The one-sort fast path of prepare (``sessionise`` + ``presorted_runs``) against the reference
-expressions (``assign_sessions(clean(...))``, ``view_runs``) on random logs full of
-duplicates, time ties and session-id changes; and the numpy shortcuts against their slow forms."""
+"""The one-sort fast path of prepare (``sessionise``) against the reference expression
+(``assign_sessions(clean(...))``) on random logs full of duplicates, time ties and session-id changes;
+runs cut from the events file against a row-by-row reference; and the numpy shortcuts against their
+slow forms."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from core.vocab import lookup
+from offline.data import prepare
 from offline.data.cleaning import clean, clean_rows
 from offline.data.config import PrepareConfig
 from offline.data.engine import Engine, connect, parse_size
-from offline.data.graphs import presorted_runs, view_runs
-from offline.data.prepare import _is_sorted, sessions_in_ranges
+from offline.data.graphs import behavior_levels, session_runs, weight_levels
+from offline.data.prepare import _is_sorted, _train_rows, _write_events, sessions_in_ranges
 from offline.data.sessions import (
     assign_sessions,
     can_sessionise,
@@ -35,9 +38,10 @@ def duck() -> Iterator[Engine]:
     engine.close()
 
 
-def random_log(seed: int, n: int = 600, *, app_ids: bool = False) -> pa.Table:
+def random_log(seed: int, n: int = 600, *, app_ids: bool = False, null_categories: bool = False) -> pa.Table:
     """Few users, items and distinct timestamps, so ties in time, repeated items and exact duplicates
-    (a quarter of the rows are copies) are common; dwell is sometimes null."""
+    (a quarter of the rows are copies) are common; dwell is sometimes null, and with
+    ``null_categories`` a fifth of the categories."""
     rng = np.random.default_rng(seed)
     item = rng.integers(0, 7, n)
     data = {
@@ -53,6 +57,9 @@ def random_log(seed: int, n: int = 600, *, app_ids: bool = False) -> pa.Table:
         data["session_id"] = rng.integers(0, 3, n)
     table = pa.table(data)
     table = table.set_column(6, "dwell_s", pa.array(data["dwell_s"], pa.float64(), from_pandas=True))
+    if null_categories:
+        categories = pa.array(data["category_id"], pa.int64(), mask=rng.random(n) < 0.2)
+        table = table.set_column(4, "category_id", categories)
     copies = rng.integers(0, n, n // 4)
     return pa.concat_tables([table, table.take(pa.array(copies))])
 
@@ -81,11 +88,9 @@ def test_sessionise_matches_assign_sessions(
     reference = assign_sessions(clean(raw, cfg), cfg)
     cols = [*reference.columns]
     assert cols[-3:] == ["pos", "user_events", "session"]
-    expected = _rows(duck, reference, cols)
-    for pack in (True, False):
-        fast = sessionise(clean_rows(raw, cfg), cfg, VIEWS, pack_counters=pack)
-        assert fast.columns[: len(cols)] == tuple(cols)
-        assert _rows(duck, fast, cols) == expected
+    fast = sessionise(clean_rows(raw, cfg), cfg)
+    assert fast.columns == tuple(cols)
+    assert _rows(duck, fast, cols) == _rows(duck, reference, cols)
 
 
 @pytest.mark.parametrize("edges", [[2.0], [1.0, 3.0, 3.0, 4.5], [0.0, 9.0]])  # [0.0, 9.0]: an empty range
@@ -94,10 +99,10 @@ def test_sessions_over_user_ranges_equal_one_pass(duck: Engine, edges: list[floa
     cfg = CONFIGS[1] if fast else PrepareConfig(views=V3, max_session_len=2)
     raw = duck.load(random_log(5, app_ids=True))
     rows = clean_rows(raw, cfg) if fast else clean(raw, cfg)
-    whole = sessionise(rows, cfg, VIEWS) if fast else assign_sessions(rows, cfg)
+    whole = sessionise(rows, cfg) if fast else assign_sessions(rows, cfg)
     cols = list(whole.columns)
     assert len(user_ranges(rows.user_id, edges)) == len(set(edges)) + 1
-    cached = sessions_in_ranges(duck, rows, cfg, VIEWS, edges, fast=fast)
+    cached = sessions_in_ranges(duck, rows, cfg, edges, fast=fast)
     assert _rows(duck, cached, cols) == _rows(duck, whole, cols)
     duck.uncache(cached)
 
@@ -142,36 +147,72 @@ def test_parse_size_reads_duckdb_settings() -> None:
         parse_size("lots")
 
 
+def test_session_runs_by_hand() -> None:
+    session = np.array([4, 4, 4, 4, 6, 6, 9])
+    node = np.array([1, 1, 2, 1, 1, 1, 3])
+    level = np.array([0, 2, 1, 0, 0, 1, 2], dtype=np.int8)
+    per_session, nodes, levels = session_runs(session, node, level)
+    # session 4: runs 1 1 | 2 | 1; session 6: 1 1 (same node as 4's last run, but a new session); 9: 3
+    assert per_session.tolist() == [3, 1, 1]
+    assert nodes.tolist() == [1, 2, 1, 1, 3]
+    assert levels is not None and levels.tolist() == [2, 1, 0, 1, 2]
+    assert session_runs(session, node)[2] is None
+    empty = session_runs(session[:0], node[:0], level[:0])
+    assert [len(a) for a in empty if a is not None] == [0, 0, 0]
+
+
+def _reference_runs(rows: list[dict], col: str, levels: dict[str, int]) -> tuple[list, list, list]:
+    """Row by row: train events with a known value, a new run at a new session or value."""
+    per_session: list[int] = []
+    nodes: list[int] = []
+    run_levels: list[int] = []
+    last: tuple | None = None
+    for r in rows:
+        if r["split"] != "train" or r[col] is None:
+            continue
+        if last is None or last[0] != r["session"]:
+            per_session.append(0)
+        if last != (r["session"], r[col]):
+            per_session[-1] += 1
+            nodes.append(r[col])
+            run_levels.append(levels[r["behavior"]])
+        else:
+            run_levels[-1] = max(run_levels[-1], levels[r["behavior"]])
+        last = (r["session"], r[col])
+    return per_session, nodes, run_levels
+
+
 @pytest.mark.parametrize("seed", [3, 4])
-@pytest.mark.parametrize("weighting", ["behavior", "count"])
-def test_presorted_runs_match_windows(duck: Engine, seed: int, weighting: str) -> None:
-    cfg = PrepareConfig(
-        views=V3,
-        session_gap_s=1000,
-        session_merge_gap_s=0,
-        test_days=0.1,
-        edge_weighting=weighting,  # type: ignore[arg-type]
-    )
-    raw = duck.load(random_log(seed))
+@pytest.mark.parametrize("batch_rows", [1, 7, 1 << 22])  # batches cut sessions: their tails wait
+def test_runs_from_the_events_file_match_rows(
+    duck: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, batch_rows: int
+) -> None:
+    cfg = PrepareConfig(views=V3, session_gap_s=1000, session_merge_gap_s=0, test_days=0.1)
+    raw = duck.load(random_log(seed, null_categories=True))
     end = 40 * 700  # test from 19,360 s on: train is a prefix of every user's history
-    slow = assign_split(assign_sessions(clean(raw, cfg), cfg), cfg, end=end)
-    fast = assign_split(sessionise(clean_rows(raw, cfg), cfg, VIEWS), cfg, end=end)
+    events = assign_split(assign_sessions(clean(raw, cfg), cfg), cfg, end=end)
+    path = tmp_path / "events.parquet"
+    _write_events(duck, events, path)
+    rows = duck.to_arrow(events.order_by(["user_id", "pos"])).to_pylist()
+    level_weights = weight_levels(cfg)
+    assert level_weights is not None
+    levels = behavior_levels(cfg, level_weights)
+    assert sorted(set(levels.values())) == list(range(len(level_weights))) and levels["buy"] > levels["view"]
+    monkeypatch.setattr(prepare, "_RUN_BATCH_ROWS", batch_rows)
     for col in VIEWS:
-        ref_runs, new_runs = view_runs(slow, col, cfg), presorted_runs(fast, col, cfg)
+        parts = [session_runs(*batch) for batch in _train_rows(path, col, levels)]
+        got = tuple(np.concatenate([p[i] for p in parts]).tolist() for i in range(3))  # type: ignore[misc]
+        expected = _reference_runs(rows, col, levels)
+        assert got == expected
+        assert len(expected[1]) > 50 and 0 < sum(expected[0]) == len(expected[1])
+        without = [session_runs(*batch) for batch in _train_rows(path, col, None)]
+        assert all(p[2] is None for p in without)
+        assert np.concatenate([p[1] for p in without]).tolist() == expected[1]
 
-        def tokens(runs):  # type: ignore[no-untyped-def]
-            t = duck.to_arrow(runs.order_by(["session", "run"]))
-            return [t.column(c).to_pylist() for c in ("session", "node", "level") if c in t.column_names]
 
-        assert tokens(new_runs) == tokens(ref_runs)
-        assert len(tokens(new_runs)) == (3 if weighting == "behavior" else 2)
-        assert len(tokens(new_runs)[0]) > 50
-
-
-def test_fast_path_only_without_cap_or_nulls() -> None:
-    assert can_sessionise(PrepareConfig(), {"item_id": 0, "category_id": 0})
-    assert not can_sessionise(PrepareConfig(), {"item_id": 0, "category_id": 2})
-    assert not can_sessionise(PrepareConfig(max_session_len=50), {"item_id": 0})
+def test_fast_path_only_without_cap() -> None:
+    assert can_sessionise(PrepareConfig())
+    assert not can_sessionise(PrepareConfig(max_session_len=50))
 
 
 def _slow_lookup(ids: np.ndarray, vocab: np.ndarray) -> np.ndarray:
