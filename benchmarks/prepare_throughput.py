@@ -37,7 +37,7 @@ TARGET_EVENTS_PER_S = 1_000_000
 TARGET_RSS_BYTES = 8 * GIB
 VIEWS = ("item", "category", "shop")
 #: Pipeline order of the prepare stages (the manifest stores them sorted by name); unknown ones go last.
-STAGE_ORDER = ("load", "clean_counts", "clean_sessions", "write_events", "summary", "view_", "links_")
+STAGE_ORDER = ("load", "clean_counts", "clean_sessions", "write_events", "summary", "view_", "links")
 
 
 def _stage_rank(name: str) -> int:

@@ -22,7 +22,7 @@ from core.types import IdArray
 from core.vocab import lookup
 from offline.data.config import BadInputError
 from offline.data.engine import Engine
-from offline.data.graphs import item_values
+from offline.data.graphs import item_value_counts, item_values
 
 
 def _values_on(items: IdArray, keys: IdArray, values: IdArray) -> IdArray:
@@ -39,16 +39,20 @@ def event_attributes(
     """Every item id of ``events`` (ascending) and its value in each side view (the most frequent one,
     ties: the smallest, as the link tables choose; ``-1`` when the item never has one)."""
     known = events.filter(events.item_id.notnull())
-    ids = engine.to_arrow(known.select("item_id").distinct())
-    items = np.sort(np.asarray(ids.column("item_id").to_numpy(), dtype=np.int64))
-    attributes: dict[str, IdArray] = {}
-    for view in views:
-        values = engine.to_arrow(item_values(known, attribute_column(view)))
-        attributes[view] = _values_on(
-            items,
-            np.asarray(values.column("item_id").to_numpy(), dtype=np.int64),
-            np.asarray(values.column("value").to_numpy(), dtype=np.int64),
-        )
+    counts = engine.cache(item_value_counts(known, [attribute_column(view) for view in views]))
+    try:
+        ids = engine.to_arrow(counts.select("item_id").distinct())
+        items = np.sort(np.asarray(ids.column("item_id").to_numpy(), dtype=np.int64))
+        attributes: dict[str, IdArray] = {}
+        for view in views:
+            values = engine.to_arrow(item_values(counts, attribute_column(view)))
+            attributes[view] = _values_on(
+                items,
+                np.asarray(values.column("item_id").to_numpy(), dtype=np.int64),
+                np.asarray(values.column("value").to_numpy(), dtype=np.int64),
+            )
+    finally:
+        engine.uncache(counts)
     return items, attributes
 
 

@@ -17,6 +17,7 @@ vocabulary counts and the link tables (hash aggregates).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,6 @@ import pyarrow as pa
 
 from core.vocab import lookup
 from offline.data.config import PrepareConfig
-from offline.data.sessions import ragged_from_sorted
 
 Int64Array = npt.NDArray[np.int64]
 
@@ -57,14 +57,22 @@ def view_counts(events: ir.Table, column: str) -> ir.Table:
     return train.group_by(id=train[column]).aggregate(count=train.count())
 
 
-def item_values(events: ir.Table, column: str) -> ir.Table:
-    """Each item's value in another view: ``item_id, value, n_values`` (most frequent; ties: smallest).
+def item_value_counts(events: ir.Table, columns: Sequence[str]) -> ir.Table:
+    """Events per item and combination of values of ``columns``: ``item_id, <columns>, n``. One scan of
+    the events serves :func:`item_values` of every column (there are about as many combinations as
+    items, so a cached result is small)."""
+    return events.group_by(["item_id", *columns]).aggregate(n=events.count())
+
+
+def item_values(counts: ir.Table, column: str) -> ir.Table:
+    """Each item's value in another view, from :func:`item_value_counts`: ``item_id, value, n_values``
+    (most frequent; ties: smallest).
 
     ``n_values > 1`` flags items seen with several values (adapters already resolve them; this keeps the
     link table well defined for inputs that did not go through an adapter).
     """
-    known = events.filter(events[column].notnull())
-    pairs = known.group_by(item_id=known.item_id, value=known[column]).aggregate(n=known.count())
+    known = counts.filter(counts[column].notnull())
+    pairs = known.group_by(item_id=known.item_id, value=known[column]).aggregate(n=known.n.sum())
     ranked = pairs.mutate(
         _rank=ibis.row_number().over(group_by=pairs.item_id, order_by=[ibis.desc(pairs.n), pairs.value]),
         n_values=pairs.count().over(group_by=pairs.item_id),
@@ -157,30 +165,43 @@ def sequence_edges(
     keep = tokens[:-1] != tokens[1:]
     inner = indptr[1:-1]
     keep[inner[(inner > 0) & (inner < len(tokens))] - 1] = False
-    key = tokens[:-1][keep].astype(np.int64)
-    key *= n_nodes
+    # Temporaries are few and written in place: on a large view, mapping new pages costs more than the
+    # arithmetic.
+    key = np.multiply(tokens[:-1][keep], n_nodes, dtype=np.int64)
     key += tokens[1:][keep]
     if shift:
         assert levels is not None
         key <<= shift
         key |= levels[1:][keep]
+    del keep
+    if len(key) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Edges(empty, empty, np.zeros(0, dtype=np.float64), empty)
     key.sort()
-    bounds = ragged_from_sorted(key)
-    per_key = np.diff(bounds)
-    key = key[bounds[:-1]]
+    change = np.empty(len(key), dtype=bool)
+    change[0] = True
+    np.not_equal(key[1:], key[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    per_key = np.empty(len(starts), dtype=np.int64)  # np.diff(starts, append=...) would copy starts
+    np.subtract(starts[1:], starts[:-1], out=per_key[:-1])
+    per_key[-1] = len(key) - starts[-1]
     if not shift:
-        pair, count, weight = key, per_key, per_key.astype(np.float64)
+        pair, count, weight = key[starts], per_key, per_key.astype(np.float64)
     else:
         assert level_weights is not None
+        key = key[starts]
         pair = key >> shift
-        starts = ragged_from_sorted(pair)[:-1]
-        pair = pair[starts]
-        empty = len(starts) == 0
-        count = per_key if empty else np.add.reduceat(per_key, starts)
+        change = change[: len(pair)]
+        np.not_equal(pair[1:], pair[:-1], out=change[1:])
+        starts = np.flatnonzero(change)
+        count = np.add.reduceat(per_key, starts)
         # Within an edge its keys come by ascending level: a fixed order of the float additions.
-        per_level = per_key * np.asarray(level_weights, dtype=np.float64)[key & ((1 << shift) - 1)]
-        weight = per_level if empty else np.add.reduceat(per_level, starts)
-    return Edges(pair // max(n_nodes, 1), pair % max(n_nodes, 1), weight, count)
+        key &= (1 << shift) - 1
+        per_level = per_key * np.asarray(level_weights, dtype=np.float64)[key]
+        weight = np.add.reduceat(per_level, starts)
+        pair = pair[starts]
+    src, dst = np.divmod(pair, max(n_nodes, 1))
+    return Edges(src, dst, weight, count)
 
 
 def link_tables(

@@ -48,6 +48,7 @@ from offline.data.config import BadInputError, LogFormat, PrepareConfig
 from offline.data.engine import Engine, check_memory_limit, engine_session
 from offline.data.graphs import (
     behavior_levels,
+    item_value_counts,
     item_values,
     link_tables,
     sequence_edges,
@@ -260,16 +261,31 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     np.save(path, array)
 
 
-#: Rows of the events file read at a time when cutting runs (a few hundred MB of arrays per batch).
+#: Rows of the events file read at a time when cutting runs (whole row groups, about this many; a few
+#: hundred MB of arrays per batch).
 _RUN_BATCH_ROWS = 1 << 22
 
 
-def _dictionary_codes(column: pa.Array, values: Mapping[str, int], default: int) -> np.ndarray:
+def _dictionary_codes(column: pa.ChunkedArray, values: Mapping[str, int], default: int) -> np.ndarray:
     """``values[v]`` (``default`` when absent) for every entry of a dictionary-encoded string column."""
-    codes = np.array([values.get(v, default) for v in column.dictionary.to_pylist()] + [default])
-    # A null entry (none in a prepared file) takes the last code, ``default``.
-    indices = pc.fill_null(column.indices, len(codes) - 1).to_numpy()
-    return codes[indices]
+    out = []
+    for chunk in column.chunks:
+        codes = np.array([values.get(v, default) for v in chunk.dictionary.to_pylist()] + [default])
+        # A null entry (none in a prepared file) takes the last code, ``default``.
+        out.append(codes[pc.fill_null(chunk.indices, len(codes) - 1).to_numpy()])
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def _row_group_batches(reader: pq.ParquetFile, columns: Sequence[str]) -> Iterator[pa.Table]:
+    """The file's row groups, read about ``_RUN_BATCH_ROWS`` rows at a time, in order."""
+    group: list[int] = []
+    rows = 0
+    for i in range(reader.metadata.num_row_groups):
+        group.append(i)
+        rows += reader.metadata.row_group(i).num_rows
+        if rows >= _RUN_BATCH_ROWS or i == reader.metadata.num_row_groups - 1:
+            yield reader.read_row_groups(group, columns=list(columns))
+            group, rows = [], 0
 
 
 def _train_rows(
@@ -281,11 +297,11 @@ def _train_rows(
     columns = ["session", "split", column] + (["behavior"] if levels is not None else [])
     reader = pq.ParquetFile(path, read_dictionary=["split", "behavior"])
     tail: list[np.ndarray] = []
-    for batch in reader.iter_batches(batch_size=_RUN_BATCH_ROWS, columns=columns):
+    for batch in _row_group_batches(reader, columns):
         keep = _dictionary_codes(batch.column("split"), {"train": 1}, 0).astype(bool)
         node = batch.column(column)
         if node.null_count:
-            keep &= node.is_valid().to_numpy(zero_copy_only=False)
+            keep &= pc.is_valid(node).to_numpy()
         rows = [batch.column("session").to_numpy()[keep], pc.fill_null(node, 0).to_numpy()[keep]]
         if levels is not None:
             rows.append(_dictionary_codes(batch.column("behavior"), levels, 0)[keep].astype(np.int8))
@@ -318,21 +334,27 @@ def _view_stage(
 
     level_weights = weight_levels(config)
     levels_of = None if level_weights is None else behavior_levels(config, level_weights)
-    runs_per_session, nodes, levels = [], [], []
+    # Filled batch by batch: a view has at most as many runs as train events with a value (the counts),
+    # and writing into one array costs less than concatenating the batches (new pages are slow to map).
+    capacity = int(vocab_counts.sum())
+    tokens = np.empty(capacity, dtype=np.int32)
+    run_levels = None if levels_of is None else np.empty(capacity, dtype=np.int8)
+    runs_per_session, n_runs = [], 0
     for session, node, level in _train_rows(layout.events, column, levels_of):
-        per_session, run_nodes, run_levels = session_runs(session, node, level)
+        per_session, run_nodes, levels = session_runs(session, node, level)
+        rows = lookup(run_nodes, vocab)
+        if (rows < 0).any():  # cannot happen: runs and vocabulary both come from the train split
+            raise RuntimeError(f"view {view}: {int((rows < 0).sum())} sequence tokens outside the vocabulary")
+        tokens[n_runs : n_runs + len(rows)] = rows
+        if run_levels is not None and levels is not None:
+            run_levels[n_runs : n_runs + len(rows)] = levels
         runs_per_session.append(per_session)
-        nodes.append(run_nodes)
-        if run_levels is not None:
-            levels.append(run_levels)
+        n_runs += len(rows)
+    tokens = tokens[:n_runs]
+    run_levels = None if run_levels is None else run_levels[:n_runs]
     seq_indptr = np.zeros(sum(map(len, runs_per_session)) + 1, dtype=np.int64)
     if runs_per_session:
         np.cumsum(np.concatenate(runs_per_session), out=seq_indptr[1:])
-    tokens = lookup(np.concatenate(nodes) if nodes else np.zeros(0, np.int64), vocab).astype(np.int32)
-    del nodes
-    if (tokens < 0).any():  # cannot happen: runs and vocabulary both come from the train split
-        raise RuntimeError(f"view {view}: {int((tokens < 0).sum())} sequence tokens outside the vocabulary")
-    run_levels = None if levels_of is None else np.concatenate(levels) if levels else np.zeros(0, np.int8)
     _save_npz(layout.sequences(view), indptr=seq_indptr, tokens=tokens)
     edges = sequence_edges(seq_indptr, tokens, len(vocab), run_levels, level_weights)
     del tokens, run_levels
@@ -350,10 +372,11 @@ def _view_stage(
 
 
 def _link_stage(
-    engine: Engine, prepared: ir.Table, config: PrepareConfig, view: str, layout: DatasetLayout
+    engine: Engine, counts: ir.Table, config: PrepareConfig, view: str, layout: DatasetLayout
 ) -> int:
-    """``attributes/<view>.npy`` and ``links/<item>-<view>.npy``; returns the items with several values."""
-    values = engine.to_arrow(item_values(prepared, config.column(view)).order_by("item_id"))
+    """``attributes/<view>.npy`` and ``links/<item>-<view>.npy`` from the cached ``item_value_counts``
+    of the prepared events; returns the items with several values."""
+    values = engine.to_arrow(item_values(counts, config.column(view)).order_by("item_id"))
     item_vocab = np.load(layout.vocab(config.item_view))
     view_vocab = np.load(layout.vocab(view))
     attributes, links = link_tables(
@@ -420,7 +443,7 @@ def prepare_dataset(
         raise FileExistsError(f"{output} already exists (pass overwrite=True to replace it)")
     if bad_rows is not None:
         bad_rows.check(config.max_bad_row_share)
-    timer = _Timer(stages=9 + 2 * len(config.views))
+    timer = _Timer(stages=10 + len(config.views))
     with (
         engine_session(engine, spark_master=spark_master, memory_limit=memory_limit) as eng,
         atomic_dir(output, overwrite=overwrite) as tmp,
@@ -458,9 +481,14 @@ def prepare_dataset(
             with timer.stage(f"view_{view}"):
                 per_view[view] = _view_stage(eng, prepared, config, view, layout)
         conflicts: dict[str, int] = {}
-        for view in config.side_views:
-            with timer.stage(f"links_{view}"):
-                conflicts[view] = _link_stage(eng, prepared, config, view, layout)
+        with timer.stage("links"):
+            if config.side_views:
+                # One scan of the events for every side view (about one row per item to cache).
+                columns = [config.column(v) for v in config.side_views]
+                value_counts = eng.cache(item_value_counts(prepared, columns))
+                for view in config.side_views:
+                    conflicts[view] = _link_stage(eng, value_counts, config, view, layout)
+                eng.uncache(value_counts)
         with timer.stage("cold_start"):
             test_items = eng.to_arrow(prepared.filter(prepared.split == "test").select("item_id").distinct())
             item_vocab = np.load(layout.vocab(config.item_view))

@@ -1,4 +1,4 @@
-"""Sessions (section 3.1 "session split and merge", A.1) as Ibis expressions, and ragged sequences (numpy).
+"""Sessions (section 3.1 "session split and merge", A.1) as Ibis expressions.
 
 Rules, applied per user over events in time order:
 
@@ -20,8 +20,6 @@ from collections.abc import Sequence
 
 import ibis
 import ibis.expr.types as ir
-import numpy as np
-import numpy.typing as npt
 
 from offline.data.config import PrepareConfig
 
@@ -169,11 +167,3 @@ def user_ranges(user_id: ir.Column, edges: Sequence[float]) -> list[ir.BooleanVa
         conds = ([user_id > lo] if lo is not None else []) + ([user_id <= hi] if hi is not None else [])
         ranges.append(functools.reduce(operator.and_, conds) if conds else None)
     return ranges
-
-
-def ragged_from_sorted(groups: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """``indptr`` (int64, n_groups + 1) of rows grouped by ``groups`` (sorted, equal ids adjacent)."""
-    if len(groups) == 0:
-        return np.zeros(1, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    return np.r_[starts, len(groups)].astype(np.int64)

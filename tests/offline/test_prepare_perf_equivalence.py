@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from core.vocab import lookup
@@ -183,9 +184,15 @@ def _reference_runs(rows: list[dict], col: str, levels: dict[str, int]) -> tuple
 
 
 @pytest.mark.parametrize("seed", [3, 4])
-@pytest.mark.parametrize("batch_rows", [1, 7, 1 << 22])  # batches cut sessions: their tails wait
+# Batches of whole row groups (one, two of 7 rows, the whole file) cut sessions: their tails wait.
+@pytest.mark.parametrize(("group_rows", "batch_rows"), [(1, 1), (7, 10), (1 << 20, 1 << 22)])
 def test_runs_from_the_events_file_match_rows(
-    duck: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, batch_rows: int
+    duck: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+    group_rows: int,
+    batch_rows: int,
 ) -> None:
     cfg = PrepareConfig(views=V3, session_gap_s=1000, session_merge_gap_s=0, test_days=0.1)
     raw = duck.load(random_log(seed, null_categories=True))
@@ -193,6 +200,7 @@ def test_runs_from_the_events_file_match_rows(
     events = assign_split(assign_sessions(clean(raw, cfg), cfg), cfg, end=end)
     path = tmp_path / "events.parquet"
     _write_events(duck, events, path)
+    pq.write_table(pq.read_table(path), path, row_group_size=group_rows)
     rows = duck.to_arrow(events.order_by(["user_id", "pos"])).to_pylist()
     level_weights = weight_levels(cfg)
     assert level_weights is not None

@@ -7,7 +7,6 @@ import pytest
 
 from core.vocab import lookup
 from offline.data.graphs import Edges, link_tables, sequence_edges, sort_vocab
-from offline.data.sessions import ragged_from_sorted
 from offline.data.walks import random_walks
 
 
@@ -87,11 +86,6 @@ def test_vocab_lookup_and_links() -> None:
         np.array([3, 5, 9]), np.array([3, 9]), np.array([70, 80]), np.array([80, 70])
     )
     assert attributes.tolist() == [70, -1, 80] and links.tolist() == [1, -1, 0]
-
-
-def test_ragged_helpers() -> None:
-    assert ragged_from_sorted(np.array([0, 0, 0, 2, 2, 5])).tolist() == [0, 3, 5, 6]
-    assert ragged_from_sorted(np.zeros(0, dtype=np.int64)).tolist() == [0]
 
 
 CYCLE = [(0, 1, 1.0), (1, 2, 1.0), (2, 0, 1.0), (1, 0, 1.0), (2, 1, 1.0), (0, 2, 1.0)]
