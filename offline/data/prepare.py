@@ -16,6 +16,7 @@ import platform
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -119,20 +120,24 @@ def empty_split_message(config: PrepareConfig, which: str, min_ts: int, max_ts: 
 
 
 class _Timer:
-    """Wall-clock seconds per stage, with a progress bar over the stages."""
+    """Wall-clock seconds per stage, with a progress bar over the stages. ``timings`` are the main
+    thread's stages, one after another; ``background`` the stages run beside them."""
 
     def __init__(self, stages: int) -> None:
         self.timings: dict[str, float] = {}
+        self.background: dict[str, float] = {}
         self.bar = tqdm(total=stages, desc="prepare", unit="stage", disable=None)
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        self.bar.set_postfix_str(name)
+    def stage(self, name: str, *, background: bool = False) -> Iterator[None]:
+        if not background:
+            self.bar.set_postfix_str(name)
         start = time.perf_counter()
         yield
-        self.timings[name] = round(time.perf_counter() - start, 4)
+        seconds = round(time.perf_counter() - start, 4)
+        (self.background if background else self.timings)[name] = seconds
         self.bar.update(1)
-        log.info("prepare: %s took %.2fs", name, self.timings[name])
+        log.info("prepare: %s took %.2fs", name, seconds)
 
 
 def _versions(engine: str) -> dict[str, str]:
@@ -317,21 +322,27 @@ def _train_rows(
         yield tail[0], tail[1], tail[2] if levels is not None else None
 
 
-def _view_stage(
+def _vocabulary(
     engine: Engine, prepared: ir.Table, config: PrepareConfig, view: str, layout: DatasetLayout
-) -> dict[str, Any]:
-    """Vocabulary, sequences, graph (CSR + edge table) of one view; returns its counts.
-
-    The vocabulary counts are an engine aggregate; the runs are cut from the events file already written
-    (``_train_rows``, ``offline.data.graphs.session_runs``), and the edges counted from the sequences
-    (``offline.data.graphs.sequence_edges``).
-    """
-    column = config.column(view)
-    counts = engine.to_arrow(view_counts(prepared, column))
+) -> tuple[np.ndarray, np.ndarray]:
+    """A view's vocabulary (an engine aggregate of the train events), written; returns ids and counts."""
+    counts = engine.to_arrow(view_counts(prepared, config.column(view)))
     vocab, vocab_counts = sort_vocab(_column(counts, "id"), _column(counts, "count"))
     _save_npy(layout.vocab(view), vocab)
     _save_npy(layout.vocab_counts(view), vocab_counts)
+    return vocab, vocab_counts
 
+
+def _view_files(
+    config: PrepareConfig, view: str, layout: DatasetLayout, vocab: np.ndarray, vocab_counts: np.ndarray
+) -> dict[str, Any]:
+    """Sequences, graph (CSR + edge table) of one view; returns its counts. Numpy and pyarrow only, so
+    it runs beside the engine's stages.
+
+    The runs are cut from the events file already written (``_train_rows``,
+    ``offline.data.graphs.session_runs``), and the edges counted from the sequences
+    (``offline.data.graphs.sequence_edges``).
+    """
     level_weights = weight_levels(config)
     levels_of = None if level_weights is None else behavior_levels(config, level_weights)
     # Filled batch by batch: a view has at most as many runs as train events with a value (the counts),
@@ -340,7 +351,7 @@ def _view_stage(
     tokens = np.empty(capacity, dtype=np.int32)
     run_levels = None if levels_of is None else np.empty(capacity, dtype=np.int8)
     runs_per_session, n_runs = [], 0
-    for session, node, level in _train_rows(layout.events, column, levels_of):
+    for session, node, level in _train_rows(layout.events, config.column(view), levels_of):
         per_session, run_nodes, levels = session_runs(session, node, level)
         rows = lookup(run_nodes, vocab)
         if (rows < 0).any():  # cannot happen: runs and vocabulary both come from the train split
@@ -443,7 +454,7 @@ def prepare_dataset(
         raise FileExistsError(f"{output} already exists (pass overwrite=True to replace it)")
     if bad_rows is not None:
         bad_rows.check(config.max_bad_row_share)
-    timer = _Timer(stages=10 + len(config.views))
+    timer = _Timer(stages=12 + 2 * len(config.views))
     with (
         engine_session(engine, spark_master=spark_master, memory_limit=memory_limit) as eng,
         atomic_dir(output, overwrite=overwrite) as tmp,
@@ -470,38 +481,62 @@ def prepare_dataset(
         prepared = assign_split(sessioned, config, end=end)
         with timer.stage("write_events"):
             _write_events(eng, prepared, layout.events)
-        with timer.stage("summary"):
-            counts: dict[str, Any] = _summary(eng, prepared)
-        time_range = int(dropped["min_timestamp"]), int(dropped["max_timestamp"])
-        if counts["train_events"] == 0 or (require_test and counts["test_events"] == 0):
-            which = "train" if counts["train_events"] == 0 else "test"
-            raise BadInputError(empty_split_message(config, which, *time_range, end))
-        per_view: dict[str, dict[str, Any]] = {}
-        for view in config.views:
-            with timer.stage(f"view_{view}"):
-                per_view[view] = _view_stage(eng, prepared, config, view, layout)
-        conflicts: dict[str, int] = {}
-        with timer.stage("links"):
-            if config.side_views:
-                # One scan of the events for every side view (about one row per item to cache).
-                columns = [config.column(v) for v in config.side_views]
-                value_counts = eng.cache(item_value_counts(prepared, columns))
-                for view in config.side_views:
-                    conflicts[view] = _link_stage(eng, value_counts, config, view, layout)
-                eng.uncache(value_counts)
-        with timer.stage("cold_start"):
-            test_items = eng.to_arrow(prepared.filter(prepared.split == "test").select("item_id").distinct())
-            item_vocab = np.load(layout.vocab(config.item_view))
-            counts["cold_start_test_items"] = int(
-                (lookup(_column(test_items, "item_id"), item_vocab) < 0).sum()
-            )
-            counts["test_items"] = test_items.num_rows
-        with timer.stage("catalogue"):
-            catalogue = build_catalogue(
-                *event_attributes(eng, raw, config.side_views), listing=listing, titles=titles
-            )
-            counts["catalogue_items"] = write_catalogue(layout.catalogue, catalogue)
-            counts["catalogue_items_without_train"] = int((lookup(catalogue.items, item_vocab) < 0).sum())
+        # Each view's file pass (numpy and pyarrow over the events file, no engine) runs in one
+        # background thread while the engine computes the next vocabularies, the summary, the link
+        # tables and the catalogue: the two overlap on two cores, and one thread holds one pass's arrays.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-views")
+        try:
+            passes: dict[str, Future[dict[str, Any]]] = {}
+
+            def start_pass(view: str) -> None:
+                with timer.stage(f"vocab_{view}"):
+                    vocab, vocab_counts = _vocabulary(eng, prepared, config, view, layout)
+
+                def run() -> dict[str, Any]:
+                    with timer.stage(f"view_{view}", background=True):
+                        return _view_files(config, view, layout, vocab, vocab_counts)
+
+                passes[view] = pool.submit(run)
+
+            start_pass(config.item_view)
+            with timer.stage("summary"):
+                counts: dict[str, Any] = _summary(eng, prepared)
+            time_range = int(dropped["min_timestamp"]), int(dropped["max_timestamp"])
+            if counts["train_events"] == 0 or (require_test and counts["test_events"] == 0):
+                which = "train" if counts["train_events"] == 0 else "test"
+                raise BadInputError(empty_split_message(config, which, *time_range, end))
+            for view in config.side_views:
+                start_pass(view)
+            conflicts: dict[str, int] = {}
+            with timer.stage("links"):
+                if config.side_views:
+                    # One scan of the events for every side view (about one row per item to cache).
+                    columns = [config.column(v) for v in config.side_views]
+                    value_counts = eng.cache(item_value_counts(prepared, columns))
+                    for view in config.side_views:
+                        conflicts[view] = _link_stage(eng, value_counts, config, view, layout)
+                    eng.uncache(value_counts)
+            with timer.stage("cold_start"):
+                test_items = eng.to_arrow(
+                    prepared.filter(prepared.split == "test").select("item_id").distinct()
+                )
+                item_vocab = np.load(layout.vocab(config.item_view))
+                counts["cold_start_test_items"] = int(
+                    (lookup(_column(test_items, "item_id"), item_vocab) < 0).sum()
+                )
+                counts["test_items"] = test_items.num_rows
+            with timer.stage("catalogue"):
+                catalogue = build_catalogue(
+                    *event_attributes(eng, raw, config.side_views), listing=listing, titles=titles
+                )
+                counts["catalogue_items"] = write_catalogue(layout.catalogue, catalogue)
+                counts["catalogue_items_without_train"] = int((lookup(catalogue.items, item_vocab) < 0).sum())
+            with timer.stage("checksums"):
+                checksums = _checksums(events, inputs)
+            with timer.stage("views_wait"):
+                per_view = {view: passes[view].result() for view in config.views}
+        finally:
+            pool.shutdown(cancel_futures=True)
         with timer.stage("walks"):
             for i, view in enumerate(config.views):
                 if config.walks_per_node == 0:
@@ -523,8 +558,6 @@ def prepare_dataset(
             for view, table in (labels or {}).items():
                 write_id_labels(layout.labels(view), IdLabels.from_table(table))
             n_titles = write_titles(layout.titles, titles) if titles is not None else None
-        with timer.stage("checksums"):
-            checksums = _checksums(events, inputs)
         timer.bar.close()
         drops = {
             k: int(v)
@@ -559,6 +592,7 @@ def prepare_dataset(
             "labels": sorted(labels or {}),
             "titles": n_titles,
             "timings_s": timer.timings,
+            "background_timings_s": timer.background,
             "engine": {
                 "name": eng.name,
                 "spark_master": spark_master if eng.name == "spark" else None,

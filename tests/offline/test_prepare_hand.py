@@ -79,7 +79,8 @@ def test_manifest(dataset: DatasetLayout) -> None:
     assert (m["counts"]["users"], m["counts"]["items"], m["counts"]["input_rows"]) == (2, 3, 10)
     assert m["engine"]["name"] == "duckdb" and "duckdb" in m["versions"]
     assert m["config"]["session_gap_s"] == 3600 and m["target"] == "test"
-    assert set(m["timings_s"]) >= {"clean_sessions", "view_item", "write_events"}
+    assert set(m["timings_s"]) >= {"clean_sessions", "vocab_item", "write_events", "views_wait"}
+    assert set(m["background_timings_s"]) == {"view_item", "view_category"}
 
 
 def test_count_weighting(tmp_path: Path) -> None:
@@ -106,6 +107,24 @@ def test_existing_output_needs_overwrite(tmp_path: Path, dataset: DatasetLayout)
     prepare_dataset(ten_events(), out, ten_config(), overwrite=True)
     assert not (out / "keep.txt").exists() and DatasetLayout(out).manifest.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("where", ["view pass", "engine stage"])
+def test_a_failure_beside_the_view_passes_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # The view passes run in a background thread: a failure there must surface from prepare_dataset,
+    # and a failure of the main thread must not leave a pass writing into the folder afterwards.
+    import offline.data.prepare as prepare
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"boom in the {where}")
+
+    monkeypatch.setattr(prepare, "sequence_edges" if where == "view pass" else "build_catalogue", boom)
+    out = tmp_path / "d"
+    with pytest.raises(RuntimeError, match=f"boom in the {where}"):
+        prepare_dataset(ten_events(), out, ten_config())
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_engine_memory_limit_reaches_duckdb_and_the_manifest(tmp_path: Path) -> None:
