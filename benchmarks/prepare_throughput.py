@@ -40,8 +40,7 @@ VIEWS = ("item", "category", "shop")
 STAGE_ORDER = (
     "load",
     "clean_counts",
-    "clean_sessions",
-    "write_events",
+    "sessions",
     "vocab_item",
     "summary",
     "vocab_",

@@ -77,20 +77,6 @@ class Engine:
         self._closers.append(release)
         return cached
 
-    def append(self, cached: ir.Table | None, expr: ir.Table) -> ir.Table:
-        """Materialise ``expr`` like :meth:`cache` (``cached`` None), or add its rows to ``cached``, a table
-        :meth:`append` returned, and return the table that now holds both."""
-        if cached is None:
-            return self.cache(expr)
-        if self.name == "duckdb":
-            self.con.insert(cached.op().name, expr)  # the bare name (get_name() adds the catalogue)
-            return cached
-        # A persisted Spark table reports the types Spark gave it (row_number: int32), not Ibis's.
-        union = self.cache(cached.union(expr.cast(cached.schema())))
-        union.count().to_pyarrow()  # computed while ``cached`` is still persisted
-        self.uncache(cached)
-        return union
-
     def uncache(self, cached: ir.Table) -> None:
         """Free a table materialised by :meth:`cache` before ``close`` (large intermediates)."""
         release = self._releases.pop(cached.get_name(), None)
@@ -101,6 +87,18 @@ class Engine:
     def to_arrow(self, expr: ir.Table) -> pa.Table:
         """Execute ``expr`` and return the result as an Arrow table."""
         return expr.to_pyarrow()
+
+    def batches(self, expr: ir.Table, rows: int) -> Iterator[pa.RecordBatch]:
+        """Execute ``expr`` and stream its result in batches of about ``rows`` rows, in the result's
+        order, typed as Ibis types ``expr`` (DuckDB hands back running sums as decimals)."""
+        schema = expr.schema().to_pyarrow()
+        if self.name == "duckdb":
+            # Ibis's own to_pyarrow_batches calls a cursor method that DuckDB 2 no longer has.
+            reader = self.con.con.sql(self.con.compile(expr)).to_arrow_reader(rows)
+        else:
+            reader = expr.to_pyarrow_batches(chunk_size=rows)
+        for batch in reader:
+            yield batch.cast(schema)
 
     def close(self) -> None:
         for closer in reversed(self._closers):

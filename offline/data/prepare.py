@@ -1,10 +1,11 @@
 """The ``prepare`` job: canonical events -> a dataset folder (``core.layout.DatasetLayout``).
 
 Relational stages (cleaning, sessions, splits, vocabulary counts, link tables) are Ibis expressions
-run by the chosen engine (DuckDB by default, Spark with ``engine="spark"``), which also writes the
-events file. The array stages run in numpy: each view's runs are cut from that file in one sequential
-read (it is sorted by user and time), then vocabulary order, sequences, edges, CSR and walks. The folder is
-built in a temporary sibling and renamed into place (``core.atomic.atomic_dir``).
+run by the chosen engine (DuckDB by default, Spark with ``engine="spark"``). The sessions stream from
+the engine into the events file, range of users by range, sorted; every later stage reads that file. The
+array stages run in numpy: each view's runs are cut from that file in one sequential read (it is sorted
+by user and time), then vocabulary order, sequences, edges, CSR and walks. The folder is built in a
+temporary sibling and renamed into place (``core.atomic.atomic_dir``).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ from offline.data.sessions import (
     sessionise,
     user_ranges,
 )
-from offline.data.splits import DAY_S, assign_split, time_cuts
+from offline.data.splits import DAY_S, label_split, time_cuts
 from offline.data.walks import random_walks
 
 log = logging.getLogger(__name__)
@@ -185,25 +186,6 @@ def _sorted_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     return table.take(pa.array(order))
 
 
-def _write_events(engine: Engine, events: ir.Table, path: Path) -> None:
-    # Sort ties by the event rank so both engines write rows in the same order.
-    ordered = events.order_by([events.user_id, events.pos]).drop(*_INTERNAL)
-    if engine.name == "duckdb":
-        engine.con.to_parquet(ordered, str(path), compression="zstd")
-        return
-    writer: pq.ParquetWriter | None = None
-    try:
-        for batch in ordered.to_pyarrow_batches(chunk_size=1 << 20):
-            if writer is None:
-                writer = pq.ParquetWriter(str(path), batch.schema, compression="zstd")
-            writer.write_batch(batch)
-        if writer is None:
-            pq.write_table(ordered.schema().to_pyarrow().empty_table(), str(path), compression="zstd")
-    finally:
-        if writer is not None:
-            writer.close()
-
-
 def _sessions_by_user_range(
     engine: Engine,
     raw: ir.Table,
@@ -211,10 +193,12 @@ def _sessions_by_user_range(
     kept: int,
     *,
     fast: bool,
-) -> ir.Table:
-    """The cleaned log with its sessions, cached: ``sessionise`` (``fast``) or ``assign_sessions`` of
-    ``clean``, run over ranges of user ids one after another when the whole log would not fit the
-    engine's memory (``session_passes``)."""
+    end: int,
+    path: Path,
+) -> int:
+    """The cleaned log with its sessions and splits written to ``path``: ``sessionise`` (``fast``) or
+    ``assign_sessions`` of ``clean``, run over ranges of user ids one after another when the whole log
+    would not fit the engine's memory (``session_passes``). Returns the distinct events."""
     kept_rows = clean_rows(raw, config)
     passes = session_passes(kept, engine.memory_bytes)
     edges: list[float] = []
@@ -223,35 +207,78 @@ def _sessions_by_user_range(
         quantiles = kept_rows.user_id.quantile([i / passes for i in range(1, passes)])
         edges = engine.to_arrow(kept_rows.aggregate(q=quantiles)).column("q")[0].as_py()
     rows = kept_rows if fast else clean(raw, config)
-    return sessions_in_ranges(engine, rows, config, edges, fast=fast)
+    return write_sessions(engine, rows, config, edges, fast=fast, end=end, path=path)
 
 
-def sessions_in_ranges(
+#: Rows per batch streamed from the engine to the events file.
+_WRITE_BATCH_ROWS = 1 << 20
+
+
+def write_sessions(
     engine: Engine,
     rows: ir.Table,
     config: PrepareConfig,
     edges: Sequence[float],
     *,
     fast: bool,
-) -> ir.Table:
-    """``sessionise(rows)`` (``fast``: cleaned rows with duplicates) or ``assign_sessions(rows)`` (distinct
-    events), one range of users at a time (``user_ranges(edges)``), appended to one cached table. Sessions
-    never cross users, so the union, each range numbering its sessions on from the ranges before it,
-    equals one pass; an empty range adds nothing."""
-    cached: ir.Table | None = None
+    end: int,
+    path: Path,
+) -> int:
+    """``assign_split`` of ``sessionise(rows)`` (``fast``: cleaned rows with duplicates) or of
+    ``assign_sessions(rows)`` (distinct events), written to the parquet file ``path`` sorted by user and
+    position; returns the distinct events, those after the held-out period included.
+
+    One range of users at a time (``user_ranges(edges)``), each range numbering its sessions on from the
+    ranges before it. Sessions never cross users and ranges come in user order, so the file equals one
+    pass sorted as a whole, without a sort of the whole log. Batches are encoded in a background thread
+    while the engine computes the next ones.
+    """
+    writer: pq.ParquetWriter | None = None
     first_session = 0
-    for keep in user_ranges(rows.user_id, edges):
-        part = rows if keep is None else rows.filter(keep)
-        expr = (
-            sessionise(part, config, first_session=first_session)
-            if fast
-            else assign_sessions(part, config, first_session=first_session)
-        )
-        cached = engine.append(cached, expr)
-        last = engine.to_arrow(cached.aggregate(s=cached.session.max())).column("s")[0].as_py()
-        first_session = 0 if last is None else last + 1
-    assert cached is not None  # user_ranges gives at least one range
-    return cached
+    distinct = 0
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-write")
+    pending: list[Future[None]] = []
+    buffered: list[pa.RecordBatch] = []
+
+    def flush(rows: int) -> None:
+        """Hand the writer the first ``rows`` buffered rows as one row group."""
+        assert writer is not None
+        table = pa.Table.from_batches(buffered, schema=writer.schema)
+        buffered[:] = table.slice(rows).to_batches()
+        if len(pending) > 1:  # at most two row groups wait for the writer
+            pending.pop(0).result()
+        pending.append(pool.submit(writer.write_table, table.slice(0, rows), row_group_size=rows))
+
+    try:
+        for keep in user_ranges(rows.user_id, edges):
+            part = rows if keep is None else rows.filter(keep)
+            sessioned = (
+                sessionise(part, config, first_session=first_session)
+                if fast
+                else assign_sessions(part, config, first_session=first_session)
+            )
+            labelled = label_split(sessioned, config, end=end)
+            # Ties of the event rank broken the same way on every engine: both write the same rows.
+            ordered = labelled.order_by([labelled.user_id, labelled.pos]).drop(*_INTERNAL)
+            if writer is None:
+                writer = pq.ParquetWriter(str(path), ordered.schema().to_pyarrow(), compression="zstd")
+            for batch in engine.batches(ordered, _WRITE_BATCH_ROWS):
+                distinct += batch.num_rows
+                if batch.num_rows:
+                    first_session = max(first_session, int(pc.max(batch.column("session")).as_py()) + 1)
+                buffered.append(batch.filter(pc.is_valid(batch.column("split"))))
+                # Row groups of a fixed size, whatever the ranges and batches: the same file from any.
+                while sum(b.num_rows for b in buffered) >= _WRITE_BATCH_ROWS:
+                    flush(_WRITE_BATCH_ROWS)
+        if writer is not None and (tail := sum(b.num_rows for b in buffered)):
+            flush(tail)
+        for done in pending:
+            done.result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+        if writer is not None:
+            writer.close()
+    return distinct
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -454,7 +481,7 @@ def prepare_dataset(
         raise FileExistsError(f"{output} already exists (pass overwrite=True to replace it)")
     if bad_rows is not None:
         bad_rows.check(config.max_bad_row_share)
-    timer = _Timer(stages=12 + 2 * len(config.views))
+    timer = _Timer(stages=11 + 2 * len(config.views))
     with (
         engine_session(engine, spark_master=spark_master, memory_limit=memory_limit) as eng,
         atomic_dir(output, overwrite=overwrite) as tmp,
@@ -469,18 +496,20 @@ def prepare_dataset(
             raise BadInputError(
                 f"no event survives cleaning (read {dropped['rows']} rows; dropped {dropped})"
             )
-        with timer.stage("clean_sessions"):
-            # The one materialised intermediate: every later stage reads it (a table of the scratch
-            # database on DuckDB, a persisted DataFrame on Spark). Without a session cap, one sort
-            # gives the distinct events and their sessions (``sessionise``).
-            sessioned = _sessions_by_user_range(
-                eng, raw, config, int(dropped["kept"]), fast=can_sessionise(config)
-            )
-            n_clean = int(sessioned.count().to_pyarrow().as_py())
         end = config.time_window[1] if config.time_window else int(dropped["max_timestamp"]) + 1
-        prepared = assign_split(sessioned, config, end=end)
-        with timer.stage("write_events"):
-            _write_events(eng, prepared, layout.events)
+        with timer.stage("sessions"):
+            # The events file is the one intermediate: every later stage reads it. Without a session
+            # cap, one sort gives the distinct events and their sessions (``sessionise``).
+            n_clean = _sessions_by_user_range(
+                eng,
+                raw,
+                config,
+                int(dropped["kept"]),
+                fast=can_sessionise(config),
+                end=end,
+                path=layout.events,
+            )
+            prepared = eng.load(layout.events)
         # Each view's file pass (numpy and pyarrow over the events file, no engine) runs in one
         # background thread while the engine computes the next vocabularies, the summary, the link
         # tables and the catalogue: the two overlap on two cores, and one thread holds one pass's arrays.

@@ -33,18 +33,20 @@ def time_cuts(end: int, config: PrepareConfig) -> tuple[int, int]:
     return end - 2 * period, end - period
 
 
-def assign_split(events: ir.Table, config: PrepareConfig, *, end: int | None = None) -> ir.Table:
-    """Add ``split`` (``'train'``/``'test'``) and drop events after the held-out period.
+def label_split(events: ir.Table, config: PrepareConfig, *, end: int | None = None) -> ir.Table:
+    """Add ``split``: ``'train'``, ``'test'``, or null for an event after the held-out period.
 
     ``events`` need ``pos`` (1-based rank in the user's history) and ``user_events`` (from
-    ``assign_sessions``) for ``per_user``; a row-wise expression, no window; ``end`` (exclusive end of the period) is required for ``global_time``.
+    ``assign_sessions``) for ``per_user``; a row-wise expression, no window; ``end`` (exclusive end of
+    the period) is required for ``global_time``.
     """
     if config.split == "global_time":
         if end is None:
             raise ValueError("assign_split: global_time needs the end of the data period")
         lo, hi = time_cuts(end, config)
-        kept = events.filter(events.timestamp < hi)
-        return kept.mutate(split=ibis.ifelse(kept.timestamp >= lo, "test", "train"))
+        ts = events.timestamp
+        split = ibis.cases((ts >= hi, ibis.null("string")), (ts >= lo, "test"), else_="train")
+        return events.mutate(split=split)
     with_n = events.mutate(_n=events.user_events)
     n_test = (with_n._n * config.test_fraction + _EPS).floor().cast("int64")
     if config.target == "test":
@@ -53,6 +55,15 @@ def assign_split(events: ir.Table, config: PrepareConfig, *, end: int | None = N
     remaining = with_n._n - n_test
     n_valid = (remaining * config.test_fraction + _EPS).floor().cast("int64")
     staged = with_n.mutate(_m=remaining, _v=n_valid)
-    kept = staged.filter(staged.pos <= staged._m)
-    out = kept.mutate(split=ibis.ifelse(kept.pos > kept._m - kept._v, "test", "train"))
-    return out.drop("_n", "_m", "_v")
+    split = ibis.cases(
+        (staged.pos > staged._m, ibis.null("string")),
+        (staged.pos > staged._m - staged._v, "test"),
+        else_="train",
+    )
+    return staged.mutate(split=split).drop("_n", "_m", "_v")
+
+
+def assign_split(events: ir.Table, config: PrepareConfig, *, end: int | None = None) -> ir.Table:
+    """:func:`label_split`, with the events after the held-out period dropped."""
+    labelled = label_split(events, config, end=end)
+    return labelled.filter(labelled.split.notnull())

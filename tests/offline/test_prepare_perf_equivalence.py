@@ -19,7 +19,7 @@ from offline.data.cleaning import clean, clean_rows
 from offline.data.config import PrepareConfig
 from offline.data.engine import Engine, connect, parse_size
 from offline.data.graphs import behavior_levels, session_runs, weight_levels
-from offline.data.prepare import _is_sorted, _train_rows, _write_events, sessions_in_ranges
+from offline.data.prepare import _is_sorted, _train_rows, write_sessions
 from offline.data.sessions import (
     assign_sessions,
     can_sessionise,
@@ -96,16 +96,32 @@ def test_sessionise_matches_assign_sessions(
 
 @pytest.mark.parametrize("edges", [[2.0], [1.0, 3.0, 3.0, 4.5], [0.0, 9.0]])  # [0.0, 9.0]: an empty range
 @pytest.mark.parametrize("fast", [True, False])
-def test_sessions_over_user_ranges_equal_one_pass(duck: Engine, edges: list[float], fast: bool) -> None:
-    cfg = CONFIGS[1] if fast else PrepareConfig(views=V3, max_session_len=2)
+@pytest.mark.parametrize("batch_rows", [7, 1 << 20])  # batches cut ranges; or one batch per range
+def test_sessions_written_over_user_ranges_equal_one_sorted_pass(
+    duck: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    edges: list[float],
+    fast: bool,
+    batch_rows: int,
+) -> None:
+    gaps = {"session_gap_s": 1000, "session_merge_gap_s": 500, "test_days": 0.1}
+    cfg = PrepareConfig(views=V3, **gaps) if fast else PrepareConfig(views=V3, max_session_len=2, **gaps)
     raw = duck.load(random_log(5, app_ids=True))
     rows = clean_rows(raw, cfg) if fast else clean(raw, cfg)
     whole = sessionise(rows, cfg) if fast else assign_sessions(rows, cfg)
-    cols = list(whole.columns)
+    end = 20_000  # the log runs to 27,300 s: the events from 20,000 s on go, the test split is non-empty
+    split = assign_split(whole, cfg, end=end)
+    expected = duck.to_arrow(split.order_by(["user_id", "pos"]).drop("pos", "user_events"))
+    assert 0 < expected.num_rows < duck.to_arrow(whole).num_rows
+    assert set(expected.column("split").to_pylist()) == {"train", "test"}
     assert len(user_ranges(rows.user_id, edges)) == len(set(edges)) + 1
-    cached = sessions_in_ranges(duck, rows, cfg, edges, fast=fast)
-    assert _rows(duck, cached, cols) == _rows(duck, whole, cols)
-    duck.uncache(cached)
+    monkeypatch.setattr(prepare, "_WRITE_BATCH_ROWS", batch_rows)
+    path = tmp_path / "events.parquet"
+    distinct = write_sessions(duck, rows, cfg, edges, fast=fast, end=end, path=path)
+    assert distinct == duck.to_arrow(whole).num_rows
+    # In file order: the ranges' concatenation is the whole log sorted by user and position.
+    assert pq.read_table(path).to_pylist() == expected.to_pylist()
 
 
 def test_assign_sessions_numbers_on_from_first_session(duck: Engine) -> None:
@@ -199,7 +215,7 @@ def test_runs_from_the_events_file_match_rows(
     end = 40 * 700  # test from 19,360 s on: train is a prefix of every user's history
     events = assign_split(assign_sessions(clean(raw, cfg), cfg), cfg, end=end)
     path = tmp_path / "events.parquet"
-    _write_events(duck, events, path)
+    write_sessions(duck, clean(raw, cfg), cfg, [], fast=False, end=end, path=path)
     pq.write_table(pq.read_table(path), path, row_group_size=group_rows)
     rows = duck.to_arrow(events.order_by(["user_id", "pos"])).to_pylist()
     level_weights = weight_levels(cfg)
