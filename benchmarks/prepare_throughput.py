@@ -241,10 +241,10 @@ def report(
     ]
     print(f"\nprepare ({manifest.get('engine', {}).get('name', '?')}, views {', '.join(VIEWS)}), per stage:")
     print_table(["stage", "seconds", "events/s", "share"], rows)
-    # The views' file passes run in a background thread from vocab_<view> to views_wait.
+    # The views' file passes run in two background threads, each from its vocab_<view> to views_wait.
     background: dict[str, float] = manifest.get("background_timings_s") or {}
     if background:
-        print("\nbeside them, in a background thread (one view after another, until views_wait):")
+        print("\nbeside them, in two background threads (from each vocab_<view> until views_wait):")
         print_table(
             ["stage", "seconds", "events/s"],
             [

@@ -510,10 +510,10 @@ def prepare_dataset(
                 path=layout.events,
             )
             prepared = eng.load(layout.events)
-        # Each view's file pass (numpy and pyarrow over the events file, no engine) runs in one
-        # background thread while the engine computes the next vocabularies, the summary, the link
-        # tables and the catalogue: the two overlap on two cores, and one thread holds one pass's arrays.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-views")
+        # Each view's file pass (numpy and pyarrow over the events file, no engine) runs in a background
+        # thread while the engine computes the next vocabularies, the summary, the link tables and the
+        # catalogue. Two threads: the item view's pass is the longest, the side views' run beside it.
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare-views")
         try:
             passes: dict[str, Future[dict[str, Any]]] = {}
 
