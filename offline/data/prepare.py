@@ -167,25 +167,6 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy()
 
 
-def _is_sorted(cols: Sequence[np.ndarray]) -> bool:
-    """Whether rows are in lexicographic order of ``cols`` (O(n) comparisons of neighbours)."""
-    ok = cols[-1][1:] >= cols[-1][:-1]
-    for col in reversed(cols[:-1]):
-        nxt, cur = col[1:], col[:-1]
-        ok = (nxt > cur) | ((nxt == cur) & ok)
-    return bool(ok.all())
-
-
-def _sorted_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:
-    # Engines return ORDER BY results in order; Spark collects may not promise it, so check cheaply
-    # (a linear check; the stable sort only runs when the rows are out of order).
-    cols = [_column(table, k) for k in keys]
-    if table.num_rows < 2 or _is_sorted(cols):
-        return table
-    order = np.lexsort(tuple(reversed(cols)))
-    return table.take(pa.array(order))
-
-
 def _sessions_by_user_range(
     engine: Engine,
     raw: ir.Table,

@@ -19,7 +19,7 @@ from offline.data.cleaning import clean, clean_rows
 from offline.data.config import PrepareConfig
 from offline.data.engine import Engine, connect, parse_size
 from offline.data.graphs import behavior_levels, session_runs, weight_levels
-from offline.data.prepare import _is_sorted, _train_rows, write_sessions
+from offline.data.prepare import _train_rows, write_sessions
 from offline.data.sessions import (
     assign_sessions,
     can_sessionise,
@@ -254,10 +254,3 @@ def test_lookup_paths_agree(spread: int) -> None:
     assert got.dtype == np.int64
     assert np.array_equal(got, _slow_lookup(ids, vocab))
     assert np.array_equal(lookup(ids[:0], vocab), np.zeros(0, dtype=np.int64))
-
-
-def test_is_sorted() -> None:
-    a, b = np.array([0, 0, 1, 1, 2]), np.array([5, 7, 1, 1, 0])
-    assert _is_sorted([a, b]) and _is_sorted([a])
-    assert not _is_sorted([a, np.array([5, 4, 1, 1, 0])])
-    assert not _is_sorted([np.array([0, 1, 0]), np.array([0, 0, 0])])
