@@ -391,13 +391,17 @@ def _view_files(
 
 
 def _link_stage(
-    engine: Engine, counts: ir.Table, config: PrepareConfig, view: str, layout: DatasetLayout
+    engine: Engine,
+    counts: ir.Table,
+    config: PrepareConfig,
+    view: str,
+    layout: DatasetLayout,
+    item_vocab: np.ndarray,
+    view_vocab: np.ndarray,
 ) -> int:
     """``attributes/<view>.npy`` and ``links/<item>-<view>.npy`` from the cached ``item_value_counts``
     of the prepared events; returns the items with several values."""
     values = engine.to_arrow(item_values(counts, config.column(view)).order_by("item_id"))
-    item_vocab = np.load(layout.vocab(config.item_view))
-    view_vocab = np.load(layout.vocab(view))
     attributes, links = link_tables(
         item_vocab, _column(values, "item_id"), _column(values, "value"), view_vocab
     )
@@ -497,10 +501,12 @@ def prepare_dataset(
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare-views")
         try:
             passes: dict[str, Future[dict[str, Any]]] = {}
+            vocabs: dict[str, np.ndarray] = {}
 
             def start_pass(view: str) -> None:
                 with timer.stage(f"vocab_{view}"):
                     vocab, vocab_counts = _vocabulary(eng, prepared, config, view, layout)
+                vocabs[view] = vocab
 
                 def run() -> dict[str, Any]:
                     with timer.stage(f"view_{view}", background=True):
@@ -517,6 +523,7 @@ def prepare_dataset(
                 raise BadInputError(empty_split_message(config, which, *time_range, end))
             for view in config.side_views:
                 start_pass(view)
+            item_vocab = vocabs[config.item_view]
             conflicts: dict[str, int] = {}
             with timer.stage("links"):
                 if config.side_views:
@@ -524,13 +531,14 @@ def prepare_dataset(
                     columns = [config.column(v) for v in config.side_views]
                     value_counts = eng.cache(item_value_counts(prepared, columns))
                     for view in config.side_views:
-                        conflicts[view] = _link_stage(eng, value_counts, config, view, layout)
+                        conflicts[view] = _link_stage(
+                            eng, value_counts, config, view, layout, item_vocab, vocabs[view]
+                        )
                     eng.uncache(value_counts)
             with timer.stage("cold_start"):
                 test_items = eng.to_arrow(
                     prepared.filter(prepared.split == "test").select("item_id").distinct()
                 )
-                item_vocab = np.load(layout.vocab(config.item_view))
                 counts["cold_start_test_items"] = int(
                     (lookup(_column(test_items, "item_id"), item_vocab) < 0).sum()
                 )

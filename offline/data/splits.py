@@ -42,7 +42,7 @@ def label_split(events: ir.Table, config: PrepareConfig, *, end: int | None = No
     """
     if config.split == "global_time":
         if end is None:
-            raise ValueError("assign_split: global_time needs the end of the data period")
+            raise ValueError("label_split: global_time needs the end of the data period")
         lo, hi = time_cuts(end, config)
         ts = events.timestamp
         split = ibis.cases((ts >= hi, ibis.null("string")), (ts >= lo, "test"), else_="train")
