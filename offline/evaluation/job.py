@@ -19,13 +19,22 @@ from tqdm import tqdm
 
 from core.layout import DatasetLayout, ModelLayout
 from core.manifests import DatasetManifest, ModelManifest
+from core.types import Float64Array
 from index.channels import check_mix
 from model.config import M2GRLConfig
 from offline.baselines.base import ItemModel, TrainData, load_train_data
 from offline.baselines.registry import BASELINES, fit_baseline
 from offline.evaluation.config import ProtocolConfig
 from offline.evaluation.diversity import evaluate_diversity
-from offline.evaluation.protocol import EvalData, build_eval_data, evaluate_retriever
+from offline.evaluation.metrics import paired_difference
+from offline.evaluation.protocol import (
+    EvalData,
+    Retriever,
+    build_eval_data,
+    per_user_scores,
+    retrieve,
+    score_candidates,
+)
 from offline.evaluation.report import write_report
 from offline.evaluation.retrievers import RetrieverFactory, mixed_retriever, serving_retriever
 from offline.evaluation.reuse import model_trained_on
@@ -70,6 +79,8 @@ SERVED_PREFIX = "served-"
 VALIDATION_MIX = "validation"
 #: The served variants scored by default: the service's default variant with its mix chosen on validation.
 DEFAULT_SERVED: dict[str, ServedMix] = {"control": VALIDATION_MIX}
+#: the K of the report's paired comparison (the targets are @50; the largest K when 50 is not scored)
+PAIRED_K = 50
 #: ``(dataset_dir, method, seed, workdir) -> ItemModel`` for the M2GRL variants; swapped in tests.
 M2GRLFitter = Callable[[Path, str, int, Path], ItemModel]
 
@@ -165,6 +176,34 @@ def _record(
     )
 
 
+def _scored(
+    data: EvalData, retriever: Retriever, protocol: ProtocolConfig, k: int
+) -> tuple[dict[str, float], dict[str, Float64Array]]:
+    """Every metric of the protocol for ``retriever``'s general mode, and its per-user figures at ``k``."""
+    ids, _ = retrieve(retriever, data, "general", protocol)
+    return score_candidates(data, ids, protocol), per_user_scores(data, ids, k)
+
+
+def paired_rows(
+    per_user: Mapping[str, Mapping[int, Mapping[str, Float64Array]]], reference: str
+) -> dict[str, dict[str, list[float]]]:
+    """Every other method against ``reference`` over the same test users: per metric, ``[reference minus
+    method, 95% half-width]`` (:func:`~offline.evaluation.metrics.paired_difference`), each user's figure
+    first averaged over the seeds the method ran."""
+
+    def averaged(method: str) -> dict[str, Float64Array]:
+        runs = list(per_user[method].values())
+        return {metric: np.mean([run[metric] for run in runs], axis=0) for metric in runs[0]}
+
+    ref = averaged(reference)
+    return {
+        method: {metric: list(paired_difference(ref[metric], mine[metric])) for metric in ref}
+        for method in per_user
+        if method != reference and per_user[method]
+        for mine in [averaged(method)]
+    }
+
+
 def _summarise(per_seed: dict[int, dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
     keys = sorted(set().union(*(d.keys() for d in per_seed.values())))
     mean = {k: float(np.mean([d[k] for d in per_seed.values() if k in d])) for k in keys}
@@ -240,6 +279,8 @@ def evaluate(
         (m, s) for m in ordered for s in ((0,) if m in given or (m in mixes and "m2grl" in given) else seeds)
     ]
     channels = dataset_channels(dataset_dir, train.items, topn) if mixes else {}
+    paired_k = PAIRED_K if PAIRED_K in protocol.ks else protocol.max_k
+    per_user: dict[str, dict[int, dict[str, Float64Array]]] = {m: {} for m in ordered}
     for method, seed in tqdm(runs, desc="evaluate", disable=None):
         t0 = time.perf_counter()
         if method in mixes:
@@ -260,7 +301,7 @@ def evaluate(
             fit_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             retriever = mixed_retriever(train.items, train.attributes, m2grl, channels, mix, topn)
-            scores = evaluate_retriever(data, retriever, "general", protocol)
+            scores, per_user[method][seed] = _scored(data, retriever, protocol, paired_k)
             _record(results, method, seed, scores, fit_s, time.perf_counter() - t1)
             continue
         if method in given:
@@ -272,7 +313,7 @@ def evaluate(
         fit_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         retriever = retriever_factory(train.items, train.attributes, model, topn)
-        scores = evaluate_retriever(data, retriever, "general", protocol)
+        scores, per_user[method][seed] = _scored(data, retriever, protocol, paired_k)
         _record(results, method, seed, scores, fit_s, time.perf_counter() - t1)
     diversity_report = None
     if diversity:
@@ -312,6 +353,9 @@ def evaluate(
         "served_mixes": served_mixes,
         "notes": list(notes),
     }
+    reference = next((m for m in ordered if m in mixes), "m2grl" if "m2grl" in methods else None)
+    if reference is not None and data.n_users >= 2:
+        report["paired"] = {"reference": reference, "k": paired_k, "rows": paired_rows(per_user, reference)}
     if diversity_report is not None:
         report["diversity"] = diversity_report
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -189,3 +189,28 @@ def accuracy_metrics(
         if not prefix:
             out[f"Coverage@{k}"] = coverage_at_k(candidates, k, catalogue_size)
     return out
+
+
+def per_user_at_k(
+    hits: BoolMatrix, n_truth: IntArray, k: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per user, what HitRate@K and Recall@K average: hit (1.0 or 0.0) and |P_u ∩ G_u| / |G_u|."""
+    _check_k(hits, k)
+    n_truth = np.asarray(n_truth, dtype=np.int64)
+    if n_truth.shape != (hits.shape[0],) or np.any(n_truth <= 0):
+        raise ValueError("n_truth must hold one positive |G_u| per user")
+    found = hits[:, :k].sum(axis=1)
+    return (found > 0).astype(np.float64), found / n_truth
+
+
+def paired_difference(a: npt.ArrayLike, b: npt.ArrayLike, z: float = 1.96) -> tuple[float, float]:
+    """Mean of ``a - b`` over the same users and the half-width of its normal-approximation interval,
+    ``z * sd(a - b) / sqrt(n)`` (z = 1.96: 95%). Pairing by user removes the difficulty both methods
+    share, which two separate per-method intervals would count twice."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or len(a) < 2:
+        raise ValueError(
+            f"a and b must be 1-D, of one length >= 2 (one value per user), got {a.shape}, {b.shape}"
+        )
+    d = a - b
+    return float(d.mean()), float(z * d.std(ddof=1) / np.sqrt(len(d)))

@@ -436,6 +436,14 @@ def score_candidates(data: EvalData, candidates: IntArray, config: ProtocolConfi
     return out
 
 
+def per_user_scores(data: EvalData, candidates: IntArray, k: int) -> dict[str, npt.NDArray[np.float64]]:
+    """``HitRate@k`` and ``Recall@k`` of each test user (float ``[n_users]``, users in ``data`` order): what
+    :func:`score_candidates` averages, kept apart to pair two methods user by user."""
+    hits = M.hit_matrix(candidates, data.truth_indptr, data.truth_items)
+    hit, recall = M.per_user_at_k(hits, M.truth_sizes(data.truth_indptr), k)
+    return {f"HitRate@{k}": hit, f"Recall@{k}": recall}
+
+
 def _bucket_metrics(data: EvalData, candidates: IntArray, config: ProtocolConfig) -> dict[str, float]:
     """HitRate and Recall per train-frequency bucket of the ground truth (the long tail).
 

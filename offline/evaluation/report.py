@@ -111,6 +111,36 @@ def _long_tail_table(methods: dict[str, Any], k: int, freq_buckets: Sequence[Seq
     ]
 
 
+def _paired_table(results: dict[str, Any]) -> list[str]:
+    """The reference row (the service's default variant) minus every other row, user by user, with the
+    95% interval of the difference and whether it excludes zero."""
+    paired = results.get("paired")
+    if not paired or not paired["rows"]:
+        return []
+    ref, k = paired["reference"], paired["k"]
+    metrics = list(next(iter(paired["rows"].values())))
+
+    def cell(diff: float, half: float) -> str:
+        verdict = "ahead" if diff - half > 0 else "behind" if diff + half < 0 else "within noise"
+        return f"{diff * 100:+.2f} ± {half * 100:.2f} ({verdict})"
+
+    lines = [
+        f"## {ref} against each method @{k}, user by user",
+        "",
+        f"{ref} minus the method over the same {results['users']} test users (each user's figure averaged "
+        "over seeds), ± the half-width of the 95% interval of that paired difference, in points; "
+        "*ahead* / *behind* when the interval excludes 0.",
+        "",
+        "| method | " + " | ".join(f"{ref} − method, {m}" for m in metrics) + " |",
+        "|" + "---|" * (len(metrics) + 1),
+    ]
+    rows = paired["rows"]
+    order = [m for m in results.get("method_order", []) if m in rows]  # JSON files sort their keys
+    for method in order + sorted(set(rows) - set(order)):
+        lines.append(f"| {method} | " + " | ".join(cell(*rows[method][m]) for m in metrics) + " |")
+    return lines + [""]
+
+
 def render_markdown(results: dict[str, Any], pictures: dict[str, str] | None = None) -> str:
     """The human report: one table-2-like table per K (and the ``pictures`` of metric against K),
     discovery table, table 3, views, notes."""
@@ -147,6 +177,7 @@ def render_markdown(results: dict[str, Any], pictures: dict[str, str] | None = N
             f"- {row}: " + "; ".join(f"seed {seed} {mix}" for seed, mix in by_seed.items())
             for row, by_seed in results["served_mixes"].items()
         ] + [""]
+    out += _paired_table(results)
     if pictures:
         out += ["## Metrics against K", ""]
         out += [f"![{metric}@K]({name})" for metric, name in pictures.items()] + [""]

@@ -176,6 +176,19 @@ def test_served_rows_score_the_mix_through_the_serving_index(tmp_path: Path) -> 
         assert methods["served-solo"]["mean"][key] == pytest.approx(methods["m2grl"]["mean"][key])
         assert methods["served-cooc-only"]["mean"][key] == pytest.approx(methods["itemcf"]["mean"][key])
     assert set(methods["served-blend"]["seeds"]) == {"0", "1"}
+    # the paired table: the first served row minus every other row, user by user at the largest K
+    paired = report["paired"]
+    assert paired["reference"] == "served-blend" and paired["k"] == 10
+    assert list(paired["rows"]) == ["itemcf", "m2grl", "served-cooc-only", "served-solo"]  # JSON sorts
+    for method, row in paired["rows"].items():
+        for key in ("HitRate@10", "Recall@10"):
+            gap = methods["served-blend"]["mean"][key] - methods[method]["mean"][key]
+            assert row[key][0] == pytest.approx(gap)  # the mean of per-user differences is the gap
+            assert row[key][1] >= 0.0
+    text = (tmp_path / "report" / "report.md").read_text()
+    section = text.split("## served-blend against each method @10, user by user")[1].split("##")[0]
+    listed = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")][1:]
+    assert listed == ["m2grl", "served-solo", "served-cooc-only", "itemcf"]  # the run's order
     with pytest.raises(ValueError, match="unknown channel"):
         evaluate(ds, tmp_path / "r2", methods=["itemcf"], served={"x": {"bm25": 1.0}})
 
@@ -211,3 +224,30 @@ def test_a_trained_model_is_reused_for_the_same_config_and_inputs(
     monkeypatch.setattr(job, "M2GRL_VARIANTS", {**job.M2GRL_VARIANTS, "m2grl": {"window": 3}})
     job.m2grl_fitter(ds, "m2grl", 0, tmp_path / "models")
     assert len(trained) == 3
+
+
+def test_the_paired_table_says_which_side_of_zero_the_interval_lies() -> None:
+    from offline.evaluation.report import render_markdown
+
+    results = {
+        "dataset": "d",
+        "protocol_text": "p",
+        "protocol": {"ks": [50]},
+        "users": 3,
+        "discovery_users": 0,
+        "catalogue": 9,
+        "methods": {},
+        "paired": {
+            "reference": "served-control",
+            "k": 50,
+            "rows": {
+                "pop": {"HitRate@50": [0.02, 0.01], "Recall@50": [-0.005, 0.01]},
+                "cf": {"HitRate@50": [-0.03, 0.02], "Recall@50": [0.01, 0.01]},
+            },
+        },
+    }
+    text = render_markdown(results)
+    assert "## served-control against each method @50, user by user" in text
+    assert "| cf | -3.00 ± 2.00 (behind) | +1.00 ± 1.00 (within noise) |" in text
+    assert "| pop | +2.00 ± 1.00 (ahead) | -0.50 ± 1.00 (within noise) |" in text
+    assert "against each method" not in render_markdown({**results, "paired": {**results["paired"], "rows": {}}})

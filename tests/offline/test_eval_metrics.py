@@ -48,6 +48,29 @@ def test_accuracy_metrics_hand_computed() -> None:
     assert M.ndcg_at_k(hits, sizes, 2) == pytest.approx((1 / (1 + 1 / math.log2(3))) / 2)
 
 
+
+def test_per_user_at_k_is_what_hitrate_and_recall_average() -> None:
+    hits = M.hit_matrix(CANDS, T_INDPTR, T_ITEMS)
+    hit, recall = M.per_user_at_k(hits, M.truth_sizes(T_INDPTR), 2)
+    assert hit.tolist() == [1.0, 0.0] and recall.tolist() == pytest.approx([1 / 3, 0.0])
+    for k in (1, 2, 4):
+        hit, recall = M.per_user_at_k(hits, M.truth_sizes(T_INDPTR), k)
+        assert hit.mean() == pytest.approx(M.hit_rate_at_k(hits, k))
+        assert recall.mean() == pytest.approx(M.recall_at_k(hits, M.truth_sizes(T_INDPTR), k))
+
+
+def test_paired_difference_hand_computed() -> None:
+    # differences 1, 0, 0, 1: mean 0.5, sd (ddof 1) = sqrt(1/3), half-width 1.96 * sqrt(1/3) / 2
+    diff, half = M.paired_difference([1, 1, 0, 1], [0, 1, 0, 0])
+    assert diff == pytest.approx(0.5) and half == pytest.approx(1.96 * math.sqrt(1 / 3) / 2)
+    # the same users' shared difficulty cancels: a constant lead has a zero-width interval
+    assert M.paired_difference([0.9, 0.5, 0.2], [0.8, 0.4, 0.1]) == pytest.approx((0.1, 0.0))
+    assert M.paired_difference([1, 0], [1, 0]) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="one value per user"):
+        M.paired_difference([1, 0], [1, 0, 1])
+    with pytest.raises(ValueError, match="one value per user"):
+        M.paired_difference([1], [0])
+
 def test_f1_matches_paper_table2_taobao_row() -> None:
     # Table 2, M2GRL Taobao: P=1.19%, R=12.65% -> F1=2.17%.
     assert M.f1_from(0.0119, 0.1265) == pytest.approx(0.0217, abs=1e-4)
