@@ -2,7 +2,7 @@
 
 A channel is one precomputed item-to-item ranking stored in an index version: ``m2grl`` (the general
 mode's embedding neighbours), ``cooc`` (the Item-CF co-occurrence map built beside it) or ``popular``
-(the most frequent training items: one *shared* list, a map of a single row that every trigger reads,
+(the training items most users reached: one *shared* list, a map of a single row that every trigger reads,
 itself left out). A variant serves a *mix*, ``{channel: weight}``, merged by weighted reciprocal-rank
 fusion::
 

@@ -2,8 +2,8 @@
 split with the harness's own implementations, so the service and the reports share them:
 
 - ``cooc``: the Item-CF top-N map;
-- ``popular``: the most frequent training items, one list shared by every trigger (as the popularity
-  baseline ranks them).
+- ``popular``: the training items most users reached, one list shared by every trigger (the popularity
+  baseline's list).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from core.vocab import lookup
 from index.inputs import ChannelInput
 from offline.baselines.base import TrainData, load_train_data
 from offline.baselines.itemcf import fit_itemcf
-from offline.baselines.popularity import most_frequent
+from offline.baselines.popularity import most_frequent, reach
 
 #: The mix an index version serves by default when it holds the channels (the validation figures of the
 #: weights are in reports/quality-research.md).
@@ -65,18 +65,20 @@ def cooc_channel(
 def popular_channel(
     dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 200, data: TrainData | None = None
 ) -> ChannelInput:
-    """The ``topn`` most frequent training items of ``dataset_dir`` (``data`` when already read) held by
-    ``items``, as one shared list of index rows; scores are counts over the largest (in (0, 1]: a count
-    may exceed the float16 range the index stores scores in)."""
+    """The popularity baseline's list (``offline.baselines.popularity``: the ``topn`` training items of
+    ``dataset_dir`` with the most distinct users) restricted to those ``items`` holds, as one shared list
+    of index rows (``data``: the training split when already read); scores are reach over the largest (in
+    (0, 1]: a count may exceed the float16 range the index stores scores in)."""
     data = data if data is not None else load_train_data(Path(dataset_dir))
     to_index = index_rows(items, data.items)
     held = np.flatnonzero(to_index >= 0)
-    best = held[most_frequent(data.counts[held], min(topn, len(held)))]
+    users = reach(data)
+    best = held[most_frequent(users[held], min(topn, len(held)))]
     ids = np.full((1, topn), -1, dtype=np.int32)
     scores = np.full((1, topn), -np.inf, dtype=np.float32)
     ids[0, : len(best)] = to_index[best]
     if len(best):
-        scores[0, : len(best)] = data.counts[best] / max(int(data.counts[best[0]]), 1)
+        scores[0, : len(best)] = users[best] / max(int(users[best[0]]), 1)
     return ChannelInput(ids, scores, f"popularity:{Path(dataset_dir).resolve()}")
 
 

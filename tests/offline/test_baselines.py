@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import scipy.sparse as sp
 
 from offline.baselines.base import ItemModel, load_train_data, top_n_rows
 from offline.baselines.itemcf import cooccurrence_similarity, fit_itemcf
-from offline.baselines.popularity import fit_popularity
+from offline.baselines.popularity import fit_popularity, reach
 from offline.baselines.registry import BASELINES, UnknownBaseline, fit_baseline, get_baseline
 from offline.baselines.walks import random_walks, undirected_csr
 from tests.offline.eval_dataset import write_tiny_dataset
@@ -58,7 +59,22 @@ def test_popularity_lists_most_frequent_first(tiny) -> None:  # type: ignore[no-
     assert model.topn_ids is not None and model.topn_scores is not None
     assert model.topn_ids.shape == (24, 4)
     assert np.all(np.diff(model.topn_scores[0]) <= 0)
-    assert model.topn_scores[0, 0] == tiny.counts.max()
+    assert model.topn_scores[0, 0] == reach(tiny).max()
+
+
+def test_popularity_ranks_by_distinct_users_not_events(tiny) -> None:  # type: ignore[no-untyped-def]
+    # item row 0: one user, 5 events; row 1: 3 users, one event each; row 2: 2 users (one twice)
+    data = dataclasses.replace(
+        tiny,
+        items=np.array([10, 11, 12]),
+        counts=np.array([5, 3, 3]),
+        user_rows=np.array([0, 0, 0, 0, 0, 1, 2, 3, 1, 2, 2]),
+        item_rows=np.array([0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2]),
+    )
+    assert reach(data).tolist() == [1, 3, 2]
+    model = fit_popularity(data, topn=5)
+    assert model.topn_ids is not None and model.topn_scores is not None
+    assert model.topn_ids[0].tolist() == [1, 2, 0] and model.topn_scores[0].tolist() == [3.0, 2.0, 1.0]
 
 
 def test_top_n_rows_orders_and_pads() -> None:

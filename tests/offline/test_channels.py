@@ -37,18 +37,19 @@ def test_cooc_channel_follows_the_index_item_order(tmp_path: Path) -> None:
     assert (channel.topn_ids[-1] == -1).all()  # an item the dataset does not know has no neighbours
 
 
-def test_popular_channel_is_one_shared_list_of_the_most_frequent_held_items(tmp_path: Path) -> None:
+def test_popular_channel_is_one_shared_list_of_the_held_items_most_users_reached(tmp_path: Path) -> None:
     ds = write_tiny_dataset(tmp_path / "ds")
     data = load_train_data(ds)
-    by_count = sorted(range(data.n_items), key=lambda r: (-int(data.counts[r]), r))
-    # the index lacks the most frequent item and holds an id the dataset does not know
+    users = np.array([len(set(data.user_rows[data.item_rows == r])) for r in range(data.n_items)])
+    by_count = sorted(range(data.n_items), key=lambda r: (-int(users[r]), r))
+    # the index lacks the most popular item and holds an id the dataset does not know
     items = np.concatenate([data.items[by_count[1:]][::-1], [10**9]])
     channel = popular_channel(ds, items, topn=data.n_items)
     assert channel.shared and channel.topn_ids.shape == (1, data.n_items)
-    want = [int(data.items[r]) for r in by_count[1:]]  # most frequent first, ties by vocabulary row
+    want = [int(data.items[r]) for r in by_count[1:]]  # most users first, ties by vocabulary row
     listed = channel.topn_ids[0]
     assert [int(items[j]) for j in listed if j >= 0] == want and listed[-1] == -1
-    top = int(data.counts[by_count[1]])
-    np.testing.assert_allclose(channel.topn_scores[0][:-1], [data.counts[r] / top for r in by_count[1:]])
+    top = int(users[by_count[1]])
+    np.testing.assert_allclose(channel.topn_scores[0][:-1], [users[r] / top for r in by_count[1:]])
     assert popular_channel(ds, items, topn=2).topn_ids.tolist() == [listed[:2].tolist()]
     assert sorted(dataset_channels(ds, items, topn=3)) == ["cooc", "popular"]

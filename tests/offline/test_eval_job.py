@@ -250,4 +250,6 @@ def test_the_paired_table_says_which_side_of_zero_the_interval_lies() -> None:
     assert "## served-control against each method @50, user by user" in text
     assert "| cf | -3.00 ± 2.00 (behind) | +1.00 ± 1.00 (within noise) |" in text
     assert "| pop | +2.00 ± 1.00 (ahead) | -0.50 ± 1.00 (within noise) |" in text
-    assert "against each method" not in render_markdown({**results, "paired": {**results["paired"], "rows": {}}})
+    assert "against each method" not in render_markdown(
+        {**results, "paired": {**results["paired"], "rows": {}}}
+    )

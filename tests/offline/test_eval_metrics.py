@@ -48,7 +48,6 @@ def test_accuracy_metrics_hand_computed() -> None:
     assert M.ndcg_at_k(hits, sizes, 2) == pytest.approx((1 / (1 + 1 / math.log2(3))) / 2)
 
 
-
 def test_per_user_at_k_is_what_hitrate_and_recall_average() -> None:
     hits = M.hit_matrix(CANDS, T_INDPTR, T_ITEMS)
     hit, recall = M.per_user_at_k(hits, M.truth_sizes(T_INDPTR), 2)
@@ -70,6 +69,7 @@ def test_paired_difference_hand_computed() -> None:
         M.paired_difference([1, 0], [1, 0, 1])
     with pytest.raises(ValueError, match="one value per user"):
         M.paired_difference([1], [0])
+
 
 def test_f1_matches_paper_table2_taobao_row() -> None:
     # Table 2, M2GRL Taobao: P=1.19%, R=12.65% -> F1=2.17%.
