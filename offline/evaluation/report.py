@@ -2,7 +2,8 @@
 
 ``results`` is the JSON-ready dict built by :mod:`offline.evaluation.job`:
 ``{"dataset": ..., "protocol": {...}, "methods": {name: {"mean": {metric: v}, "std": {...},
-"seeds": {seed: {...}}, "fit_seconds": float, "eval_seconds": float}}, "notes": [...]}``.
+"seeds": {seed: {...}}, "fit_seconds": float, "eval_seconds": float}}, "notes": [...]}``, and optionally
+``"paired": {"reference": name, "k": K, "rows": {name: {metric: [reference minus it, 95% half-width]}}}``.
 """
 
 from __future__ import annotations
