@@ -31,7 +31,8 @@ SOURCES = {
 NOTES = [
     "Baseline settings follow appendix A.3 scaled to the small bundled data on 2 CPU cores: DeepWalk/Node2Vec "
     "dim 64, 7 negatives, 5 walks per node of length 10 (paper: length 5, 100 epochs), window 5, 3 epochs; "
-    "Node2Vec p=1, q=0.5; Item-CF co-occurrence over whole user histories with 1/log(1+|u|) user weights.",
+    "Node2Vec p=1, q=0.5; Item-CF co-occurrence over whole user histories with 1/log(1+|u|) user weights; "
+    "popularity ranks items by distinct training users (reach), not events.",
     "LINE, EGES, GRU4Rec, YouTube-DNN and GraphSAGE: settings in each module's docstring under "
     "offline/baselines/, chosen on the MovieLens validation split (target=valid), trained with the shared trainer.",
     "M2GRL default (row m2grl): the paper's structure (skip-gram per view, alignment through W, "
@@ -74,8 +75,9 @@ NOTES = [
     "59.87/18.05, m2grl+cooc 68.42/22.01; Taobao 40.31/11.33, 44.99/12.79, 46.32/13.24. Popular weight 0 / "
     "0.25 / 0.35 / 0.4 / 0.5 beside m2grl 0.5, cooc 0.5: MovieLens 68.42 / 69.24 / 69.35 / 70.94 / 72.37 "
     "(exclude-seen 71.05 / 72.86 / 74.51 / 75.93 / 78.51), Taobao 46.32 / 46.41 / 46.45 / 46.24 / 45.91 "
-    "(exclude-seen 1.58 / 1.98 / 2.72 / 2.68 / 2.28): the best weight differs by log, so no fixed one serves "
-    "both (reports/quality-research.md, sections 6, 12 and 13).",
+    "(exclude-seen 1.58 / 1.98 / 2.72 / 2.68 / 2.28, with the popular list ranked by events; ranked by reach, "
+    "the best cell is 4.17): the best weight differs by log, so no fixed one serves "
+    "both (reports/quality-research.md, sections 6, 12, 13 and 17).",
     "Long tail: the default's item rows are its single view's, so the two agree in every bucket; the rules "
     "tried to let the side views lift rare warm items (rarity-scaled alignment, shrinkage toward the "
     "category, score fusion with the category view, reserved slots) trade overall HitRate for rarest-bucket "
