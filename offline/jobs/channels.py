@@ -66,7 +66,7 @@ def popular_channel(
     dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 200, data: TrainData | None = None
 ) -> ChannelInput:
     """The popularity baseline's list (``offline.baselines.popularity``: the ``topn`` training items of
-    ``dataset_dir`` with the most distinct users) restricted to those ``items`` holds, as one shared list
+    ``dataset_dir`` with the most distinct users) restricted to the items of ``items``, as one shared list
     of index rows (``data``: the training split when already read); scores are reach over the largest (in
     (0, 1]: a count may exceed the float16 range the index stores scores in)."""
     data = data if data is not None else load_train_data(Path(dataset_dir))
@@ -79,7 +79,7 @@ def popular_channel(
     ids[0, : len(best)] = to_index[best]
     if len(best):
         scores[0, : len(best)] = users[best] / max(int(users[best[0]]), 1)
-    return ChannelInput(ids, scores, f"popularity:{Path(dataset_dir).resolve()}")
+    return ChannelInput(ids, scores, f"popularity by reach:{Path(dataset_dir).resolve()}")
 
 
 def dataset_channels(
