@@ -205,9 +205,10 @@ def write_sessions(
     end: int,
     path: Path,
 ) -> int:
-    """``assign_split`` of ``sessionise(rows)`` (``fast``: cleaned rows with duplicates) or of
+    """``label_split`` of ``sessionise(rows)`` (``fast``: cleaned rows with duplicates) or of
     ``assign_sessions(rows)`` (distinct events), written to the parquet file ``path`` sorted by user and
-    position; returns the distinct events, those after the held-out period included.
+    position without the events after the held-out period (null split); returns the distinct events,
+    those included.
 
     One range of users at a time (``user_ranges(edges)``), each range numbering its sessions on from the
     ranges before it. Sessions never cross users and ranges come in user order, so the file equals one

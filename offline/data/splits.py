@@ -61,9 +61,3 @@ def label_split(events: ir.Table, config: PrepareConfig, *, end: int | None = No
         else_="train",
     )
     return staged.mutate(split=split).drop("_n", "_m", "_v")
-
-
-def assign_split(events: ir.Table, config: PrepareConfig, *, end: int | None = None) -> ir.Table:
-    """:func:`label_split`, with the events after the held-out period dropped."""
-    labelled = label_split(events, config, end=end)
-    return labelled.filter(labelled.split.notnull())

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from offline.data.config import PrepareConfig
+from offline.data.splits import label_split
 
 # The end of the data period for the ten-event log: far enough that the one-day test period is empty,
 # so every event is train and the sessions/edges below can be counted by hand.
@@ -78,3 +80,10 @@ def events(rows: list[tuple[int, int, int]], **extra: list[object]) -> pa.Table:
     for name, values in extra.items():
         data[name] = pa.array(values)
     return pa.table(data)
+
+
+def assign_split(events: ir.Table, config: PrepareConfig, *, end: int | None = None) -> ir.Table:
+    """``label_split`` with the events after the held-out period dropped: the split of the whole log in
+    one expression, the reference the streamed events file is checked against."""
+    labelled = label_split(events, config, end=end)
+    return labelled.filter(labelled.split.notnull())

@@ -27,7 +27,7 @@ from offline.data.sessions import (
     sessionise,
     user_ranges,
 )
-from offline.data.splits import assign_split
+from tests.offline.prepare_fixtures import assign_split
 
 VIEWS = ("item_id", "category_id", "shop_id")
 

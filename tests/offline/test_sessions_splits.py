@@ -17,8 +17,8 @@ from offline.data.config import PrepareConfig
 from offline.data.engine import Engine, connect
 from offline.data.prepare import prepare_dataset
 from offline.data.sessions import assign_sessions
-from offline.data.splits import DAY_S, assign_split, time_cuts
-from tests.offline.prepare_fixtures import events
+from offline.data.splits import DAY_S, time_cuts
+from tests.offline.prepare_fixtures import assign_split, events
 
 H = 3600
 
