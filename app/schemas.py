@@ -48,7 +48,7 @@ class CandidateOut(BaseModel):
     )
     channels: list[str] | None = Field(
         default=None,
-        description="General mode: the retrieval channel(s) that listed it (m2grl, cooc, popular).",
+        description="General mode: the retrieval channel(s) that listed it (m2grl, cooc, popular, category_popular).",
     )
     title: str | None = Field(
         default=None,

@@ -424,7 +424,7 @@ def tune(
         typer.Option(
             "--mix-only",
             help="No search: train M2GRL once (--config, else the defaults) on the validation split and choose "
-            "only the served mix's cooc and popular weights (writes best_mix.txt and mixes.md).",
+            "only the served mix's cooc, popular and category_popular weights (writes best_mix.txt and mixes.md).",
         ),
     ] = False,
     config: Annotated[
@@ -432,7 +432,7 @@ def tune(
     ] = None,
 ) -> None:
     """Search task balancing, norm exponent, alignment, window, dimension, epochs and session gap on the validation
-    split, then the served mix's cooc and popular weights on the best trial's model."""
+    split, then the served mix's cooc, popular and category_popular weights on the best trial's model."""
     from offline.evaluation.tune import TuneSpace, tune_mix
     from offline.evaluation.tune import tune as run_tune
 
@@ -585,7 +585,7 @@ def build_index(
     channels: Annotated[
         bool,
         typer.Option(
-            help="Also build the co-occurrence (Item-CF) and popularity channels from the training data."
+            help="Also build the co-occurrence (Item-CF), popularity and category popularity channels from the training data."
         ),
     ] = True,
     dataset: Annotated[
@@ -622,7 +622,7 @@ def build_index(
         ),
     ] = COLD_DECAY,
 ) -> None:
-    """Build a versioned FAISS index + precomputed item-to-item maps (and the cooc and popular channels), with the
+    """Build a versioned FAISS index + precomputed item-to-item maps (and the cooc, popular and category_popular channels), with the
     dataset catalogue's cold items placed from their side views; publish atomically."""
     from app.settings import pinned_in_config_file
     from index.build import build_index as run_build

@@ -1,9 +1,9 @@
 """Retrieval channels and the rule that merges them into one general-mode answer.
 
 A channel is one precomputed item-to-item ranking stored in an index version: ``m2grl`` (the general
-mode's embedding neighbours), ``cooc`` (the Item-CF co-occurrence map built beside it) or ``popular``
+mode's embedding neighbours), ``cooc`` (the Item-CF co-occurrence map built beside it), ``popular``
 (the training items most users reached: one *shared* list, a map of a single row that every trigger reads,
-itself left out). A variant serves a *mix*, ``{channel: weight}``, merged by weighted reciprocal-rank
+itself left out) or ``category_popular`` (the items most users reached in the trigger's category). A variant serves a *mix*, ``{channel: weight}``, merged by weighted reciprocal-rank
 fusion::
 
     score(i) = sum over channels c listing i of  w_c / (RANK_OFFSET + rank_c(i))     (rank from 1)
@@ -28,7 +28,12 @@ import numpy.typing as npt
 from core.types import IntArray
 
 #: Channel name -> the stored map serving it (``m2grl`` is the general mode's own map and index).
-CHANNEL_MODES: dict[str, str] = {"m2grl": "general", "cooc": "cooc", "popular": "popular"}
+CHANNEL_MODES: dict[str, str] = {
+    "m2grl": "general",
+    "cooc": "cooc",
+    "popular": "popular",
+    "category_popular": "category_popular",
+}
 CHANNELS: tuple[str, ...] = tuple(CHANNEL_MODES)
 #: The additive offset of reciprocal-rank fusion.
 RANK_OFFSET = 60.0

@@ -5,10 +5,12 @@ The dataset folder given is re-prepared from its own cleaned events with ``targe
 once per session gap tried, so the test split is never read. Each trial trains M2GRL on the train part
 and scores HitRate@50 of the served general mode (``offline.evaluation``) on the held-out part.
 
-Then the served mix: the best trial's model is merged with the co-occurrence and popularity channels of
-the same held-out dataset (``index.channels``, as ``build-index --channels`` serves them) at each pair of
-cooc and popular weights of the space, and the pair with the best HitRate@50 of the merged answer is chosen
-(ties go to the pair nearest the default mix, ``offline.jobs.channels.DEFAULT_MIX``).
+Then the served mix: the best trial's model is merged with the co-occurrence, popularity and category
+popularity channels of the same held-out dataset (``index.channels``, as ``build-index --channels`` serves
+them) at each (cooc, popular, category_popular) triple of weights of the space, and the triple with the
+best HitRate@50 of the merged answer is chosen (ties go to the triple nearest the default mix,
+``offline.jobs.channels.DEFAULT_MIX``; a dataset without a side view has no category channel and scores
+only its triples at weight 0).
 
 Writes into the output folder: ``trials.md`` and ``trials.json`` (every trial: settings, HitRate@50,
 Recall@50, seconds; every mix scored), ``best.toml`` (the chosen ``M2GRLConfig`` fields, read by ``m2grl
@@ -64,14 +66,16 @@ class TuneSpace:
     cooc_weights: tuple[float, ...] = (0.25, 0.5, 0.75)
     #: weights of the popular channel beside them (0: left out)
     popular_weights: tuple[float, ...] = (0.0, 0.25, 0.35, 0.5)
+    #: weights of the category channel beside them (0: left out)
+    category_popular_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
 
     def __post_init__(self) -> None:
         if not self.cooc_weights or not all(0.0 < w < 1.0 for w in self.cooc_weights):
             raise ValueError(f"cooc_weights must be non-empty and inside (0, 1), got {self.cooc_weights}")
-        if not self.popular_weights or not all(0.0 <= w <= 1.0 for w in self.popular_weights):
-            raise ValueError(
-                f"popular_weights must be non-empty and inside [0, 1], got {self.popular_weights}"
-            )
+        for name in ("popular_weights", "category_popular_weights"):
+            weights = getattr(self, name)
+            if not weights or not all(0.0 <= w <= 1.0 for w in weights):
+                raise ValueError(f"{name} must be non-empty and inside [0, 1], got {weights}")
 
 
 def prepare_config_from_manifest(manifest: DatasetManifest) -> PrepareConfig:
@@ -144,15 +148,24 @@ def score_mixes(
     dataset_dir: Path, model: ItemModel, space: TuneSpace, protocol: ProtocolConfig | None = None
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """The scores of ``model`` served alone on ``dataset_dir``'s held-out split, then one row per (cooc,
-    popular) pair of ``space``: its weights, its mix text and its scores."""
-    pairs = [(c, p) for c in space.cooc_weights for p in space.popular_weights]
-    mixes = [served_mix(c, p) for c, p in pairs]
+    popular, category_popular) triple of ``space``: its weights, its mix text and its scores. A dataset
+    without a side view has no category channel: only its triples at weight 0 are scored."""
+    triples = weight_triples(space, categories=bool(DatasetManifest.read(dataset_dir).views[1:]))
+    mixes = [served_mix(c, p, q) for c, p, q in triples]
     scores = _score(dataset_dir, model, mixes, protocol)
     rows = [
-        {"cooc_weight": c, "popular_weight": p, "mix": mix_text(m), **sc}
-        for (c, p), m, sc in zip(pairs, mixes, scores[1:], strict=True)
+        {"cooc_weight": c, "popular_weight": p, "category_popular_weight": q, "mix": mix_text(m), **sc}
+        for (c, p, q), m, sc in zip(triples, mixes, scores[1:], strict=True)
     ]
     return scores[0], rows
+
+
+def weight_triples(space: TuneSpace, *, categories: bool) -> list[tuple[float, float, float]]:
+    """The (cooc, popular, category_popular) weights the mix search scores: every combination of
+    ``space``'s, or only those at category weight 0 for a dataset without ``categories`` (no side view,
+    so no category channel)."""
+    qs = space.category_popular_weights if categories else (0.0,)
+    return [(c, p, q) for c in space.cooc_weights for p in space.popular_weights for q in qs]
 
 
 def validation_split(dataset_dir: Path, workdir: Path) -> Path:
@@ -169,16 +182,17 @@ def validation_mix(
     held_out: Path, model: ItemModel, protocol: ProtocolConfig | None = None, space: TuneSpace | None = None
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """The served mix chosen on a held-out dataset (:func:`validation_split`) for ``model``, trained on its
-    train part: every (cooc, popular) pair of ``space`` is scored under ``protocol`` and the best
-    HitRate@50 wins (ties: nearest the default mix). Returns the mix and every pair's row."""
+    train part: every triple of weights of ``space`` is scored under ``protocol`` and the best
+    HitRate@50 wins (ties: nearest the default mix). Returns the mix and every triple's row."""
     _, rows = score_mixes(held_out, model, space or TuneSpace(), protocol)
     return served_mix(*best_weights(rows)), rows
 
 
-def served_mix(cooc: float, popular: float) -> dict[str, float]:
-    """The served mix giving the cooc channel ``cooc`` and M2GRL the rest, with the popular channel at
-    ``popular`` beside them (left out at 0)."""
-    return {"m2grl": 1.0 - cooc, "cooc": cooc, **({"popular": popular} if popular > 0 else {})}
+def served_mix(cooc: float, popular: float, category_popular: float = 0.0) -> dict[str, float]:
+    """The served mix giving the cooc channel ``cooc`` and M2GRL the rest, with the popular and category
+    channels at ``popular`` and ``category_popular`` beside them (each left out at 0)."""
+    beside = {"popular": popular, "category_popular": category_popular}
+    return {"m2grl": 1.0 - cooc, "cooc": cooc, **{c: w for c, w in beside.items() if w > 0}}
 
 
 def mix_text(mix: Mapping[str, float]) -> str:
@@ -186,23 +200,28 @@ def mix_text(mix: Mapping[str, float]) -> str:
     return ",".join(f"{name}={weight:g}" for name, weight in mix.items())
 
 
-def best_weights(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
-    """The (cooc, popular) weights of the row with the best HitRate@50; ties go to the pair nearest the
-    default mix."""
+#: The channels whose weights the mix search chooses (M2GRL gets one minus cooc's).
+_SEARCHED = ("cooc", "popular", "category_popular")
+
+
+def best_weights(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float, float]:
+    """The (cooc, popular, category_popular) weights of the row with the best HitRate@50; ties go to the
+    triple nearest the default mix (a row without a category weight has it at 0)."""
     from offline.jobs.channels import DEFAULT_MIX
 
-    def distance(r: Mapping[str, Any]) -> float:
-        return abs(float(r["cooc_weight"]) - DEFAULT_MIX["cooc"]) + abs(
-            float(r["popular_weight"]) - DEFAULT_MIX["popular"]
-        )
+    def weights(r: Mapping[str, Any]) -> tuple[float, float, float]:
+        c, p, q = (float(r.get(f"{name}_weight", 0.0)) for name in _SEARCHED)
+        return c, p, q
 
-    best = max(rows, key=lambda r: (float(r[OBJECTIVE]), -distance(r)))
-    return float(best["cooc_weight"]), float(best["popular_weight"])
+    def distance(r: Mapping[str, Any]) -> float:
+        return sum(abs(w - DEFAULT_MIX.get(c, 0.0)) for c, w in zip(_SEARCHED, weights(r), strict=True))
+
+    return weights(max(rows, key=lambda r: (float(r[OBJECTIVE]), -distance(r))))
 
 
 def tune_mix(dataset_dir: Path, output_dir: Path, config: M2GRLConfig | None = None) -> str:
     """Choose only the served mix (no search): train ``config`` once on the validation split of
-    ``dataset_dir`` and score every (cooc, popular) pair of the default space with it. Writes
+    ``dataset_dir`` and score every triple of weights of the default space with it. Writes
     ``best_mix.txt`` and ``mixes.md``; returns the mix text."""
     from offline.jobs.train import train_m2grl
 
@@ -328,7 +347,7 @@ def mixes_markdown(rows: Sequence[Mapping[str, Any]], chosen: str) -> str:
     """The served mixes scored on the best trial's model, one line each."""
     lines = [
         "",
-        f"## Served mix (the trained model with the cooc and popular channels): chosen {chosen}",
+        f"## Served mix (the trained model with the cooc, popular and category channels): chosen {chosen}",
         "",
         "| mix | HitRate@50 | Recall@50 |",
         "|---|---|---|",

@@ -3,7 +3,10 @@ split with the harness's own implementations, so the service and the reports sha
 
 - ``cooc``: the Item-CF top-N map;
 - ``popular``: the training items most users reached, one list shared by every trigger (the popularity
-  baseline's list).
+  baseline's list);
+- ``category_popular``: the training items most users reached in the trigger's own category (its value in
+  the dataset's first side view), a list per category: what a user is likely to pick next among the items
+  they have not seen, where the trigger's neighbours are mostly items they have.
 """
 
 from __future__ import annotations
@@ -82,15 +85,64 @@ def popular_channel(
     return ChannelInput(ids, scores, f"popularity by reach:{Path(dataset_dir).resolve()}")
 
 
+def category_popular_channel(
+    dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 200, data: TrainData | None = None
+) -> ChannelInput | None:
+    """Per trigger, the ``topn`` training items of its category with the most distinct users (ties by
+    vocabulary row, as the popular list), the trigger left out, as a map of index rows over ``items``.
+    The category is the item's value in ``dataset_dir``'s first side view; items without one, and items
+    of ``items`` unknown to the dataset, get empty rows. None when the dataset has no side view. Scores
+    are reach over the category's largest."""
+    data = data if data is not None else load_train_data(Path(dataset_dir))
+    if not data.attributes:
+        return None
+    categories = next(iter(data.attributes.values()))
+    to_index = index_rows(items, data.items)
+    users = reach(data)
+    listed = np.flatnonzero((to_index >= 0) & (categories >= 0))
+    # dataset rows by category, then reach (most first), then row
+    order = listed[np.lexsort((listed, -users[listed], categories[listed]))]
+    first = np.r_[True, categories[order][1:] != categories[order][:-1]] if len(order) else np.zeros(0, bool)
+    group = np.cumsum(first) - 1
+    rank = np.arange(len(order)) - np.flatnonzero(first)[group]
+    # each category's top topn + 1: the trigger, left out below, may be among them
+    top = np.full((int(first.sum()), topn + 1), -1, dtype=np.int64)
+    head = rank <= topn
+    top[group[head], rank[head]] = order[head]
+    group_of = np.full(data.n_items, -1, dtype=np.int64)
+    group_of[order] = group
+    ids = np.full((len(items), topn), -1, dtype=np.int32)
+    scores = np.full((len(items), topn), -np.inf, dtype=np.float32)
+    for start in range(0, len(order), _CHUNK):
+        rows = order[start : start + _CHUNK]
+        lists = top[group_of[rows]]
+        lists[lists == rows[:, None]] = -1
+        lists = np.take_along_axis(lists, np.argsort(lists < 0, axis=1, kind="stable"), axis=1)[:, :topn]
+        known = lists >= 0
+        best = users[top[group_of[rows], 0]].astype(np.float32)[:, None]
+        ids[to_index[rows]] = np.where(known, to_index[np.maximum(lists, 0)], -1)
+        scores[to_index[rows]] = np.where(known, users[np.maximum(lists, 0)] / np.maximum(best, 1.0), -np.inf)
+    return ChannelInput(ids, scores, f"popularity by reach in category:{Path(dataset_dir).resolve()}")
+
+
+#: Rows of the category channel gathered at once (bounds its working memory on large catalogues).
+_CHUNK = 65_536
+
+
 def dataset_channels(
     dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 200
 ) -> dict[str, ChannelInput]:
-    """Every channel built beside the embeddings, from one read of the training split."""
+    """Every channel built beside the embeddings, from one read of the training split (the category
+    channel only when the dataset has a side view)."""
     data = load_train_data(Path(dataset_dir))
-    return {
+    channels = {
         "cooc": cooc_channel(dataset_dir, items, topn, data),
         "popular": popular_channel(dataset_dir, items, topn, data),
     }
+    category = category_popular_channel(dataset_dir, items, topn, data)
+    if category is not None:
+        channels["category_popular"] = category
+    return channels
 
 
 def model_dataset(model_dir: Path) -> Path | None:

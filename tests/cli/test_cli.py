@@ -143,11 +143,16 @@ def test_build_index_adds_the_channels_of_the_models_dataset(tmp_path: Path) -> 
     )
     root = tmp_path / "index"
     chosen = tmp_path / "best_mix.txt"  # as m2grl tune writes it
-    chosen.write_text("m2grl=0.25,cooc=0.75,popular=0.5\n")
+    chosen.write_text("m2grl=0.25,cooc=0.75,popular=0.5,category_popular=0.75\n")
+    built = ["category_popular", "cooc", "popular"]  # the dataset has a category view
     for args, channels, mix in (
-        ([], ["cooc", "popular"], {"m2grl": 0.5, "cooc": 0.5, "popular": 0.35}),
-        (["--default-mix", "m2grl=1,cooc=3"], ["cooc", "popular"], {"m2grl": 1.0, "cooc": 3.0}),
-        (["--default-mix", str(chosen)], ["cooc", "popular"], {"m2grl": 0.25, "cooc": 0.75, "popular": 0.5}),
+        ([], built, {"m2grl": 0.5, "cooc": 0.5, "popular": 0.35}),
+        (["--default-mix", "m2grl=1,cooc=3"], built, {"m2grl": 1.0, "cooc": 3.0}),
+        (
+            ["--default-mix", str(chosen)],
+            built,
+            {"m2grl": 0.25, "cooc": 0.75, "popular": 0.5, "category_popular": 0.75},
+        ),
         (["--no-channels"], [], None),
     ):
         result = runner.invoke(app, ["build-index", "--model", str(model), "--index-root", str(root), *args])

@@ -16,7 +16,7 @@ from core.config_files import read_toml_overrides, toml_text
 from index.channels import parse_mix
 from model.config import M2GRLConfig
 from offline.data.config import PrepareConfig
-from offline.evaluation.tune import TuneSpace, best_weights, mix_text, tune
+from offline.evaluation.tune import TuneSpace, best_weights, mix_text, served_mix, tune, weight_triples
 
 TAOBAO = Path(__file__).resolve().parents[2] / "data" / "taobao-sample" / "UserBehavior_head_sample.csv.gz"
 MOVIELENS = Path(__file__).resolve().parents[2] / "data" / "movielens-small"
@@ -31,7 +31,12 @@ def taobao(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, tmp_path: Path) -> None:
     space = TuneSpace(
-        epochs=(1, 1), window=(2, 3), dims=(8, 16), session_gaps_s=(3_600,), popular_weights=(0.0, 0.35)
+        epochs=(1, 1),
+        window=(2, 3),
+        dims=(8, 16),
+        session_gaps_s=(3_600,),
+        popular_weights=(0.0, 0.35),
+        category_popular_weights=(0.0, 0.5),
     )
     best = tune(taobao, tmp_path / "tune", trials=2, space=space, progress=False)
     trials = json.loads((tmp_path / "tune" / "trials.json").read_text())
@@ -49,18 +54,25 @@ def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, t
     prepare = read_toml_overrides(tmp_path / "tune" / "best_prepare.toml", PrepareConfig())
     assert prepare.session_gap_s == best_row["session_gap_s"]
     md = (tmp_path / "tune" / "trials.md").read_text()
-    assert md.count("\n| ") == 3 + 7  # header + 2 trials, then header + 3 x 2 mixes
-    # the served mix: each (cooc, popular) pair scored on the best trial's model, the best one chosen
+    assert md.count("\n| ") == 3 + 13  # header + 2 trials, then header + 3 x 2 x 2 mixes
+    # the served mix: each (cooc, popular, category) triple scored on the best trial's model, the best chosen
     mixes = trials["mix"]["mixes"]
-    assert [(m["cooc_weight"], m["popular_weight"]) for m in mixes] == [
-        (c, p) for c in (0.25, 0.5, 0.75) for p in (0.0, 0.35)
+    weights = ("cooc_weight", "popular_weight", "category_popular_weight")
+    assert [tuple(m[w] for w in weights) for m in mixes] == [
+        (c, p, q) for c in (0.25, 0.5, 0.75) for p in (0.0, 0.35) for q in (0.0, 0.5)
     ]
-    assert all(("popular=" in m["mix"]) == (m["popular_weight"] > 0) for m in mixes)
+    for m in mixes:  # a channel at weight 0 is left out of the mix
+        served = parse_mix(m["mix"])
+        assert served.get("popular", 0.0) == m["popular_weight"] and ("popular" in served) == (
+            m["popular_weight"] > 0
+        )
+        assert served.get("category_popular", 0.0) == m["category_popular_weight"]
+        assert ("category_popular" in served) == (m["category_popular_weight"] > 0)
     assert trials["mix"]["alone"]["HitRate@50"] == pytest.approx(best_row["HitRate@50"])
     top = max(m["HitRate@50"] for m in mixes)
     chosen = parse_mix((tmp_path / "tune" / "best_mix.txt").read_text().strip())
-    best_pairs = [(m["cooc_weight"], m["popular_weight"]) for m in mixes if m["HitRate@50"] == top]
-    assert (chosen["cooc"], chosen.get("popular", 0.0)) in best_pairs
+    best_triples = [tuple(m[w] for w in weights) for m in mixes if m["HitRate@50"] == top]
+    assert (chosen["cooc"], chosen.get("popular", 0.0), chosen.get("category_popular", 0.0)) in best_triples
     assert chosen["m2grl"] == pytest.approx(1 - chosen["cooc"]) and trials["mix"]["best"] in md
     assert not (tmp_path / "tune" / "work").exists()  # the re-prepared datasets are removed
 
@@ -97,11 +109,13 @@ def test_tune_mix_only_trains_once_and_writes_the_mix_build_index_reads(taobao: 
     )
     assert result.exit_code == 0, result.output
     chosen = parse_mix((out / "best_mix.txt").read_text().strip())
-    assert set(chosen) <= {"m2grl", "cooc", "popular"} and chosen["m2grl"] == pytest.approx(
-        1 - chosen["cooc"]
-    )
+    assert set(chosen) <= {"m2grl", "cooc", "popular", "category_popular"} and chosen[
+        "m2grl"
+    ] == pytest.approx(1 - chosen["cooc"])
     md = (out / "mixes.md").read_text()
-    assert md.count("\n| ") == 1 + 3 * 4  # header + every (cooc, popular) pair of the default space
+    assert (
+        md.count("\n| ") == 1 + 3 * 4 * 4
+    )  # header + every (cooc, popular, category) triple of the default space
     assert f"chosen {mix_text(chosen)}" in md and f"--default-mix {out / 'best_mix.txt'}" in result.output
     assert not (out / "work").exists() and not (out / "trials.json").exists()  # no search was run
 
@@ -164,14 +178,30 @@ def test_best_weights_prefer_hitrate_then_the_default_mix() -> None:
         {"cooc_weight": 0.75, "popular_weight": 0.35, "HitRate@50": 0.6},
         {"cooc_weight": 0.5, "popular_weight": 0.0, "HitRate@50": 0.6},
     ]
-    # tied at 0.6: distances to the default (0.5, 0.35) are 0.25, 0.25 and 0.35
-    assert best_weights(rows) in ((0.25, 0.35), (0.75, 0.35))
+    # tied at 0.6: distances to the default (0.5, 0.35, no category channel) are 0.25, 0.25 and 0.35
+    assert best_weights(rows) in ((0.25, 0.35, 0.0), (0.75, 0.35, 0.0))
     rows[1]["HitRate@50"] = 0.6
-    assert best_weights(rows) == (0.5, 0.35)
+    assert best_weights(rows) == (0.5, 0.35, 0.0)
     rows[3]["HitRate@50"] = 0.61
-    assert best_weights(rows) == (0.5, 0.0)
+    assert best_weights(rows) == (0.5, 0.0, 0.0)
+    # the category weight counts in the distance too: 0.25 away from the default
+    rows.append(
+        {"cooc_weight": 0.5, "popular_weight": 0.0, "category_popular_weight": 0.25, "HitRate@50": 0.61}
+    )
+    assert best_weights(rows) == (0.5, 0.0, 0.0)
+    rows[-1]["HitRate@50"] = 0.62
+    assert best_weights(rows) == (0.5, 0.0, 0.25)
+    assert served_mix(0.5, 0.0, 0.25) == {"m2grl": 0.5, "cooc": 0.5, "category_popular": 0.25}
     assert mix_text({"m2grl": 0.75, "cooc": 0.25}) == "m2grl=0.75,cooc=0.25"
     assert parse_mix(mix_text({"m2grl": 0.75, "cooc": 0.25})) == {"m2grl": 0.75, "cooc": 0.25}
+
+
+def test_weight_triples_leave_the_category_channel_out_without_a_side_view() -> None:
+    space = TuneSpace(cooc_weights=(0.5,), popular_weights=(0.0, 0.35), category_popular_weights=(0.25, 0.75))
+    assert weight_triples(space, categories=True) == [
+        (0.5, 0.0, 0.25), (0.5, 0.0, 0.75), (0.5, 0.35, 0.25), (0.5, 0.35, 0.75)
+    ]  # fmt: skip
+    assert weight_triples(space, categories=False) == [(0.5, 0.0, 0.0), (0.5, 0.35, 0.0)]
 
 
 @pytest.mark.parametrize("weights", [(), (0.0, 0.5), (0.5, 1.0)])
@@ -181,9 +211,12 @@ def test_tune_space_refuses_mixes_without_both_channels(weights: tuple[float, ..
 
 
 @pytest.mark.parametrize("weights", [(), (-0.1,), (1.5,)])
-def test_tune_space_refuses_popular_weights_outside_the_unit_interval(weights: tuple[float, ...]) -> None:
-    with pytest.raises(ValueError, match="popular_weights"):
-        TuneSpace(popular_weights=weights)
+@pytest.mark.parametrize("field", ["popular_weights", "category_popular_weights"])
+def test_tune_space_refuses_channel_weights_outside_the_unit_interval(
+    field: str, weights: tuple[float, ...]
+) -> None:
+    with pytest.raises(ValueError, match=field):
+        TuneSpace(**{field: weights})
 
 
 def test_the_default_served_row_serves_the_mix_chosen_on_the_validation_split(tmp_path: Path) -> None:
