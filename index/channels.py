@@ -3,7 +3,8 @@
 A channel is one precomputed item-to-item ranking stored in an index version: ``m2grl`` (the general
 mode's embedding neighbours), ``cooc`` (the Item-CF co-occurrence map built beside it), ``popular``
 (the training items most users reached: one *shared* list, a map of a single row that every trigger reads,
-itself left out) or ``category_popular`` (the items most users reached in the trigger's category). A variant serves a *mix*, ``{channel: weight}``, merged by weighted reciprocal-rank
+itself left out) or ``category_popular`` (the items most users reached in the trigger's category, a map
+like ``cooc``). A variant serves a *mix*, ``{channel: weight}``, merged by weighted reciprocal-rank
 fusion::
 
     score(i) = sum over channels c listing i of  w_c / (RANK_OFFSET + rank_c(i))     (rank from 1)

@@ -240,7 +240,7 @@ def evaluate(
         topn: neighbours per item kept by the serving index (>= the largest K).
         served: variant name -> general-mode channel mix (``index.channels``) or :data:`VALIDATION_MIX`;
             each adds a row ``served-<variant>`` scoring that mix through ``ServingIndex.mixed_neighbours``
-            over the seed's ``m2grl`` model and the dataset's channels (``cooc``, ``popular``; default
+            over the seed's ``m2grl`` model and the dataset's channels (``index.channels.CHANNELS``; default
             :data:`DEFAULT_SERVED`; ``{}``: none). A validation mix is chosen per seed with the default
             M2GRL config trained by ``m2grl_fit`` on the validation split (also when ``model_dir`` is given);
             the report records the mix each seed served.

@@ -199,17 +199,18 @@ def test_a_shared_list_serves_every_trigger_without_itself() -> None:
 
 def test_precomputed_default_mix_equals_the_online_merge(tmp_path: Path, model_dir: Path) -> None:
     root = tmp_path / "index"
-    mix = {"m2grl": 1.0, "cooc": 2.0, "popular": 0.5}
+    mix = {"m2grl": 1.0, "cooc": 2.0, "popular": 0.5, "category_popular": 0.75}
     rng = np.random.default_rng(0)
     ids = np.stack([rng.permutation(300)[:12] for _ in range(300)]).astype(np.int32)
     ids[ids == np.arange(300)[:, None]] = -1  # never the item itself
     cooc = ChannelInput(ids, np.ones(ids.shape, dtype=np.float32), "random")
     shared = rng.permutation(300)[None, :15].astype(np.int32)  # every trigger's list, itself left out
     popular = ChannelInput(shared, np.ones(shared.shape, dtype=np.float32), "random")
-    build_index(
-        model_dir, root, FAST, version="v1", progress=False, channels={"cooc": cooc, "popular": popular},
-        default_mix=mix,
-    )  # fmt: skip
+    by_group = np.stack([rng.permutation(300)[:10] for _ in range(4)]).astype(np.int32)[np.arange(300) % 4]
+    by_group[by_group == np.arange(300)[:, None]] = -1  # a list per group of triggers, itself left out
+    category = ChannelInput(by_group, np.ones(by_group.shape, dtype=np.float32), "random")
+    channels = {"cooc": cooc, "popular": popular, "category_popular": category}
+    build_index(model_dir, root, FAST, version="v1", progress=False, channels=channels, default_mix=mix)
     layout = IndexRoot(root).version("v1")
     manifest = read_json(layout.manifest)
     assert manifest["fused"] == {"mix": mix, "topn": 20, "depth": 20}
@@ -218,7 +219,9 @@ def test_precomputed_default_mix_equals_the_online_merge(tmp_path: Path, model_d
     assert index.mixed_neighbours(
         int(np.load(layout.items)[shared[0, 0]]), {"popular": 1.0}, 14
     ).item_ids == (np.load(layout.items)[shared[0, 1:]].tolist())
-    scaled = {"m2grl": 3.0, "cooc": 6.0, "popular": 1.5}  # same ranking, merged online (not the default mix)
+    # same ranking, merged online (not the default mix)
+    scaled = {"m2grl": 3.0, "cooc": 6.0, "popular": 1.5, "category_popular": 2.25}
+    listed_by: set[str] = set()
     for item in np.load(layout.items)[::7].tolist():
         for k, excluded in ((10, ()), (20, ()), (15, (0, 1)), (20, (0, 1, 2, 3))):
             cached = index.mixed_neighbours(item, None, k, exclude_categories=excluded)
@@ -226,3 +229,5 @@ def test_precomputed_default_mix_equals_the_online_merge(tmp_path: Path, model_d
             assert cached.item_ids == online.item_ids and cached.channels == online.channels
             np.testing.assert_allclose(np.array(cached.scores) * 3, online.scores, rtol=1e-6)
             assert cached.filtered_out == online.filtered_out
+            listed_by.update(name for names in cached.channels or [] for name in names)
+    assert listed_by == set(mix)  # each of the four channels placed candidates
