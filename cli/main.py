@@ -585,7 +585,8 @@ def build_index(
     channels: Annotated[
         bool,
         typer.Option(
-            help="Also build the co-occurrence (Item-CF), popularity and category popularity channels from the training data."
+            help="Also build the co-occurrence (Item-CF), popularity and category popularity channels from the "
+            "training data."
         ),
     ] = True,
     dataset: Annotated[
@@ -622,8 +623,8 @@ def build_index(
         ),
     ] = COLD_DECAY,
 ) -> None:
-    """Build a versioned FAISS index + precomputed item-to-item maps (and the cooc, popular and category_popular channels), with the
-    dataset catalogue's cold items placed from their side views; publish atomically."""
+    """Build a versioned FAISS index + precomputed item-to-item maps (and the cooc, popular and category_popular
+    channels), with the dataset catalogue's cold items placed from their side views; publish atomically."""
     from app.settings import pinned_in_config_file
     from index.build import build_index as run_build
     from index.channels import parse_mix
