@@ -21,6 +21,7 @@ from core.manifests import ModelManifest
 from core.vocab import lookup
 from index.inputs import ChannelInput
 from offline.baselines.base import TrainData, load_train_data
+from offline.baselines.in_category import in_category_map
 from offline.baselines.itemcf import fit_itemcf
 from offline.baselines.popularity import most_frequent, reach
 
@@ -89,44 +90,46 @@ def category_popular_channel(
     dataset_dir: Path, items: npt.NDArray[np.int64], topn: int = 200, data: TrainData | None = None
 ) -> ChannelInput | None:
     """Per trigger, the ``topn`` training items of its category with the most distinct users (ties by
-    vocabulary row, as the popular list), the trigger left out, as a map of index rows over ``items``.
-    The category is the item's value in ``dataset_dir``'s first side view; items without one, and items
-    of ``items`` unknown to the dataset, get empty rows. None when the dataset has no side view. Scores
-    are reach over the category's largest."""
+    vocabulary row, as the popular list), the trigger left out, as a map of index rows over ``items``:
+    the own-category part of ``offline.baselines.in_category.in_category_map`` ranked by reach, over the
+    dataset items the index holds. The category is the item's value in ``dataset_dir``'s first side view;
+    items without one, and items of ``items`` unknown to the dataset, get empty rows. None when the
+    dataset has no side view. Scores are reach over the category's largest."""
     data = data if data is not None else load_train_data(Path(dataset_dir))
     if not data.attributes:
         return None
-    categories = next(iter(data.attributes.values()))
     to_index = index_rows(items, data.items)
-    users = reach(data)
-    listed = np.flatnonzero((to_index >= 0) & (categories >= 0))
-    # dataset rows by category, then reach (most first), then row
-    order = listed[np.lexsort((listed, -users[listed], categories[listed]))]
-    first = np.r_[True, categories[order][1:] != categories[order][:-1]] if len(order) else np.zeros(0, bool)
-    group = np.cumsum(first) - 1
-    rank = np.arange(len(order)) - np.flatnonzero(first)[group]
-    # each category's top topn + 1: the trigger, left out below, may be among them
-    top = np.full((int(first.sum()), topn + 1), -1, dtype=np.int64)
-    head = rank <= topn
-    top[group[head], rank[head]] = order[head]
-    group_of = np.full(data.n_items, -1, dtype=np.int64)
-    group_of[order] = group
+    held = np.flatnonzero(to_index >= 0)  # dataset rows the index holds
+    categories = next(iter(data.attributes.values()))[held]
+    users = reach(data)[held]
     ids = np.full((len(items), topn), -1, dtype=np.int32)
     scores = np.full((len(items), topn), -np.inf, dtype=np.float32)
-    for start in range(0, len(order), _CHUNK):
-        rows = order[start : start + _CHUNK]
-        lists = top[group_of[rows]]
-        lists[lists == rows[:, None]] = -1
-        lists = np.take_along_axis(lists, np.argsort(lists < 0, axis=1, kind="stable"), axis=1)[:, :topn]
-        known = lists >= 0
-        best = users[top[group_of[rows], 0]].astype(np.float32)[:, None]
-        ids[to_index[rows]] = np.where(known, to_index[np.maximum(lists, 0)], -1)
-        scores[to_index[rows]] = np.where(known, users[np.maximum(lists, 0)] / np.maximum(best, 1.0), -np.inf)
-    return ChannelInput(ids, scores, f"popularity by reach in category:{Path(dataset_dir).resolve()}")
+    source = f"popularity by reach in category:{Path(dataset_dir).resolve()}"
+    if len(held) == 0:
+        return ChannelInput(ids, scores, source)
+    # rows and entries are positions in ``held``; the own category comes first, then the other categories
+    ranked = in_category_map(categories, -users, topn).topn_ids
+    assert ranked is not None  # in_category_map returns a map
+    _, group = np.unique(categories, return_inverse=True)
+    largest = np.zeros(group.max() + 1, dtype=np.int64)
+    np.maximum.at(largest, group, users)
+    width = ranked.shape[1]
+    for start in range(0, len(held), _BLOCK):  # blocks bound the working memory on large catalogues
+        rows = np.arange(start, min(start + _BLOCK, len(held)))
+        lists = np.maximum(ranked[rows], 0)
+        own = (
+            (ranked[rows] >= 0)
+            & (categories[lists] == categories[rows, None])
+            & (categories[rows, None] >= 0)
+        )
+        ids[to_index[held[rows]], :width] = np.where(own, to_index[held[lists]], -1)
+        share = users[lists] / np.maximum(largest[group[rows]], 1)[:, None]
+        scores[to_index[held[rows]], :width] = np.where(own, share, -np.inf)
+    return ChannelInput(ids, scores, source)
 
 
-#: Rows of the category channel gathered at once (bounds its working memory on large catalogues).
-_CHUNK = 65_536
+#: Rows of the category channel finished at once.
+_BLOCK = 65_536
 
 
 def dataset_channels(
