@@ -423,8 +423,9 @@ def tune(
         bool,
         typer.Option(
             "--mix-only",
-            help="No search: train M2GRL once (--config, else the defaults) on the validation split and choose "
-            "only the served mix's cooc, popular and category_popular weights (writes best_mix.txt and mixes.md).",
+            help="No search: train M2GRL (--config, else the defaults) on the validation split, and on the period "
+            "before it when the log is split by time, and choose only the served mix's cooc, popular and "
+            "category_popular weights on them (writes best_mix.txt and mixes.md).",
         ),
     ] = False,
     config: Annotated[
@@ -500,7 +501,8 @@ def evaluate(
         typer.Option(
             help="A variant's general-mode mix scored through the serving code as row served-<variant>, "
             "VARIANT:MIX (e.g. 'control:m2grl=0.5,cooc=0.5'); repeatable; the first is the default variant. "
-            "MIX 'validation': chosen per seed on the validation split as m2grl tune --mix-only does. "
+            "MIX 'validation': chosen per seed on the held-out periods before the test one as m2grl tune "
+            "--mix-only does. "
             "Default: control:validation. 'none' for no served row."
         ),
     ] = None,

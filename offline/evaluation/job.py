@@ -38,7 +38,7 @@ from offline.evaluation.protocol import (
 from offline.evaluation.report import write_report
 from offline.evaluation.retrievers import RetrieverFactory, mixed_retriever, serving_retriever
 from offline.evaluation.reuse import model_trained_on
-from offline.evaluation.tune import mix_text, validation_mix, validation_split
+from offline.evaluation.tune import mix_text, validation_mix, validation_splits
 from offline.jobs.channels import dataset_channels
 from offline.jobs.train import dataset_checksum, dataset_views, select_views, train_m2grl
 
@@ -156,10 +156,15 @@ def views_of(dataset_dir: Path) -> list[str]:
 
 
 def _validation_mix(
-    held_out: Path, seed: int, workdir: Path, protocol: ProtocolConfig, m2grl_fit: M2GRLFitter
+    held_outs: Sequence[Path], seed: int, workdir: Path, protocol: ProtocolConfig, m2grl_fit: M2GRLFitter
 ) -> dict[str, float]:
-    """The served mix chosen for ``seed`` on the validation split ``held_out``, its model in ``workdir``."""
-    mix, rows = validation_mix(held_out, m2grl_fit(held_out, "m2grl", seed, workdir), protocol)
+    """The served mix chosen for ``seed`` on the held-out periods ``held_outs`` (the validation split
+    first), their models in ``workdir``."""
+    models = [
+        (h, m2grl_fit(h, "m2grl", seed, workdir if i == 0 else workdir / f"period{i + 1}"))
+        for i, h in enumerate(held_outs)
+    ]
+    mix, rows = validation_mix(models, protocol)
     log.info("served mix for seed %d chosen on validation: %s (of %d)", seed, mix_text(mix), len(rows))
     return mix
 
@@ -266,7 +271,7 @@ def evaluate(
         f"{SERVED_PREFIX}{v}": mix if mix == VALIDATION_MIX else check_mix(mix, f"served[{v!r}]")  # type: ignore[arg-type]
         for v, mix in (served if served is not None else DEFAULT_SERVED).items()
     }
-    held_out: Path | None = None  # the validation split, prepared when a mix is chosen on it
+    held_outs: list[Path] = []  # the held-out periods, prepared when a mix is chosen on them
     chosen_mixes: dict[int, dict[str, float]] = {}  # seed -> the mix chosen on validation
     served_mixes: dict[str, dict[int, str]] = {}  # row -> seed -> the mix it served
     # served rows right after the M2GRL variants, before the baselines
@@ -292,9 +297,9 @@ def evaluate(
             mix = mixes[method]
             if isinstance(mix, str):
                 if seed not in chosen_mixes:
-                    held_out = held_out or validation_split(dataset_dir, workdir / "validation")
+                    held_outs = held_outs or validation_splits(dataset_dir, workdir / "validation")
                     chosen_mixes[seed] = _validation_mix(
-                        held_out, seed, workdir / "validation", protocol, m2grl_fit
+                        held_outs, seed, workdir / "validation", protocol, m2grl_fit
                     )
                 mix = chosen_mixes[seed]
             served_mixes.setdefault(method, {})[seed] = mix_text(mix)

@@ -7,10 +7,14 @@ and scores HitRate@50 of the served general mode (``offline.evaluation``) on the
 
 Then the served mix: the best trial's model is merged with the co-occurrence, popularity and category
 popularity channels of the same held-out dataset (``index.channels``, as ``build-index --channels`` serves
-them) at each (cooc, popular, category_popular) triple of weights of the space, and the triple with the
-best HitRate@50 of the merged answer is chosen (ties go to the triple nearest the default mix,
-``offline.jobs.channels.DEFAULT_MIX``; a dataset without a side view has no category channel and scores
-only its triples at weight 0).
+them) at each (cooc, popular, category_popular) triple of weights of the space. A log split by time also
+gives the period before the validation one (:data:`MIX_PERIODS`), with a model of the same settings
+trained on what precedes it; each triple's scores are pooled over the periods' users, since one period's
+few hundred users leave the choice to chance. The triple with the best HitRate@50 + Recall@50 of the
+merged answer is chosen: the channel weights trade the two (a shared popular list hits many users but
+few of each user's items). Ties go to the triple nearest the default mix
+(``offline.jobs.channels.DEFAULT_MIX``); a dataset without a side view has no category channel and scores
+only its triples at weight 0.
 
 Writes into the output folder: ``trials.md`` and ``trials.json`` (every trial: settings, HitRate@50,
 Recall@50, seconds; every mix scored), ``best.toml`` (the chosen ``M2GRLConfig`` fields, read by ``m2grl
@@ -37,7 +41,7 @@ from core.layout import DatasetLayout
 from core.manifests import DatasetManifest
 from model.config import M2GRLConfig
 from offline.baselines.base import ItemModel
-from offline.data.config import PrepareConfig
+from offline.data.config import BadInputError, PrepareConfig
 from offline.evaluation.config import ProtocolConfig
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,11 @@ log = logging.getLogger(__name__)
 #: Derived columns of a dataset's events table that ``prepare_dataset`` computes again.
 _DERIVED = ("session", "split")
 OBJECTIVE = "HitRate@50"
+#: What the mix search maximises: the sum of these scores of the merged answer.
+MIX_OBJECTIVE = ("HitRate@50", "Recall@50")
+#: Held-out periods the mix is chosen on, counting back from the test period, where the log is split by
+#: time and long enough (a log split per user has one).
+MIX_PERIODS = 2
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ class TuneSpace:
     #: always draws on both channels
     cooc_weights: tuple[float, ...] = (0.25, 0.5, 0.75)
     #: weights of the popular channel beside them (0: left out)
-    popular_weights: tuple[float, ...] = (0.0, 0.25, 0.35, 0.5)
+    popular_weights: tuple[float, ...] = (0.0, 0.25, 0.35, 0.5, 0.75, 1.0)
     #: weights of the category channel beside them (0: left out)
     category_popular_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
 
@@ -84,12 +93,15 @@ def prepare_config_from_manifest(manifest: DatasetManifest) -> PrepareConfig:
     return PrepareConfig(**stored)
 
 
-def held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path, *, fresh: bool = False) -> Path:
-    """The dataset re-prepared with session gap ``gap_s`` and its target one period back (cached in
-    ``workdir`` unless ``fresh``)."""
+def held_out_dataset(
+    dataset_dir: Path, gap_s: int, workdir: Path, *, fresh: bool = False, back: int = 1
+) -> Path:
+    """The dataset re-prepared with session gap ``gap_s`` and as held-out part the period ``back`` periods
+    before its test one (1: the validation period; more needs a log split by time), cached in ``workdir``
+    unless ``fresh``. Raises ``BadInputError`` when no training part would be left."""
     from offline.data.prepare import prepare_dataset
 
-    out = workdir / f"valid-gap{gap_s}"
+    out = workdir / (f"valid-gap{gap_s}" if back == 1 else f"valid{back}-gap{gap_s}")
     if (out / "manifest.json").exists() and not fresh:
         return out
     layout = DatasetLayout(dataset_dir)
@@ -97,16 +109,39 @@ def held_out_dataset(dataset_dir: Path, gap_s: int, workdir: Path, *, fresh: boo
     config = prepare_config_from_manifest(manifest)
     events = pq.read_table(layout.events)
     events = events.drop_columns([c for c in _DERIVED if c in events.column_names])
+    start = int(pc.min(events["timestamp"]).as_py())
+    end = manifest.split.get("end")
+    end_ts = int(end) if config.split == "global_time" and end is not None else None  # split by time
+    period = round(config.test_days * 86_400)
     changes: dict[str, Any] = {"target": "valid"}
-    if manifest.target == "valid":
+    if back > 1:
+        if end_ts is None:
+            raise ValueError(f"only a log split by time has periods before its validation one (back={back})")
+        # Events up to the end of the period after the held-out one, whose validation period it is.
+        cut = end_ts - (back - 1) * period
+        changes["time_window"] = (min(start, cut - 1), cut)
+    elif manifest.target == "valid":
         # Its events end where the validation period does: that period becomes the held-out one.
         changes["target"] = "test"
-        end = manifest.split.get("end")
-        if config.split == "global_time" and end is not None:
-            start = int(pc.min(events["timestamp"]).as_py())
-            changes["time_window"] = (min(start, int(end) - 1), int(end) - round(config.test_days * 86_400))
+        if end_ts is not None:
+            changes["time_window"] = (min(start, end_ts - 1), end_ts - period)
     config = config.with_session_gap(gap_s).replace(**changes)
     return prepare_dataset(events, out, config, overwrite=True)
+
+
+def held_out_periods(dataset_dir: Path, gap_s: int, workdir: Path, *, fresh: bool = False) -> list[Path]:
+    """The held-out datasets (:func:`held_out_dataset`) the served mix is chosen on: the validation period
+    and, for a log split by time, the periods before it up to :data:`MIX_PERIODS`, while each leaves a
+    training part."""
+    periods = [held_out_dataset(dataset_dir, gap_s, workdir, fresh=fresh)]
+    split = DatasetManifest.read(dataset_dir).split
+    if split.get("kind") == "global_time" and split.get("end") is not None:
+        for back in range(2, MIX_PERIODS + 1):
+            try:
+                periods.append(held_out_dataset(dataset_dir, gap_s, workdir, fresh=fresh, back=back))
+            except BadInputError:  # the log is too short to hold that period out
+                break
+    return periods
 
 
 def _score(
@@ -115,8 +150,8 @@ def _score(
     mixes: Sequence[Mapping[str, float]] = (),
     protocol: ProtocolConfig | None = None,
 ) -> list[dict[str, float]]:
-    """HitRate@50 and Recall@50 of the model's served general mode alone, then merged by each of
-    ``mixes`` with the dataset's channels."""
+    """HitRate@50 and Recall@50 (and the users scored) of the model's served general mode alone, then
+    merged by each of ``mixes`` with the dataset's channels."""
     from offline.baselines.base import load_train_data
     from offline.evaluation.job import load_eval_data
     from offline.evaluation.protocol import evaluate_retriever
@@ -134,7 +169,7 @@ def _score(
     out = []
     for retriever in retrievers:
         scores = evaluate_retriever(data, retriever, "general", protocol)
-        out.append({"HitRate@50": scores["HitRate@50"], "Recall@50": scores["Recall@50"]})
+        out.append({k: scores[k] for k in ("HitRate@50", "Recall@50", "users")})
     return out
 
 
@@ -168,23 +203,51 @@ def weight_triples(space: TuneSpace, *, categories: bool) -> list[tuple[float, f
     return [(c, p, q) for c in space.cooc_weights for p in space.popular_weights for q in qs]
 
 
-def validation_split(dataset_dir: Path, workdir: Path) -> Path:
-    """``dataset_dir`` re-prepared into ``workdir`` with its own session gap and its target one period back:
-    its held-out part is the validation period. Kept while newer than ``dataset_dir`` (a re-prepared
-    source is prepared again; an unchanged one keeps the byte-identical inputs its models were trained on)."""
+def validation_splits(dataset_dir: Path, workdir: Path) -> list[Path]:
+    """``dataset_dir`` re-prepared into ``workdir`` with its own session gap, once per held-out period
+    the mix is chosen on (:func:`held_out_periods`; the first is the validation split). Kept while newer
+    than ``dataset_dir`` (a re-prepared source is prepared again; an unchanged one keeps the
+    byte-identical inputs its models were trained on)."""
     gap = prepare_config_from_manifest(DatasetManifest.read(dataset_dir)).session_gap_s
     kept = workdir / f"valid-gap{gap}" / "manifest.json"
     stale = not kept.exists() or kept.stat().st_mtime < DatasetLayout(dataset_dir).manifest.stat().st_mtime
-    return held_out_dataset(dataset_dir, gap, workdir, fresh=stale)
+    return held_out_periods(dataset_dir, gap, workdir, fresh=stale)
+
+
+def pooled_scores(
+    held_outs: Sequence[tuple[Path, ItemModel]], space: TuneSpace, protocol: ProtocolConfig | None = None
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """:func:`score_mixes` on each held-out dataset with the model trained on its train part, pooled:
+    each score is the mean over the periods weighted by their users, and ``users`` their sum."""
+    scored = [score_mixes(held_out, model, space, protocol) for held_out, model in held_outs]
+    alone = pool_by_users([a for a, _ in scored])
+    rows = [
+        {**per_period[0], **pool_by_users(per_period)}
+        for per_period in zip(*(r for _, r in scored), strict=True)
+    ]
+    return alone, rows
+
+
+def pool_by_users(scores: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The :data:`MIX_OBJECTIVE` scores of several held-out periods as one: means weighted by each
+    period's ``users`` (as if scored on all their users at once), and the users summed."""
+    users = sum(float(s["users"]) for s in scores)
+    pooled = {
+        k: sum(float(s[k]) * float(s["users"]) for s in scores) / max(users, 1.0) for k in MIX_OBJECTIVE
+    }
+    return {**pooled, "users": users}
 
 
 def validation_mix(
-    held_out: Path, model: ItemModel, protocol: ProtocolConfig | None = None, space: TuneSpace | None = None
+    held_outs: Sequence[tuple[Path, ItemModel]],
+    protocol: ProtocolConfig | None = None,
+    space: TuneSpace | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """The served mix chosen on a held-out dataset (:func:`validation_split`) for ``model``, trained on its
-    train part: every triple of weights of ``space`` is scored under ``protocol`` and the best
-    HitRate@50 wins (ties: nearest the default mix). Returns the mix and every triple's row."""
-    _, rows = score_mixes(held_out, model, space or TuneSpace(), protocol)
+    """The served mix chosen on the held-out datasets (:func:`validation_splits`), each with the model
+    trained on its train part: every triple of weights of ``space`` is scored under ``protocol``, pooled
+    over the periods (:func:`pooled_scores`), and the best :data:`MIX_OBJECTIVE` wins (ties: nearest the
+    default mix). Returns the mix and every triple's pooled row."""
+    _, rows = pooled_scores(held_outs, space or TuneSpace(), protocol)
     return served_mix(*best_weights(rows)), rows
 
 
@@ -205,8 +268,8 @@ _SEARCHED = ("cooc", "popular", "category_popular")
 
 
 def best_weights(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float, float]:
-    """The (cooc, popular, category_popular) weights of the row with the best HitRate@50; ties go to the
-    triple nearest the default mix (a row without a category weight has it at 0)."""
+    """The (cooc, popular, category_popular) weights of the row with the best :data:`MIX_OBJECTIVE`; ties
+    go to the triple nearest the default mix (a row without a category weight has it at 0)."""
     from offline.jobs.channels import DEFAULT_MIX
 
     def weights(r: Mapping[str, Any]) -> tuple[float, float, float]:
@@ -216,25 +279,37 @@ def best_weights(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float, float
     def distance(r: Mapping[str, Any]) -> float:
         return sum(abs(w - DEFAULT_MIX.get(c, 0.0)) for c, w in zip(_SEARCHED, weights(r), strict=True))
 
-    return weights(max(rows, key=lambda r: (float(r[OBJECTIVE]), -distance(r))))
+    def objective(r: Mapping[str, Any]) -> float:
+        return sum(float(r[k]) for k in MIX_OBJECTIVE)
+
+    return weights(max(rows, key=lambda r: (objective(r), -distance(r))))
+
+
+def _fit(held_out: Path, model_dir: Path, config: M2GRLConfig) -> ItemModel:
+    """``config`` trained on ``held_out``'s train part, served as the index serves it."""
+    from offline.jobs.train import train_m2grl
+
+    out = Path(train_m2grl(held_out, model_dir, config, overwrite=True))
+    return _trained_model(out, held_out, config.norm_exponent)
 
 
 def tune_mix(dataset_dir: Path, output_dir: Path, config: M2GRLConfig | None = None) -> str:
-    """Choose only the served mix (no search): train ``config`` once on the validation split of
-    ``dataset_dir`` and score every triple of weights of the default space with it. Writes
-    ``best_mix.txt`` and ``mixes.md``; returns the mix text."""
-    from offline.jobs.train import train_m2grl
-
+    """Choose only the served mix (no search): train ``config`` once per held-out period of
+    ``dataset_dir`` (:func:`validation_splits`) and score every triple of weights of the default space
+    with it. Writes ``best_mix.txt`` and ``mixes.md``; returns the mix text."""
     config = config or M2GRLConfig()
     dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
     workdir = output_dir / "work"
-    held_out = validation_split(dataset_dir, workdir)
-    model_dir = Path(train_m2grl(held_out, workdir / "model", config, overwrite=True))
-    mix, rows = validation_mix(held_out, _trained_model(model_dir, held_out, config.norm_exponent))
+    held_outs = validation_splits(dataset_dir, workdir)
+    models = [(h, _fit(h, workdir / f"model{i}", config)) for i, h in enumerate(held_outs)]
+    mix, rows = validation_mix(models)
     shutil.rmtree(workdir, ignore_errors=True)
     text = mix_text(mix)
     atomic_write_bytes(output_dir / "best_mix.txt", (text + "\n").encode())
-    header = f"# m2grl tune --mix-only on {dataset_dir} (seed {config.trainer.seed}): the validation split\n"
+    header = (
+        f"# m2grl tune --mix-only on {dataset_dir} (seed {config.trainer.seed}): {len(held_outs)} held-out "
+        f"period(s) before the test one, {rows[0]['users']:.0f} users pooled\n"
+    )
     atomic_write_bytes(output_dir / "mixes.md", (header + mixes_markdown(rows, text)).encode())
     return text
 
@@ -309,8 +384,12 @@ def tune(
     gap = int(best.pop("session_gap_s"))
     chosen = {k: v for k, v in best.items() if k != "max_weight_ratio" or best.get("weighting") == "bounded"}
     norm_exponent = float(best.get("norm_exponent", base.norm_exponent))
-    held_out = held_out_dataset(dataset_dir, gap, workdir)
-    alone, mix_rows = score_mixes(held_out, _trained_model(best_model, held_out, norm_exponent), space)
+    # The mix on the best model and, for the earlier held-out periods, the same settings trained on each.
+    first, *earlier = held_out_periods(dataset_dir, gap, workdir)
+    best_config = base.replace(seed=seed, **chosen)
+    models = [(first, _trained_model(best_model, first, norm_exponent))]
+    models += [(h, _fit(h, workdir / f"model-period{i + 2}", best_config)) for i, h in enumerate(earlier)]
+    alone, mix_rows = pooled_scores(models, space)
     mix = mix_text(served_mix(*best_weights(mix_rows)))
     shutil.rmtree(workdir, ignore_errors=True)  # the re-prepared datasets and the trials' models
     header = (

@@ -16,7 +16,15 @@ from core.config_files import read_toml_overrides, toml_text
 from index.channels import parse_mix
 from model.config import M2GRLConfig
 from offline.data.config import PrepareConfig
-from offline.evaluation.tune import TuneSpace, best_weights, mix_text, served_mix, tune, weight_triples
+from offline.evaluation.tune import (
+    TuneSpace,
+    best_weights,
+    mix_text,
+    pool_by_users,
+    served_mix,
+    tune,
+    weight_triples,
+)
 
 TAOBAO = Path(__file__).resolve().parents[2] / "data" / "taobao-sample" / "UserBehavior_head_sample.csv.gz"
 MOVIELENS = Path(__file__).resolve().parents[2] / "data" / "movielens-small"
@@ -68,10 +76,12 @@ def test_tune_tiny_budget_writes_trials_and_a_config_train_reads(taobao: Path, t
         )
         assert served.get("category_popular", 0.0) == m["category_popular_weight"]
         assert ("category_popular" in served) == (m["category_popular_weight"] > 0)
-    assert trials["mix"]["alone"]["HitRate@50"] == pytest.approx(best_row["HitRate@50"])
-    top = max(m["HitRate@50"] for m in mixes)
+    # a log split by time: the mix is scored on the validation period and the one before it, pooled
+    alone = trials["mix"]["alone"]
+    assert alone["users"] > best_row["users"] and all(m["users"] == alone["users"] for m in mixes)
+    top = max(m["HitRate@50"] + m["Recall@50"] for m in mixes)
     chosen = parse_mix((tmp_path / "tune" / "best_mix.txt").read_text().strip())
-    best_triples = [tuple(m[w] for w in weights) for m in mixes if m["HitRate@50"] == top]
+    best_triples = [tuple(m[w] for w in weights) for m in mixes if m["HitRate@50"] + m["Recall@50"] == top]
     assert (chosen["cooc"], chosen.get("popular", 0.0), chosen.get("category_popular", 0.0)) in best_triples
     assert chosen["m2grl"] == pytest.approx(1 - chosen["cooc"]) and trials["mix"]["best"] in md
     assert not (tmp_path / "tune" / "work").exists()  # the re-prepared datasets are removed
@@ -113,9 +123,8 @@ def test_tune_mix_only_trains_once_and_writes_the_mix_build_index_reads(taobao: 
         "m2grl"
     ] == pytest.approx(1 - chosen["cooc"])
     md = (out / "mixes.md").read_text()
-    assert (
-        md.count("\n| ") == 1 + 3 * 4 * 4
-    )  # header + every (cooc, popular, category) triple of the default space
+    assert md.count("\n| ") == 1 + 3 * 6 * 4  # header + every (cooc, popular, category) triple of the space
+    assert "2 held-out period(s) before the test one" in md
     assert f"chosen {mix_text(chosen)}" in md and f"--default-mix {out / 'best_mix.txt'}" in result.output
     assert not (out / "work").exists() and not (out / "trials.json").exists()  # no search was run
 
@@ -171,29 +180,80 @@ def test_held_out_dataset_is_the_validation_period_and_never_the_test(target: st
     assert period(held, "train") == period(valid, "train")
 
 
-def test_best_weights_prefer_hitrate_then_the_default_mix() -> None:
-    rows = [
-        {"cooc_weight": 0.25, "popular_weight": 0.35, "HitRate@50": 0.6},
-        {"cooc_weight": 0.5, "popular_weight": 0.35, "HitRate@50": 0.5},
-        {"cooc_weight": 0.75, "popular_weight": 0.35, "HitRate@50": 0.6},
-        {"cooc_weight": 0.5, "popular_weight": 0.0, "HitRate@50": 0.6},
+def test_held_out_periods_go_back_one_period_at_a_time_on_a_log_split_by_time(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from offline.data.prepare import prepare_from_source
+    from offline.data.presets import preset
+    from offline.evaluation.tune import held_out_dataset, held_out_periods
+
+    def parts(root: Path) -> dict[str, tuple[int, int]]:
+        ev = pq.read_table(root / "events.parquet").to_pandas()
+        return {str(s): (int(g.min()), int(g.max())) for s, g in ev.groupby("split")["timestamp"]}
+
+    day = 86_400
+    source = prepare_from_source("taobao", TAOBAO, tmp_path / "src")
+    end = json.loads((source / "manifest.json").read_text())["split"]["end"]
+    first, second = held_out_periods(source, 3_600, tmp_path / "work")
+    # the last day is the test period, the day before it the validation one, the day before that the
+    # second held-out period; each dataset trains on what precedes its held-out day, and none reads later
+    for root, back in ((source, 0), (first, 1), (second, 2)):
+        held_out, train = parts(root)["test"], parts(root)["train"]
+        assert end - (back + 1) * day <= held_out[0] <= held_out[1] < end - back * day
+        assert train[1] < end - (back + 1) * day
+    assert json.loads((second / "manifest.json").read_text())["config"]["session_gap_s"] == 3_600
+
+    # a log split per user has one held-out period
+    movielens = prepare_from_source("movielens", MOVIELENS, tmp_path / "ml")
+    assert len(held_out_periods(movielens, 3_600, tmp_path / "ml-work")) == 1
+    with pytest.raises(ValueError, match="split by time"):
+        held_out_dataset(movielens, 3_600, tmp_path / "ml-work", back=2)
+    # 3-day periods in the sample's 9 days: the period before the validation one leaves no training part
+    config = preset("taobao").replace(test_days=3.0)
+    short = prepare_from_source("taobao", TAOBAO, tmp_path / "short", config=config)
+    assert held_out_periods(short, 3_600, tmp_path / "short-work") == [
+        tmp_path / "short-work" / "valid-gap3600"
     ]
-    # tied at 0.6: distances to the default (0.5, 0.35, no category channel) are 0.25, 0.25 and 0.35
+
+
+def test_best_weights_prefer_hitrate_plus_recall_then_the_default_mix() -> None:
+    # scores in eighths and sixteenths: their sums are exact
+    rows = [
+        {"cooc_weight": 0.25, "popular_weight": 0.35, "HitRate@50": 0.5, "Recall@50": 0.125},
+        {"cooc_weight": 0.5, "popular_weight": 0.35, "HitRate@50": 0.375, "Recall@50": 0.125},
+        {"cooc_weight": 0.75, "popular_weight": 0.35, "HitRate@50": 0.375, "Recall@50": 0.25},
+        {"cooc_weight": 0.5, "popular_weight": 0.0, "HitRate@50": 0.5, "Recall@50": 0.125},
+    ]
+    # tied at 0.625: distances to the default (0.5, 0.35, no category channel) are 0.25, 0.25 and 0.35
     assert best_weights(rows) in ((0.25, 0.35, 0.0), (0.75, 0.35, 0.0))
-    rows[1]["HitRate@50"] = 0.6
+    rows[1]["Recall@50"] = 0.25
     assert best_weights(rows) == (0.5, 0.35, 0.0)
-    rows[3]["HitRate@50"] = 0.61
+    # more hits (0.4375 against 0.375) do not win when they cost more recall than they bring
+    rows[3].update({"HitRate@50": 0.4375, "Recall@50": 0.0625})
+    assert best_weights(rows) == (0.5, 0.35, 0.0)
+    rows[3]["HitRate@50"] = 0.625
     assert best_weights(rows) == (0.5, 0.0, 0.0)
     # the category weight counts in the distance too: 0.25 away from the default
     rows.append(
-        {"cooc_weight": 0.5, "popular_weight": 0.0, "category_popular_weight": 0.25, "HitRate@50": 0.61}
-    )
+        {"cooc_weight": 0.5, "popular_weight": 0.0, "category_popular_weight": 0.25, "HitRate@50": 0.625,
+         "Recall@50": 0.0625}
+    )  # fmt: skip
     assert best_weights(rows) == (0.5, 0.0, 0.0)
-    rows[-1]["HitRate@50"] = 0.62
+    rows[-1]["Recall@50"] = 0.125
     assert best_weights(rows) == (0.5, 0.0, 0.25)
     assert served_mix(0.5, 0.0, 0.25) == {"m2grl": 0.5, "cooc": 0.5, "category_popular": 0.25}
     assert mix_text({"m2grl": 0.75, "cooc": 0.25}) == "m2grl=0.75,cooc=0.25"
     assert parse_mix(mix_text({"m2grl": 0.75, "cooc": 0.25})) == {"m2grl": 0.75, "cooc": 0.25}
+
+
+def test_pool_by_users_weights_each_period_by_its_users() -> None:
+    periods = [
+        {"HitRate@50": 0.2, "Recall@50": 0.1, "users": 100.0},
+        {"HitRate@50": 0.6, "Recall@50": 0.3, "users": 300.0},
+    ]
+    # (0.2 * 100 + 0.6 * 300) / 400 = 0.5; (0.1 * 100 + 0.3 * 300) / 400 = 0.25
+    assert pool_by_users(periods) == pytest.approx({"HitRate@50": 0.5, "Recall@50": 0.25, "users": 400.0})
+    assert pool_by_users(periods[:1]) == pytest.approx(periods[0])
 
 
 def test_weight_triples_leave_the_category_channel_out_without_a_side_view() -> None:
