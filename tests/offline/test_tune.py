@@ -310,3 +310,32 @@ def test_the_default_served_row_serves_the_mix_chosen_on_the_validation_split(tm
     fixed = json.loads((tmp_path / "fixed" / "report.json").read_text())
     assert fixed["methods"]["served-control"]["mean"] == report["methods"]["served-control"]["mean"]
     assert fixed["served_mixes"]["served-control"]["0"] == chosen
+
+
+def test_the_served_row_of_a_log_split_by_time_chooses_its_mix_on_two_held_out_periods(
+    taobao: Path, tmp_path: Path
+) -> None:
+    from core.layout import DatasetLayout
+    from offline.baselines.base import ItemModel
+    from offline.evaluation.config import ProtocolConfig
+    from offline.evaluation.job import evaluate
+
+    fitted: list[tuple[str, int, int]] = []
+
+    def random_m2grl(dataset_dir: Path, method: str, seed: int, workdir: Path) -> ItemModel:
+        manifest = json.loads((dataset_dir / "manifest.json").read_text())
+        fitted.append((manifest["target"], manifest["time_range"][1], seed))
+        n = len(np.load(DatasetLayout(dataset_dir).vocab("item")))
+        return ItemModel(
+            vectors=np.random.default_rng([seed, n]).standard_normal((n, 8)).astype(np.float32), metric="ip"
+        )
+
+    evaluate(taobao, tmp_path / "report", methods=["popularity"], seeds=(0,), protocol=ProtocolConfig(ks=(50,)),
+             m2grl_fit=random_m2grl, workdir=tmp_path / "models")  # fmt: skip
+    # the test dataset's model, then one per held-out period: the validation one and the one before it,
+    # each from a log that ends a day earlier than the one before
+    (test, test_end, _), (valid, valid_end, _), (earlier, earlier_end, _) = fitted
+    assert (test, valid, earlier) == ("test", "valid", "valid")
+    assert test_end == valid_end and earlier_end < valid_end - 12 * 3_600
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert parse_mix(report["served_mixes"]["served-control"]["0"])["m2grl"] > 0
