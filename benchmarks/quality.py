@@ -81,7 +81,7 @@ NOTES = [
     "(exclude-seen 1.58 / 1.98 / 2.72 / 2.68 / 2.28, with the popular list ranked by events; ranked by reach, "
     "the best cell is 4.17): the best weight differs by log, so no fixed one serves "
     "both. The category channel lifts the best cell to 47.45 on Taobao and 5.40 on its exclude-seen protocol, "
-    "and is given weight 0 on MovieLens, whose genre lists hold 3.0% of the ground truth "
+    "and is given weight 0 on MovieLens, whose genre lists hold 3.0% of the ground truth. "
     "Choosing on one period left the Taobao exclude-seen mix below the popular list on the period "
     "before it (5.44 against 6.70 HR@50); pooled with it, the chosen mix is above the list on both "
     "(reports/quality-research.md, sections 6, 12, 13, 17, 18 and 19).",
