@@ -423,7 +423,7 @@ def tune(
 
 
 def mixes_markdown(rows: Sequence[Mapping[str, Any]], chosen: str) -> str:
-    """The served mixes scored on the best trial's model, one line each."""
+    """The served mixes scored (pooled over the held-out periods), one line each."""
     lines = [
         "",
         f"## Served mix (the trained model with the cooc, popular and category channels): chosen {chosen}",
