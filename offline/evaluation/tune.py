@@ -308,7 +308,7 @@ def tune_mix(dataset_dir: Path, output_dir: Path, config: M2GRLConfig | None = N
     atomic_write_bytes(output_dir / "best_mix.txt", (text + "\n").encode())
     header = (
         f"# m2grl tune --mix-only on {dataset_dir} (seed {config.trainer.seed}): {len(held_outs)} held-out "
-        f"period(s) before the test one, {rows[0]['users']:.0f} users pooled\n"
+        f"period(s) before the test one, {rows[0]['users']:.0f} users{' pooled' if len(held_outs) > 1 else ''}\n"
     )
     atomic_write_bytes(output_dir / "mixes.md", (header + mixes_markdown(rows, text)).encode())
     return text

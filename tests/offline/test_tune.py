@@ -124,7 +124,7 @@ def test_tune_mix_only_trains_once_and_writes_the_mix_build_index_reads(taobao: 
     ] == pytest.approx(1 - chosen["cooc"])
     md = (out / "mixes.md").read_text()
     assert md.count("\n| ") == 1 + 3 * 6 * 4  # header + every (cooc, popular, category) triple of the space
-    assert "2 held-out period(s) before the test one" in md
+    assert "2 held-out period(s) before the test one" in md and " users pooled" in md
     assert f"chosen {mix_text(chosen)}" in md and f"--default-mix {out / 'best_mix.txt'}" in result.output
     assert not (out / "work").exists() and not (out / "trials.json").exists()  # no search was run
 
