@@ -110,8 +110,7 @@ def held_out_dataset(
     events = pq.read_table(layout.events)
     events = events.drop_columns([c for c in _DERIVED if c in events.column_names])
     start = int(pc.min(events["timestamp"]).as_py())
-    end = manifest.split.get("end")
-    end_ts = int(end) if config.split == "global_time" and end is not None else None  # split by time
+    end_ts = _time_split_end(manifest)
     period = round(config.test_days * 86_400)
     changes: dict[str, Any] = {"target": "valid"}
     if back > 1:
@@ -129,13 +128,18 @@ def held_out_dataset(
     return prepare_dataset(events, out, config, overwrite=True)
 
 
+def _time_split_end(manifest: DatasetManifest) -> int | None:
+    """The exclusive end of the data period of a dataset split by time; None for a split per user."""
+    end = manifest.split.get("end")
+    return int(end) if manifest.split.get("kind") == "global_time" and end is not None else None
+
+
 def held_out_periods(dataset_dir: Path, gap_s: int, workdir: Path, *, fresh: bool = False) -> list[Path]:
     """The held-out datasets (:func:`held_out_dataset`) the served mix is chosen on: the validation period
     and, for a log split by time, the periods before it up to :data:`MIX_PERIODS`, while each leaves a
     training part."""
     periods = [held_out_dataset(dataset_dir, gap_s, workdir, fresh=fresh)]
-    split = DatasetManifest.read(dataset_dir).split
-    if split.get("kind") == "global_time" and split.get("end") is not None:
+    if _time_split_end(DatasetManifest.read(dataset_dir)) is not None:
         for back in range(2, MIX_PERIODS + 1):
             try:
                 periods.append(held_out_dataset(dataset_dir, gap_s, workdir, fresh=fresh, back=back))
